@@ -1,0 +1,238 @@
+"""Checkpoint -> self-describing ONNX scorer, with a parity check against PyTorch.
+
+The written graph takes ``x`` float32 [B, 1, S, S] in [0, 1] (dynamic B) and
+returns ``residual`` [B, 1, S, S] and ``score`` [B] (see
+:class:`btd_core.residual.OneStepResidual`); its ``metadata_props`` hold the
+:class:`btd_core.model_card.ModelCard`.  The file is moved into place only
+after onnxruntime's output matched the library's own ``p_sample(x, 0)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from btd_core import __version__
+from btd_core.checkpoint import LoadedCheckpoint, load_checkpoint
+from btd_core.diffusion import identify_beta_schedule, library_version
+from btd_core.model_card import REDUCTIONS, ModelCard
+from btd_core.profiles import ModalityProfile, profile_for
+from btd_core.residual import OneStepResidual, p_sample_residual, reduce_residual, t0_constants
+from btd_core.scorer import Scorer
+
+from .sample_patches import parity_patches
+
+OPSET = 18
+RESIDUAL_ATOL = 1e-5
+"""Largest accepted |residual difference| between ONNX and ``p_sample``, model space."""
+SCORE_RTOL = 1e-4
+"""Largest accepted relative score difference between ONNX and ``p_sample``."""
+
+
+class ExportError(RuntimeError):
+    """The export could not be made or did not match PyTorch; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """How closely the exported graph, run by onnxruntime on the CPU, matches PyTorch.
+
+    Differences are against ``GaussianDiffusion.p_sample(x, 0)`` of the library itself.
+    """
+
+    patches: int
+    max_abs_residual: float
+    max_rel_score: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_residual <= RESIDUAL_ATOL and self.max_rel_score <= SCORE_RTOL
+
+    def describe(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        return (
+            f"parity vs PyTorch p_sample(x, 0) on {self.patches} real-looking patches: "
+            f"max |residual diff| {self.max_abs_residual:.2e} (limit {RESIDUAL_ATOL:.0e}), "
+            f"max relative score diff {self.max_rel_score:.2e} (limit {SCORE_RTOL:.0e}): {verdict}"
+        )
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What one export produced."""
+
+    path: Path
+    card: ModelCard
+    parity: ParityReport
+    seconds: float
+    size_bytes: int
+    modality_source: str
+
+
+def resolve_modality(
+    requested: str | None, checkpoint: LoadedCheckpoint
+) -> tuple[ModalityProfile, str]:
+    """The modality profile to export with, and where that choice came from.
+
+    Order: the ``--modality`` flag; the checkpoint's own ``btd`` metadata; the
+    released files' names (``CT_model.pt``, ``MRI_model.pt``).
+    """
+    if requested:
+        return profile_for(requested), "the --modality option"
+    if checkpoint.extra.get("modality"):
+        return profile_for(str(checkpoint.extra["modality"])), "the checkpoint's btd metadata"
+    match = re.match(r"(ct|mri?)[_\-.]", checkpoint.name.lower())
+    if match:
+        return profile_for(match.group(1)), f"the file name {checkpoint.name!r}"
+    raise ExportError(
+        f"cannot tell whether {checkpoint.name} is a CT or an MRI model: pass --modality ct|mri"
+    )
+
+
+def build_card(
+    checkpoint: LoadedCheckpoint, profile: ModalityProfile, reduction: str, opset: int
+) -> ModelCard:
+    """The model card for ``checkpoint`` exported with ``profile`` and ``reduction``."""
+    diffusion = checkpoint.diffusion
+    return ModelCard(
+        modality=profile.name,
+        patch_size=profile.patch_size,
+        window_low=profile.window_low,
+        window_high=profile.window_high,
+        window_unit=profile.unit,
+        reduction=reduction,
+        weights=checkpoint.weights,
+        beta_schedule=identify_beta_schedule(diffusion.betas),
+        timesteps=int(diffusion.num_timesteps),
+        source_name=checkpoint.name,
+        source_sha256=checkpoint.sha256,
+        source_step=checkpoint.step,
+        source_library_version=checkpoint.library_version,
+        exporter_version=__version__,
+        torch_version=torch.__version__,
+        diffusion_library_version=library_version(),
+        opset=opset,
+        exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **t0_constants(diffusion),
+    )
+
+
+def write_graph(graph: OneStepResidual, size: int, path: Path, card: ModelCard) -> None:
+    """Export ``graph`` to ONNX at ``path`` (one file) with ``card`` as metadata."""
+    example = torch.rand(2, 1, size, size)
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            graph,
+            (example,),
+            input_names=["x"],
+            output_names=["residual", "score"],
+            dynamic_shapes={"x01": {0: batch}},
+            opset_version=card.opset,
+            dynamo=True,
+        )
+    if program is None:
+        raise ExportError("torch.onnx.export returned no program")
+    model = program.model_proto
+    model.doc_string = (
+        "BTD scorer: x [B,1,S,S] in [0,1] -> residual [B,1,S,S] (model space), score [B]. "
+        "See metadata btd.*"
+    )
+    model.producer_name = "btd-export"
+    model.producer_version = __version__
+    del model.metadata_props[:]
+    for key, value in card.to_metadata().items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+
+
+def check_parity(checkpoint: LoadedCheckpoint, onnx_path: Path) -> ParityReport:
+    """Run the exported file with onnxruntime (CPU) and compare with ``p_sample(x, 0)``."""
+    scorer = Scorer(onnx_path, provider="cpu")
+    patches = parity_patches(scorer.card.profile)
+    result = scorer.score(patches, with_residuals=True)
+    reference = p_sample_residual(checkpoint.diffusion, torch.from_numpy(patches))
+    ref_scores = reduce_residual(reference, scorer.card.reduction).numpy()
+    assert result.residuals is not None
+    abs_diff = float(np.abs(result.residuals - reference.numpy()).max())
+    rel_diff = float(
+        (np.abs(result.scores - ref_scores) / np.maximum(np.abs(ref_scores), 1e-30)).max()
+    )
+    return ParityReport(patches=len(patches), max_abs_residual=abs_diff, max_rel_score=rel_diff)
+
+
+def export_scorer(
+    checkpoint_path: str | Path,
+    output: str | Path,
+    *,
+    modality: str | None = None,
+    weights: str = "model",
+    reduction: str = "mean_sq",
+    opset: int = OPSET,
+) -> ExportResult:
+    """Export a checkpoint to a self-describing ONNX scorer at ``output``.
+
+    Parameters
+    ----------
+    checkpoint_path:
+        Upstream ``CT_model.pt`` / ``MRI_model.pt`` or this project's checkpoint.
+    output:
+        The ``.onnx`` file to write (replaced if present, only after parity passed).
+    modality:
+        ``"ct"`` or ``"mri"``; default from the checkpoint or its file name.
+    weights:
+        ``"model"`` (upstream's choice, default) or ``"ema"``.
+    reduction:
+        Score reduction, one of :data:`btd_core.model_card.REDUCTIONS`.
+
+    Raises
+    ------
+    btd_core.checkpoint.CheckpointError
+        The checkpoint cannot be loaded.
+    ExportError
+        The modality is unknown, or ONNX does not match PyTorch; nothing is written.
+    """
+    if reduction not in REDUCTIONS:
+        raise ExportError(f"unknown reduction {reduction!r}; choose from {', '.join(REDUCTIONS)}")
+    started = time.perf_counter()
+    output = Path(output)
+    checkpoint = load_checkpoint(checkpoint_path, weights=weights)
+    profile, modality_source = resolve_modality(modality, checkpoint)
+    if checkpoint.extra.get("image_size", profile.patch_size) != profile.patch_size:
+        raise ExportError(
+            f"the checkpoint was trained on {checkpoint.extra['image_size']} px patches, "
+            f"but {profile.name} uses {profile.patch_size} px"
+        )
+    card = build_card(checkpoint, profile, reduction, opset)
+    graph = OneStepResidual(checkpoint.diffusion, reduction).eval()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        write_graph(graph, profile.patch_size, partial, card)
+        parity = check_parity(checkpoint, partial)
+        if not parity.passed:
+            raise ExportError(f"the ONNX scorer does not match PyTorch: {parity.describe()}")
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return ExportResult(
+        path=output,
+        card=card,
+        parity=parity,
+        seconds=time.perf_counter() - started,
+        size_bytes=output.stat().st_size,
+        modality_source=modality_source,
+    )

@@ -1,0 +1,45 @@
+"""Real-looking patches for the export's parity check, from scans bundled with pydicom.
+
+No download: ``CT_small.dcm`` (128 x 128 chest CT) and ``MR_small.dcm`` (64 x 64 MR)
+ship inside the pydicom wheel.  The patches exercise the whole input range,
+including pixels at the window's lower edge (air), where the clamp bites.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.data import get_testdata_file
+from pydicom.pixels import apply_modality_lut
+
+from btd_core.profiles import ModalityProfile
+
+_SOURCE = {"ct": "CT_small.dcm", "mri": "MR_small.dcm"}
+
+
+def _windowed_slice(profile: ModalityProfile) -> np.ndarray:
+    """The bundled slice of the profile's modality, windowed to [0, 1], float32."""
+    dataset = pydicom.dcmread(get_testdata_file(_SOURCE[profile.name]))
+    values = apply_modality_lut(dataset.pixel_array, dataset).astype(np.float32)
+    if profile.name == "ct":
+        return profile.to_unit_range(values)
+    low, high = np.percentile(values, [1.0, 99.0])
+    return np.clip((values - low) / max(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+def parity_patches(profile: ModalityProfile) -> np.ndarray:
+    """Six patches [6, 1, S, S] in [0, 1]: four corners and the centre of a real slice, and air.
+
+    The slice is resized (bicubic) so that its side is 1.5 S before cropping.
+    """
+    size = profile.patch_size
+    image = _windowed_slice(profile)
+    side = size * 3 // 2
+    image = np.asarray(Image.fromarray(image).resize((side, side), Image.BICUBIC))
+    image = np.clip(image, 0.0, 1.0)
+    offsets = [(0, 0), (0, side - size), (side - size, 0), (side - size, side - size)]
+    offsets.append(((side - size) // 2, (side - size) // 2))
+    patches = [image[r : r + size, c : c + size] for r, c in offsets]
+    patches.append(np.zeros((size, size), dtype=np.float32))
+    return np.stack(patches)[:, None].astype(np.float32)
