@@ -140,5 +140,5 @@ def _decode(raw: str, type_name: object) -> Any:
         if kind == "float":
             return float(raw)
     except ValueError as err:
-        raise ModelCardError(f"model card value {raw!r} is not a {kind}") from err
+        raise ModelCardError(f"model card value {raw!r} is not a valid {kind}") from err
     return raw

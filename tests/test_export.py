@@ -1,0 +1,134 @@
+"""btd-export end to end: released-layout checkpoint -> ONNX that scores like the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="needs the train extra")
+onnx = pytest.importorskip("onnx")
+
+from btd_core.model_card import ModelCard  # noqa: E402
+from btd_core.profiles import CT, MRI  # noqa: E402
+from btd_core.residual import p_sample_residual  # noqa: E402
+from btd_core.scorer import Scorer  # noqa: E402
+from export.cli import main as export_main  # noqa: E402
+from export.onnx_export import ExportError, resolve_modality  # noqa: E402
+from export.sample_patches import parity_patches  # noqa: E402
+
+
+def _ct_like_batch(batch: int, seed: int) -> np.ndarray:
+    """Real CT patches with a bright blob and Gaussian noise: not the export's own check input."""
+    rng = np.random.default_rng(seed)
+    base = parity_patches(CT)
+    picks = base[rng.integers(0, len(base), batch)].copy()
+    yy, xx = np.mgrid[:96, :96]
+    for patch in picks:
+        cy, cx = rng.integers(20, 76, 2)
+        patch[0] += 0.3 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 40.0)
+        patch[0] += rng.normal(0, 0.01, (96, 96))
+    return np.clip(picks, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 17])
+def test_onnx_matches_library_p_sample(ct_onnx: Path, loaded_checkpoint, batch: int):
+    x = _ct_like_batch(batch, seed=batch)
+    scorer = Scorer(ct_onnx, provider="cpu", batch_size=8)
+    result = scorer.score(x, with_residuals=True)
+    reference = p_sample_residual(loaded_checkpoint.diffusion, torch.from_numpy(x)).numpy()
+    assert result.residuals is not None and result.residuals.shape == (batch, 1, 96, 96)
+    np.testing.assert_allclose(result.residuals, reference, atol=1e-5, rtol=0)
+    ref_scores = (reference.astype(np.float64) ** 2).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(result.scores, ref_scores, rtol=1e-4)
+
+
+def test_graph_shape_is_the_contract(ct_onnx: Path):
+    model = onnx.load(str(ct_onnx))
+    (x,) = model.graph.input
+    assert x.name == "x"
+    dims = [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim]
+    assert dims[1:] == [1, 96, 96] and isinstance(dims[0], str)
+    assert [o.name for o in model.graph.output] == ["residual", "score"]
+
+
+def test_model_card_round_trips_through_the_file(ct_onnx: Path, upstream_checkpoint: Path):
+    import hashlib
+
+    card = Scorer(ct_onnx, provider="cpu").card
+    assert card.modality == "ct" and card.patch_size == 96
+    assert (card.window_low, card.window_high, card.window_unit) == (-700.0, 2000.0, "HU")
+    assert card.reduction == "mean_sq" and card.weights == "model"
+    assert card.source_sha256 == hashlib.sha256(upstream_checkpoint.read_bytes()).hexdigest()
+    assert card.source_name == "CT_model.pt" and card.source_step == 1
+    assert card.beta_schedule == "sigmoid" and card.timesteps == 1000
+    assert card.posterior_mean_coef1_0 == 1.0 and card.posterior_mean_coef2_0 == 0.0
+    metadata = {p.key: p.value for p in onnx.load(str(ct_onnx)).metadata_props}
+    assert ModelCard.from_metadata(metadata) == card
+    assert card.profile == CT
+
+
+def test_ema_mri_export(upstream_checkpoint: Path, tmp_path: Path, capsys):
+    out = tmp_path / "mri_ema.onnx"
+    assert (
+        export_main(
+            [
+                str(upstream_checkpoint),
+                "-o",
+                str(out),
+                "--ema",
+                "--modality",
+                "mri",
+                "--reduction",
+                "mean_abs",
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "PASS" in printed and "wrote" in printed
+    scorer = Scorer(out, provider="cpu")
+    assert (scorer.card.weights, scorer.card.modality, scorer.card.patch_size) == (
+        "ema",
+        "mri",
+        128,
+    )
+    assert scorer.card.reduction == "mean_abs"
+    assert scorer.card.profile == MRI
+    assert scorer.score(parity_patches(MRI)).scores.shape == (6,)
+
+
+def test_export_of_a_bad_checkpoint_writes_nothing(tmp_path: Path, capsys):
+    bad = tmp_path / "CT_model.pt"
+    bad.write_bytes(b"\x80\x02not really")
+    out = tmp_path / "out.onnx"
+    assert export_main([str(bad), "-o", str(out)]) == 1
+    assert "btd-export:" in capsys.readouterr().out
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CT_model.pt"]
+
+
+class _Named:
+    def __init__(self, name: str, extra: dict | None = None) -> None:
+        self.name = name
+        self.extra = extra or {}
+
+
+@pytest.mark.parametrize(
+    "name, extra, flag, expected",
+    [
+        ("CT_model.pt", None, None, "ct"),
+        ("MRI_model.pt", None, None, "mri"),
+        ("weights.pt", {"modality": "mri"}, None, "mri"),
+        ("CT_model.pt", None, "mri", "mri"),
+    ],
+)
+def test_modality_resolution(name, extra, flag, expected):
+    profile, _ = resolve_modality(flag, _Named(name, extra))
+    assert profile.name == expected
+
+
+def test_unknown_modality_asks_for_the_flag():
+    with pytest.raises(ExportError, match="--modality"):
+        resolve_modality(None, _Named("model-12.pt"))

@@ -1,0 +1,110 @@
+"""The runtime scorer: onnxruntime only, provider choice told truthfully, inputs checked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from btd_core.model_card import ModelCardError
+from btd_core.scorer import ProviderError, Scorer, ScorerInputError
+
+
+def test_importing_the_runtime_leaves_torch_out():
+    code = (
+        "import sys, btd_core, btd_core.scorer, btd_core.cli, btd_core.model_card, "
+        "btd_core.profiles, btd_core.card_view; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_scoring_from_the_onnx_file_alone_does_not_import_torch(ct_onnx: Path):
+    code = (
+        "import sys, numpy as np; from btd_core.scorer import Scorer; "
+        f"s = Scorer({str(ct_onnx)!r}, provider='cpu'); "
+        "r = s.score(np.full((2, 96, 96), 0.3, np.float32)); "
+        "print(r.scores.shape, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(2,) False"
+
+
+def test_cpu_provider(ct_onnx: Path):
+    scorer = Scorer(ct_onnx, provider="cpu")
+    assert scorer.provider_in_use == "CPUExecutionProvider" and scorer.device == "cpu"
+    assert scorer.provider_note == ""
+
+
+def test_auto_reports_what_it_really_uses(ct_onnx: Path):
+    scorer = Scorer(ct_onnx, provider="auto")
+    assert scorer.provider_in_use == scorer._session.get_providers()[0]
+    if scorer.device == "cpu":
+        assert scorer.provider_note, "a CPU fallback must say why"
+
+
+def test_cuda_fails_loudly_where_cuda_is_not_active(ct_onnx: Path):
+    try:
+        scorer = Scorer(ct_onnx, provider="cuda")
+    except ProviderError as err:
+        assert "CUDA was requested" in str(err)
+    else:  # on a machine with a working GPU, CUDA must really be in use
+        assert scorer.provider_in_use == "CUDAExecutionProvider"
+
+
+def test_batching_does_not_change_scores(ct_onnx: Path):
+    rng = np.random.default_rng(1)
+    patches = rng.random((11, 96, 96)).astype(np.float32)
+    one = Scorer(ct_onnx, provider="cpu", batch_size=1).score(patches).scores
+    many = Scorer(ct_onnx, provider="cpu", batch_size=16).score(patches).scores
+    np.testing.assert_allclose(one, many, rtol=1e-5)
+    assert one.dtype == np.float32 and np.all(one > 0)
+
+
+def test_accepts_channel_axis_and_empty_input(ct_onnx: Path):
+    scorer = Scorer(ct_onnx, provider="cpu")
+    x = np.full((2, 1, 96, 96), 0.5, np.float32)
+    assert scorer.score(x).scores.shape == (2,)
+    empty = scorer.score(np.zeros((0, 96, 96), np.float32), with_residuals=True)
+    assert empty.scores.shape == (0,) and empty.residuals.shape == (0, 1, 96, 96)
+
+
+@pytest.mark.parametrize(
+    "patches, message",
+    [
+        (np.zeros((2, 128, 128), np.float32), r"\[N, 96, 96\]"),
+        (np.zeros((96, 96), np.float32), r"\[N, 96, 96\]"),
+        (np.full((1, 96, 96), 1500.0, np.float32), "windowed to"),
+        (np.full((1, 96, 96), np.nan, np.float32), "NaN"),
+    ],
+)
+def test_bad_input_is_refused(ct_onnx: Path, patches, message):
+    with pytest.raises(ScorerInputError, match=message):
+        Scorer(ct_onnx, provider="cpu").score(patches)
+
+
+def test_unknown_provider(ct_onnx: Path):
+    with pytest.raises(ValueError, match="auto, cuda, cpu"):
+        Scorer(ct_onnx, provider="tpu")
+
+
+def test_an_onnx_file_that_is_not_a_btd_scorer(tmp_path: Path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "plain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "plain.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    onnx.save(model, str(path))
+    with pytest.raises(ModelCardError, match="not a btd scorer"):
+        Scorer(path, provider="cpu")
