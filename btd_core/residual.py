@@ -52,13 +52,19 @@ class OneStepResidual(nn.Module):
     nothing around it but windowing to [0, 1].
     """
 
-    def __init__(self, diffusion: GaussianDiffusion, reduction: str = "mean_sq") -> None:
+    def __init__(
+        self,
+        diffusion: GaussianDiffusion,
+        reduction: str = "mean_sq",
+        unet: nn.Module | None = None,
+    ) -> None:
+        """``unet`` replaces ``diffusion.model`` when given (export passes an equivalent copy)."""
         super().__init__()
         if diffusion.objective != "pred_noise":
             raise ValueError("BTD's residual needs a pred_noise model")
         if reduction not in REDUCTION_NAMES:
             raise ValueError(f"unknown reduction {reduction!r}; expected one of {REDUCTION_NAMES}")
-        self.unet = diffusion.model
+        self.unet = unet if unet is not None else diffusion.model
         self.reduction = reduction
         constants = t0_constants(diffusion)
         self.coef_x = constants["sqrt_recip_alphas_cumprod_0"]

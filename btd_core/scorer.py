@@ -36,7 +36,7 @@ PROVIDER_CHOICES: tuple[str, ...] = ("auto", "cuda", "cpu")
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
-DEFAULT_BATCH = {CUDA: 256, CPU: 16}
+DEFAULT_BATCH = {CUDA: 256, CPU: 8}
 """Patches per onnxruntime call, by provider in use."""
 
 
@@ -153,6 +153,9 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only; the fallback is reported by us
+    # Precomputed memory patterns do not help with a dynamic batch axis and doubled the
+    # peak memory in measurements (96 px, batch 8: 1.4 GiB -> 0.8 GiB without), same speed.
+    options.enable_mem_pattern = False
     if threads:
         options.intra_op_num_threads = threads
     return options

@@ -31,6 +31,7 @@ from btd_core.profiles import ModalityProfile, profile_for
 from btd_core.residual import OneStepResidual, p_sample_residual, reduce_residual, t0_constants
 from btd_core.scorer import Scorer
 
+from .attention import with_matmul_attention
 from .sample_patches import parity_patches
 
 OPSET = 18
@@ -217,7 +218,8 @@ def export_scorer(
             f"but {profile.name} uses {profile.patch_size} px"
         )
     card = build_card(checkpoint, profile, reduction, opset)
-    graph = OneStepResidual(checkpoint.diffusion, reduction).eval()
+    unet = with_matmul_attention(checkpoint.diffusion.model)
+    graph = OneStepResidual(checkpoint.diffusion, reduction, unet=unet).eval()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     try:

@@ -78,3 +78,19 @@ def test_reductions():
     assert reduce_residual(r, "max_sq").item() == 9.0
     with pytest.raises(ValueError, match="unknown reduction"):
         reduce_residual(r, "median")
+
+
+def test_matmul_attention_twin_computes_the_same_and_leaves_the_library_alone(
+    loaded_checkpoint, patches
+):
+    from export.attention import with_matmul_attention
+
+    diffusion = loaded_checkpoint.diffusion
+    twin = with_matmul_attention(diffusion.model)
+    assert twin is not diffusion.model
+    assert all("forward" not in vars(m) for m in diffusion.model.modules())
+    assert sum("forward" in vars(m) for m in twin.modules()) == 9  # 8 linear + 1 full attention
+    x = patches * 2 - 1
+    t = torch.zeros(len(x), dtype=torch.long)
+    with torch.inference_mode():
+        torch.testing.assert_close(twin(x, t), diffusion.model(x, t), atol=1e-5, rtol=0)

@@ -1,0 +1,100 @@
+"""Patches per second: PyTorch eager ``p_sample(x, 0)`` (upstream's way) vs the ONNX scorer.
+
+Both paths score the same real-looking patches with the same (seeded, random)
+weights of the method's U-Net, in one run, interleaved, on this machine.  Also
+prints the export's time and the ONNX file's size, and the process's peak
+memory.  Needs the train extra.
+
+    python benchmarks/bench_scoring.py            # 96 and 128 px, batch 1, 8, 32
+    python benchmarks/bench_scoring.py --quick    # fewer repetitions
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from btd_core.diffusion import build_diffusion
+from btd_core.profiles import CT, MRI
+from btd_core.residual import p_sample_residual
+from btd_core.scorer import Scorer
+from export.onnx_export import export_scorer
+from export.sample_patches import parity_patches
+
+
+def patches_per_second(run: Callable[[], object], batch: int, min_seconds: float) -> float:
+    """Median throughput: warm up once, then time rounds until ``min_seconds`` passed (>= 3)."""
+    run()
+    times: list[float] = []
+    while sum(times) < min_seconds or len(times) < 3:
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return batch / float(np.median(times))
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--sizes", choices=("ct", "mri"), nargs="+", default=["ct", "mri"])
+    parser.add_argument("--quick", action="store_true", help="about 1 s per measurement")
+    args = parser.parse_args()
+    min_seconds = 1.0 if args.quick else 4.0
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    print(
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"onnxruntime {ort.__version__}, CPU"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for profile in [CT if name == "ct" else MRI for name in args.sizes]:
+            size = profile.patch_size
+            diffusion = build_diffusion(size).eval()
+            checkpoint = Path(tmp) / f"random_{size}.pt"
+            torch.save({"model": diffusion.state_dict(), "step": 0, "version": "1.8.3"}, checkpoint)
+            result = export_scorer(checkpoint, Path(tmp) / f"{size}.onnx", modality=profile.name)
+            print(
+                f"export {profile.name} {size}px: {result.seconds:.1f} s, "
+                f"{result.size_bytes / 2**20:.1f} MiB; {result.parity.describe()}"
+            )
+            scorer = Scorer(result.path, provider="cpu", batch_size=max(args.batches))
+            base = parity_patches(profile)
+            for batch in args.batches:
+                x = np.resize(base, (batch, 1, size, size)).astype(np.float32)
+                tx = torch.from_numpy(x)
+                eager = patches_per_second(
+                    partial(p_sample_residual, diffusion, tx), batch, min_seconds
+                )
+                onnx = patches_per_second(partial(scorer.score, x), batch, min_seconds)
+                rows.append((size, batch, eager, onnx))
+                print(
+                    f"  {size}px batch {batch:>3}: eager {eager:7.2f}  onnx {onnx:7.2f} patches/s"
+                )
+    print()
+    print(
+        "| patch | batch | PyTorch eager p_sample (patches/s) "
+        "| ONNX Runtime CPU (patches/s) | speed-up |"
+    )
+    print("|---|---|---|---|---|")
+    for size, batch, eager, onnx in rows:
+        print(f"| {size}x{size} | {batch} | {eager:.2f} | {onnx:.2f} | {onnx / eager:.2f}x |")
+    print(f"\npeak RSS of this process: {peak_rss_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
