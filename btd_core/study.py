@@ -1,0 +1,184 @@
+"""What an audit examines and what it finds: files, series, slices, results (runtime world).
+
+Plain records, no behaviour: discovery fills :class:`FileRecord` and
+:class:`Series`; the scan engine produces :class:`SliceResult`; ranking turns
+them into :class:`Finding`; reports and the TUI read all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+FileStatus = Literal["pending", "scored", "skipped", "error"]
+"""``pending``: part of a series, not scored yet; ``scored``: every slice of it was
+scored; ``skipped``: deliberately not scored (``reason`` says why); ``error``: could
+not be read or decoded (``reason`` holds the message)."""
+
+FileKind = Literal["dicom", "dicomdir", "image", "npy", "unknown"]
+SeriesKind = Literal["dicom", "image", "npy"]
+
+
+@dataclass
+class FileRecord:
+    """One file met while walking a study directory (every one becomes a report row).
+
+    Attributes
+    ----------
+    path:
+        Absolute path as found under the study root (symlinks not resolved).
+    relpath:
+        Path relative to the study root, with ``/`` separators.
+    size_bytes:
+        Size in bytes, or ``None`` when it could not be read.
+    sha256:
+        SHA-256 of the content, hex, or ``None`` when the file could not be read.
+    kind:
+        What the content is (by content, not by extension).
+    status, reason:
+        See :data:`FileStatus`; ``reason`` is ``""`` for scored files.
+    """
+
+    path: Path
+    relpath: str
+    size_bytes: int | None
+    sha256: str | None
+    kind: FileKind
+    status: FileStatus
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SliceRef:
+    """One 2-D slice: a single-frame file, or one frame of a multi-frame DICOM / 3-D ``.npy``.
+
+    Attributes
+    ----------
+    path:
+        The file holding the pixels.
+    frame:
+        0-based frame index inside a multi-frame file, ``None`` for a single-frame file.
+    sop_instance_uid:
+        (0008,0018) SOP Instance UID; ``""`` for images and ``.npy``.
+    instance_number:
+        (0020,0013) Instance Number, or ``None``.
+    position:
+        (0020,0032) Image Position (Patient), mm, x/y/z of the first pixel's centre
+        (per frame for enhanced multi-frame), or ``None``.
+    location:
+        Position projected on the slice normal (row cosines x column cosines), mm:
+        the sort key along the series; ``None`` when position or orientation is missing.
+    rescale_slope, rescale_intercept:
+        (0028,1053) / (0028,1052), per frame for enhanced multi-frame; 1 and 0 when absent.
+    window:
+        (0028,1050) Window Center and (0028,1051) Window Width of the slice, or ``None``.
+    """
+
+    path: Path
+    frame: int | None = None
+    sop_instance_uid: str = ""
+    instance_number: int | None = None
+    position: tuple[float, float, float] | None = None
+    location: float | None = None
+    rescale_slope: float = 1.0
+    rescale_intercept: float = 0.0
+    window: tuple[float, float] | None = None
+
+
+@dataclass
+class Series:
+    """Slices that belong together, in anatomical order (list index = slice index).
+
+    Attributes
+    ----------
+    key:
+        Unique within one discovery: the Series Instance UID for DICOM (suffixed with
+        ``#2``, ... if one UID holds slices of different sizes), ``image:<relative dir>``
+        for a folder of images, ``npy:<relative path>`` for a 3-D ``.npy`` volume,
+        ``npy:<relative dir>`` for a folder of 2-D ``.npy`` slices.
+    kind:
+        ``"dicom"``, ``"image"`` or ``"npy"``.
+    study_uid, series_uid:
+        (0020,000D) / (0020,000E); ``""`` for images and ``.npy``.
+    modality:
+        (0008,0060) Modality, e.g. ``"CT"``, ``"MR"``; ``""`` when unknown.
+    description:
+        (0008,103E) Series Description, or the folder / file name.
+    patient_id, patient_name, study_date:
+        (0010,0020), (0010,0010), (0008,0020) as text; ``""`` when absent. Data, never markup.
+    rows, columns:
+        Slice size in pixels.
+    ordering:
+        How the slices were ordered: ``"slice normal"``, ``"instance number"``,
+        ``"frame"`` or ``"file name"``.
+    slices:
+        The slices in order.
+    """
+
+    key: str
+    kind: SeriesKind
+    study_uid: str = ""
+    series_uid: str = ""
+    modality: str = ""
+    description: str = ""
+    patient_id: str = ""
+    patient_name: str = ""
+    study_date: str = ""
+    rows: int = 0
+    columns: int = 0
+    ordering: str = "file name"
+    slices: list[SliceRef] = field(default_factory=list)
+
+
+@dataclass
+class Discovery:
+    """Everything found under one study root.
+
+    ``files`` lists every file examined (sorted by ``relpath``), including those that
+    are part of a series (status ``pending`` until scored).
+    """
+
+    root: Path
+    series: list[Series]
+    files: list[FileRecord]
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """One scored slice.
+
+    Attributes
+    ----------
+    series_key, slice_index:
+        Which slice (:attr:`Series.key`, index into :attr:`Series.slices`).
+    score:
+        Slice score: the maximum tile score over the slice (model card's reduction,
+        residual in model space [-1, 1]); higher is more suspicious.
+    tile_x, tile_y:
+        Column and row (pixels) of the worst tile's top-left corner.
+    tile_size:
+        Side of the worst tile in pixels (the model's S).
+    tiles_scored, tiles_skipped:
+        Tiles sent to the model, and tiles the body mask skipped as air/background.
+    """
+
+    series_key: str
+    slice_index: int
+    score: float
+    tile_x: int
+    tile_y: int
+    tile_size: int
+    tiles_scored: int
+    tiles_skipped: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A ranked slice with everything a report row needs (rank 1 = most suspicious)."""
+
+    rank: int
+    result: SliceResult
+    series: Series
+    slice: SliceRef
+    file: FileRecord
