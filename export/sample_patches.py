@@ -29,9 +29,14 @@ def _windowed_slice(profile: ModalityProfile) -> np.ndarray:
 
 
 def parity_patches(profile: ModalityProfile) -> np.ndarray:
-    """Six patches [6, 1, S, S] in [0, 1]: four corners and the centre of a real slice, and air.
+    """Six patches [6, 1, S, S] in [0, 1]: four corners, the centre and a transposed centre.
 
-    The slice is resized (bicubic) so that its side is 1.5 S before cropping.
+    The slice is resized (bicubic) so that its side is 1.5 S before cropping.  The CT
+    corners hold air outside the body, windowed to exactly 0 (model input -1), where the
+    clamp of the one-step reverse bites.  A patch of pure air is left out on purpose:
+    on a constant input GroupNorm divides by sqrt(0 + 1e-5), which magnifies float
+    rounding (relative score differences up to ~5e-5 between onnxruntime and PyTorch),
+    and scanning skips such tiles anyway.
     """
     size = profile.patch_size
     image = _windowed_slice(profile)
@@ -41,5 +46,5 @@ def parity_patches(profile: ModalityProfile) -> np.ndarray:
     offsets = [(0, 0), (0, side - size), (side - size, 0), (side - size, side - size)]
     offsets.append(((side - size) // 2, (side - size) // 2))
     patches = [image[r : r + size, c : c + size] for r, c in offsets]
-    patches.append(np.zeros((size, size), dtype=np.float32))
+    patches.append(np.ascontiguousarray(patches[-1].T))
     return np.stack(patches)[:, None].astype(np.float32)
