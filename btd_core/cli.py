@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.text import Text
 
-from . import __version__
+from . import __version__, scan_command
 
 
 def _card(args: argparse.Namespace, console: Console) -> int:
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: CUDA if it really works, else CPU; cuda: fail unless CUDA is active",
     )
     card.set_defaults(run=_card)
+    scan_command.add_parser(commands)
     return parser
 
 

@@ -1,0 +1,161 @@
+"""One audit of a study directory, end to end, as a plain function (what ``btd scan`` runs).
+
+discover -> open the scorer -> scan every slice -> rank -> PNG overlays of the top
+slices -> CSV/JSON report.  Nothing is written into the study directory.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .discovery import discover
+from .overlay import write_overlay
+from .ranking import rank
+from .report import ReportFiles, RunInfo, library_versions, utc_now, write_report
+from .scan import ProgressCallback, ScanOutcome, ScanSettings, StopCheck, scan
+from .scorer import ProviderChoice, Scorer
+from .study import Discovery, Finding
+
+
+class AuditError(RuntimeError):
+    """The audit could not run at all (bad model, output inside the evidence, ...)."""
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Everything one audit produced."""
+
+    discovery: Discovery
+    outcome: ScanOutcome
+    findings: list[Finding]
+    report: ReportFiles
+    run: RunInfo
+    overlays: list[Path]
+
+    @property
+    def files_failed(self) -> int:
+        """Files that could not be read or decoded (error rows)."""
+        return sum(1 for f in self.discovery.files if f.status == "error")
+
+
+def check_output_outside(study_dir: Path, out_dir: Path) -> None:
+    """Refuse an output folder inside the study (evidence is never written into)."""
+    study, out = study_dir.resolve(), out_dir.resolve()
+    if out == study or study in out.parents:
+        raise AuditError(
+            f"the report folder {out_dir} is inside the study {study_dir}; evidence folders are "
+            "never written into: choose a folder outside it"
+        )
+
+
+def audit_study(
+    study_dir: Path,
+    model: Path,
+    out_dir: Path,
+    *,
+    provider: ProviderChoice = "auto",
+    settings: ScanSettings | None = None,
+    overlays: int = 10,
+    include_phi: bool = True,
+    batch_size: int | None = None,
+    command_line: Sequence[str] | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> AuditResult:
+    """Audit ``study_dir`` with the ONNX scorer ``model``; write the report into ``out_dir``.
+
+    ``overlays`` is how many of the top slices get a PNG overlay.
+
+    Raises
+    ------
+    AuditError
+        When the study is not a folder, or the output folder is inside it.
+    btd_core.scorer.ProviderError, btd_core.model_card.ModelCardError
+        When the model cannot be opened as asked.
+    """
+    if not study_dir.is_dir():
+        raise AuditError(f"{study_dir} is not a folder")
+    check_output_outside(study_dir, out_dir)
+    started = utc_now()
+    scorer = Scorer(model, provider=provider, batch_size=batch_size)
+    settings = settings or ScanSettings(keep_views=overlays)
+    discovery = discover(study_dir)
+    outcome = scan(discovery, scorer, settings, on_progress=on_progress, should_stop=should_stop)
+    findings = rank(outcome.results, discovery)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overlay_paths = _write_overlays(out_dir, findings[:overlays], outcome)
+    run = RunInfo(
+        tool_version=__version__,
+        command_line=list(command_line if command_line is not None else sys.argv),
+        host=socket.gethostname(),
+        started_utc=started,
+        ended_utc=utc_now(),
+        study_root=study_dir.resolve(),
+        model_path=model.resolve(),
+        model_sha256=scorer.model_sha256,
+        model_card=scorer.card,
+        provider=scorer.provider_in_use,
+        provider_note=scorer.provider_note,
+        settings=_settings_record(settings, scorer, outcome),
+        library_versions=library_versions(),
+    )
+    report = write_report(
+        out_dir,
+        run,
+        findings,
+        discovery.files,
+        include_phi=include_phi,
+        extra_files=overlay_paths,
+        slices_scored=len(outcome.results),
+    )
+    return AuditResult(discovery, outcome, findings, report, run, overlay_paths)
+
+
+def _write_overlays(out_dir: Path, findings: Sequence[Finding], outcome: ScanOutcome) -> list[Path]:
+    written = []
+    folder = out_dir / "overlays"
+    for finding in findings:
+        view = outcome.views.get((finding.result.series_key, finding.result.slice_index))
+        if view is None:
+            continue
+        folder.mkdir(exist_ok=True)
+        result = finding.result
+        caption = f"#{finding.rank} score {result.score:.4g}  {finding.file.relpath}"
+        if finding.slice.frame is not None:
+            caption += f" frame {finding.slice.frame}"
+        path = folder / f"rank{finding.rank:03d}.png"
+        written.append(
+            write_overlay(
+                path,
+                view.image,
+                view.heat,
+                (result.tile_x, result.tile_y, result.tile_size),
+                caption=caption,
+            )
+        )
+    return written
+
+
+def _settings_record(settings: ScanSettings, scorer: Scorer, outcome: ScanOutcome) -> dict:
+    size = scorer.card.patch_size
+    return {
+        "mode": "patch at (x, y)" if settings.patch_at else "whole slice, tiled",
+        "patch_at_xy": list(settings.patch_at) if settings.patch_at else None,
+        "tile_size_px": size,
+        "stride_px": settings.stride_for(size),
+        "body_level": settings.body_level,
+        "body_fraction": settings.body_fraction,
+        "slice_score": f"max tile score ({scorer.card.reduction})",
+        "batch_size": scorer.batch_size,
+        "slices_total": outcome.slices_total,
+        "slices_done": outcome.slices_done,
+        "background_slices": outcome.background_slices,
+        "tiles_scored": outcome.tiles_scored,
+        "tiles_skipped_by_body_mask": outcome.tiles_skipped,
+        "cancelled": outcome.cancelled,
+    }

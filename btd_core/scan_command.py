@@ -1,0 +1,131 @@
+"""``btd scan``: audit a study directory headless, with a progress bar and a ranked table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+EXIT_OK = 0
+EXIT_FILES_FAILED = 1
+EXIT_CANNOT_RUN = 2
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``btd scan`` on the main parser's subcommands."""
+    parser = commands.add_parser(
+        "scan",
+        help="score every slice of a study folder and write a forensic report",
+        description="Walk STUDY_DIR (DICOM series found by content, PNG/JPEG/TIFF and .npy "
+        "stacks), score every slice with the ONNX scorer, rank the most suspicious slices and "
+        "write findings.csv, files.csv, report.json and PNG overlays into --out. Nothing is "
+        "written into STUDY_DIR. Exit status: 0 all files read, 1 some files failed (see "
+        "files.csv), 2 the audit could not run.",
+    )
+    parser.add_argument("study", type=Path, metavar="STUDY_DIR")
+    parser.add_argument("--model", type=Path, required=True, help="ONNX scorer from btd-export")
+    parser.add_argument("--out", type=Path, required=True, help="report folder (outside STUDY_DIR)")
+    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument(
+        "--stride", type=int, help="pixels between tiles (default: half the model's patch size)"
+    )
+    parser.add_argument(
+        "--patch-at",
+        nargs=2,
+        type=int,
+        metavar=("X", "Y"),
+        help="the paper's mode: score one patch per slice centred at column X, row Y",
+    )
+    parser.add_argument("--top", type=int, default=10, help="ranked slices to print (default 10)")
+    parser.add_argument("--overlays", type=int, default=10, help="PNG overlays of the top slices")
+    parser.add_argument("--batch-size", type=int, help="patches per onnxruntime call")
+    parser.add_argument(
+        "--no-phi",
+        action="store_true",
+        help="leave patient identifiers (name, ID, study date) out of the report",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Run ``btd scan``; returns the exit status."""
+    from .audit import AuditError, audit_study
+    from .model_card import ModelCardError
+    from .scan import ScanSettings
+    from .scorer import ProviderError
+
+    if args.stride is not None and args.stride < 1:
+        console.print(Text("btd scan: --stride must be at least 1", style="red"))
+        return EXIT_CANNOT_RUN
+    settings = ScanSettings(
+        stride=args.stride,
+        keep_views=args.overlays,
+        patch_at=tuple(args.patch_at) if args.patch_at else None,
+    )
+    progress = Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("slices"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=console,
+        transient=False,
+    )
+    task = progress.add_task("scan", total=None, note="")
+
+    def on_progress(update) -> None:
+        note = f"{update.files_failed} failed" if update.files_failed else ""
+        progress.update(task, completed=update.slices_done, total=update.slices_total, note=note)
+
+    try:
+        with progress:
+            result = audit_study(
+                args.study,
+                args.model,
+                args.out,
+                provider=args.provider,
+                settings=settings,
+                overlays=args.overlays,
+                include_phi=not args.no_phi,
+                batch_size=args.batch_size,
+                command_line=sys.argv,
+                on_progress=on_progress,
+            )
+    except (AuditError, ModelCardError, ProviderError, FileNotFoundError) as err:
+        console.print(Text(f"btd scan: {err}", style="red"))
+        return EXIT_CANNOT_RUN
+    _print_summary(console, result, args.top)
+    return EXIT_FILES_FAILED if result.files_failed else EXIT_OK
+
+
+def _print_summary(console: Console, result, top: int) -> None:
+    table = Table(title="most suspicious slices", title_justify="left")
+    for column in ("rank", "score", "series", "slice", "position (mm)", "worst tile x,y", "file"):
+        table.add_column(column, overflow="fold")
+    for finding in result.findings[:top]:
+        location = finding.slice.location
+        table.add_row(
+            str(finding.rank),
+            f"{finding.result.score:.5g}",
+            Text(finding.series.description or finding.series.key),
+            str(finding.result.slice_index),
+            "" if location is None else f"{location:.1f}",
+            f"{finding.result.tile_x},{finding.result.tile_y}",
+            Text(finding.file.relpath),
+        )
+    console.print(table)
+    counts: dict[str, int] = {}
+    for record in result.discovery.files:
+        counts[record.status] = counts.get(record.status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    console.print(Text(f"files: {summary}; provider {result.run.provider}"))
+    for record in result.discovery.files:
+        if record.status == "error":
+            console.print(Text(f"error: {record.relpath}: {record.reason}", style="yellow"))
+    console.print(Text(f"report: {result.report.sidecar_json.parent}", style="bold"))

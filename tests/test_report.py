@@ -1,0 +1,314 @@
+"""Reports: findings.csv, files.csv and report.json, written to real files and read back."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from btd_core.model_card import ModelCard
+from btd_core.report import (
+    FILES_COLUMNS,
+    FINDINGS_COLUMNS,
+    PHI_COLUMNS,
+    RunInfo,
+    library_versions,
+    neutralise_cell,
+    utc_now,
+    write_report,
+)
+from btd_core.study import FileRecord, Finding, Series, SliceRef, SliceResult
+
+DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+HOSTILE = ['=HYPERLINK("http://x","y")', "+1+1", "-cmd", "@SUM(A1)", "\t=1", "\r=1"]
+
+
+def make_card(**changes) -> ModelCard:
+    values = dict(
+        modality="ct",
+        patch_size=96,
+        window_low=-700.0,
+        window_high=2000.0,
+        window_unit="HU",
+        reduction="mean_sq",
+        weights="model",
+        beta_schedule="sigmoid",
+        timesteps=1000,
+        beta_0=0.00030027920729480684,
+        sqrt_recip_alphas_cumprod_0=1.000150203704834,
+        sqrt_recipm1_alphas_cumprod_0=0.017331168055534363,
+        posterior_mean_coef1_0=1.0,
+        posterior_mean_coef2_0=0.0,
+        source_name="CT_model.pt",
+        source_sha256="ab" * 32,
+        source_step=700000,
+        source_library_version="1.8.3",
+        exporter_version="0.1.0",
+        torch_version="2.14.1",
+        diffusion_library_version="1.8.3",
+        opset=18,
+        exported_at="2026-11-28T00:00:00+00:00",
+    )
+    values.update(changes)
+    return ModelCard(**values)
+
+
+def make_run(root: Path, **changes) -> RunInfo:
+    started = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
+    values = dict(
+        tool_version="0.1.0",
+        command_line=["btd", "scan", str(root)],
+        host="forensics-1",
+        started_utc=started,
+        ended_utc=started + timedelta(minutes=3),
+        study_root=root,
+        model_path=Path("/models/ct.onnx"),
+        model_sha256="cd" * 32,
+        model_card=make_card(),
+        provider="CPUExecutionProvider",
+        provider_note="",
+        settings={"stride": 48, "body_threshold": -500.0, "batch_size": 64},
+        library_versions={"python": "3.11.7", "numpy": "2.0"},
+    )
+    values.update(changes)
+    return RunInfo(**values)
+
+
+def make_finding(root: Path, rank: int = 1, *, relpath: str = "ct/IM0001.dcm", **series_fields):
+    record = FileRecord(
+        path=root / relpath,
+        relpath=relpath,
+        size_bytes=1234,
+        sha256="ef" * 32,
+        kind="dicom",
+        status="scored",
+    )
+    ref = SliceRef(
+        path=record.path,
+        frame=None,
+        sop_instance_uid="1.2.3.4.5",
+        instance_number=7,
+        position=(-120.5, -250.25, -12.5),
+        location=-12.5,
+    )
+    fields = dict(
+        key="1.2.3.9",
+        kind="dicom",
+        study_uid="1.2.3",
+        series_uid="1.2.3.9",
+        modality="CT",
+        description="Chest, 1.25 mm",
+        patient_id="P001",
+        patient_name="Doe^Jane",
+        study_date="20261130",
+        rows=512,
+        columns=512,
+        slices=[ref],
+    )
+    fields.update(series_fields)
+    series = Series(**fields)
+    result = SliceResult(series.key, 0, 0.0123456789, 96, 144, 96, 30, 6)
+    return Finding(rank=rank, result=result, series=series, slice=ref, file=record)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    root = tmp_path / "study"
+    (root / "ct").mkdir(parents=True)
+    return root
+
+
+def test_findings_csv_columns_and_values(study: Path, tmp_path: Path) -> None:
+    finding = make_finding(study)
+    files = write_report(tmp_path / "out", make_run(study), [finding], [finding.file])
+    with files.findings_csv.open(newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle))
+    assert tuple(header) == FINDINGS_COLUMNS + PHI_COLUMNS
+    (row,) = read_csv(files.findings_csv)
+    assert float(row["score"]) == 0.0123456789
+    assert row["reduction"] == "mean_sq"
+    assert row["frame"] == ""
+    assert (row["tile_x"], row["tile_y"], row["tile_size"]) == ("96", "144", "96")
+    assert row["patient_name"] == "Doe^Jane"
+    assert row["series_description"] == "Chest, 1.25 mm"
+
+
+def test_negative_positions_stay_numbers(study: Path, tmp_path: Path) -> None:
+    finding = make_finding(study)
+    files = write_report(tmp_path / "out", make_run(study), [finding], [finding.file])
+    (row,) = read_csv(files.findings_csv)
+    assert row["position_x_mm"] == "-120.5"
+    assert float(row["position_y_mm"]) == -250.25
+    assert float(row["position_z_mm"]) == float(row["slice_location_mm"]) == -12.5
+
+
+def test_absent_position_and_frame_are_empty(study: Path, tmp_path: Path) -> None:
+    finding = make_finding(study)
+    ref = SliceRef(path=finding.slice.path, frame=3)
+    finding = Finding(1, finding.result, finding.series, ref, finding.file)
+    files = write_report(tmp_path / "out", make_run(study), [finding], [finding.file])
+    (row,) = read_csv(files.findings_csv)
+    assert row["frame"] == "3"
+    assert row["position_x_mm"] == row["slice_location_mm"] == ""
+
+
+def test_phi_left_out_when_asked(study: Path, tmp_path: Path) -> None:
+    finding = make_finding(study)
+    run = make_run(study)
+    files = write_report(tmp_path / "out", run, [finding], [finding.file], include_phi=False)
+    (row,) = read_csv(files.findings_csv)
+    assert tuple(row) == FINDINGS_COLUMNS
+    sidecar = json.loads(files.sidecar_json.read_text(encoding="utf-8"))
+    assert sidecar["include_phi"] is False
+    text = files.findings_csv.read_text(encoding="utf-8") + files.sidecar_json.read_text("utf-8")
+    assert "Doe^Jane" not in text and "P001" not in text and "20261130" not in text
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_formula_like_text_is_neutralised(study: Path, tmp_path: Path, hostile: str) -> None:
+    finding = make_finding(
+        study,
+        relpath=hostile + ".dcm",
+        patient_name=hostile,
+        description=hostile,
+        patient_id=hostile,
+    )
+    record = FileRecord(study / "x", hostile, None, None, "unknown", "error", reason=hostile)
+    files = write_report(tmp_path / "out", make_run(study), [finding], [finding.file, record])
+    (row,) = read_csv(files.findings_csv)
+    for column in ("file", "patient_name", "series_description", "patient_id"):
+        assert row[column].startswith("'"), column
+        assert row[column][1:].startswith(hostile)
+    assert float(row["position_x_mm"]) == -120.5
+    error_row = read_csv(files.files_csv)[1]
+    assert error_row["file"] == error_row["reason"] == "'" + hostile
+    sidecar = json.loads(files.sidecar_json.read_text(encoding="utf-8"))
+    assert sidecar["top_findings"][0]["patient_name"] == hostile  # JSON keeps the raw text
+
+
+def test_commas_quotes_newlines_and_nul_round_trip(study: Path, tmp_path: Path) -> None:
+    tricky = 'Head, "neck"\nline two; ünïcode'
+    finding = make_finding(study, description=tricky, patient_name="A\x00B")
+    files = write_report(tmp_path / "out", make_run(study), [finding], [finding.file])
+    (row,) = read_csv(files.findings_csv)
+    assert row["series_description"] == tricky
+    assert row["patient_name"] == "A\ufffdB"
+    assert "\x00" not in files.findings_csv.read_text(encoding="utf-8")
+
+
+def test_files_csv_lists_every_file(study: Path, tmp_path: Path) -> None:
+    finding = make_finding(study)
+    other = FileRecord(study / "notes.txt", "notes.txt", 12, "01" * 32, "unknown", "skipped", "no")
+    files = write_report(tmp_path / "out", make_run(study), [finding], [finding.file, other])
+    rows = read_csv(files.files_csv)
+    assert tuple(rows[0]) == FILES_COLUMNS
+    expected = ("notes.txt", "12", "01" * 32, "unknown", "skipped", "no")
+    assert rows[1] == dict(zip(FILES_COLUMNS, expected, strict=True))
+    assert rows[0]["size_bytes"] == "1234" and rows[0]["reason"] == ""
+
+
+def test_sidecar_contents_and_hashes(study: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "overlays").mkdir()
+    png = out / "overlays" / "rank001.png"
+    png.write_bytes(b"\x89PNG fake")
+    findings = [make_finding(study, rank) for rank in range(1, 26)]
+    skipped = FileRecord(study / "a", "a", 1, "00" * 32, "unknown", "skipped", "not an image")
+    run = make_run(study)
+    files = write_report(out, run, findings, [findings[0].file, skipped], extra_files=[png])
+    sidecar = json.loads(files.sidecar_json.read_text(encoding="utf-8"))
+    assert sidecar["tool"] == {"name": "btd", "version": "0.1.0"}
+    assert sidecar["model"]["card"] == run.model_card.to_metadata()
+    assert sidecar["model"]["sha256"] == "cd" * 32
+    assert sidecar["provider"] == {"in_use": "CPUExecutionProvider", "note": ""}
+    assert sidecar["settings"]["body_threshold"] == -500.0
+    assert sidecar["counts"]["files"] == {"pending": 0, "scored": 1, "skipped": 1, "error": 0}
+    assert sidecar["counts"]["findings"] == 25
+    assert len(sidecar["top_findings"]) == 20
+    assert sidecar["top_findings"][0]["position_x_mm"] == -120.5
+    report_files = sidecar["report_files"]
+    assert set(report_files) == {"findings.csv", "files.csv", "overlays/rank001.png"}
+    for name, digest in report_files.items():
+        assert digest == sha256_of(out / name)
+
+
+def test_timestamps_are_utc_iso8601(study: Path, tmp_path: Path) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    run = make_run(study, started_utc=datetime(2026, 12, 1, 11, 0, tzinfo=plus_two))
+    files = write_report(tmp_path / "out", run, [], [])
+    sidecar = json.loads(files.sidecar_json.read_text(encoding="utf-8"))
+    for key in ("started_utc", "ended_utc"):
+        stamp = datetime.fromisoformat(sidecar[key].replace("Z", "+00:00"))
+        assert stamp.utcoffset() == timedelta(0)
+    assert sidecar["started_utc"].startswith("2026-12-01T09:00:00")
+
+
+def test_naive_timestamp_is_refused(study: Path, tmp_path: Path) -> None:
+    run = make_run(study, ended_utc=datetime(2026, 12, 1, 9, 0))
+    with pytest.raises(ValueError, match="time zone"):
+        write_report(tmp_path / "out", run, [], [])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("inside", [".", "reports", "ct/../reports/deeper"])
+def test_out_dir_inside_study_root_is_refused(study: Path, inside: str) -> None:
+    before = sorted(study.rglob("*"))
+    finding = make_finding(study)
+    with pytest.raises(ValueError, match="study root"):
+        write_report(study / inside, make_run(study), [finding], [finding.file])
+    assert sorted(study.rglob("*")) == before
+
+
+def test_symlink_into_study_root_is_refused(study: Path, tmp_path: Path) -> None:
+    link = tmp_path / "looks_elsewhere"
+    link.symlink_to(study, target_is_directory=True)
+    with pytest.raises(ValueError, match="study root"):
+        write_report(link / "out", make_run(study), [], [])
+    assert not (study / "out").exists()
+
+
+def test_no_temporary_files_left_behind(study: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_report(out, make_run(study), [make_finding(study)], [])
+    write_report(out, make_run(study), [make_finding(study)], [])  # overwrites in place
+    assert sorted(p.name for p in out.iterdir()) == ["files.csv", "findings.csv", "report.json"]
+
+
+def test_library_versions_and_utc_now() -> None:
+    versions = library_versions()
+    assert set(versions) >= {"python", "numpy", "onnxruntime", "pydicom", "pillow", "rich"}
+    assert versions["numpy"] != "not installed"
+    assert utc_now().utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("text", [*HOSTILE, "-12.5", "=1\x00"])
+def test_neutralise_cell_examples(text: str) -> None:
+    assert neutralise_cell(text) == "'" + text.replace("\x00", "\ufffd")
+
+
+@given(st.text())
+def test_neutralise_cell_never_starts_dangerous(text: str) -> None:
+    out = neutralise_cell(text)
+    assert not out.startswith(DANGEROUS)
+    assert "\x00" not in out
+
+
+@given(st.text().filter(lambda s: "\x00" not in s and not s.startswith(DANGEROUS)))
+def test_neutralise_cell_keeps_safe_text(text: str) -> None:
+    assert neutralise_cell(text) == text
