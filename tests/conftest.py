@@ -82,3 +82,63 @@ def loaded_checkpoint(upstream_checkpoint: Path):
     from btd_core.checkpoint import load_checkpoint
 
     return load_checkpoint(upstream_checkpoint)
+
+
+def real_ct_slice(name: str = "693_UNCI.dcm") -> np.ndarray:
+    """A real 512 x 512 CT slice from pydicom-data, windowed to [0, 1] (CT profile)."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import apply_modality_lut
+
+    from btd_core.profiles import CT
+
+    dataset = pydicom.dcmread(get_testdata_file(name))
+    return CT.to_unit_range(apply_modality_lut(dataset.pixel_array, dataset))
+
+
+@pytest.fixture(scope="session")
+def trained_ct_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CT scorer whose residual responds to synthetic texture: honestly trained, briefly.
+
+    The method's U-Net (dim 32, 1-2-4-8, sigmoid schedule) is trained with the library's
+    own ``p_losses`` for 60 Adam steps (lr 1e-3, batch 16) on random 32 x 32 crops of one
+    real CT slice (pydicom-data's 693_UNCI.dcm, head CT), with t drawn from [0, 100): the
+    low-noise end that the t = 0 score uses.  The U-Net is fully convolutional, so the
+    weights then score 96 x 96 tiles.  Such a model has learnt what real CT texture looks
+    like at low noise, so pixels unlike it (uniform noise) leave a larger residual.  It is
+    no detector of real tampering.  It is saved in this project's checkpoint layout and
+    exported by the real btd-export.
+    """
+    _require_train_extra()
+    import torch
+
+    from btd_core.diffusion import build_diffusion
+    from export.cli import main
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    image = real_ct_slice("693_UNCI.dcm")
+    diffusion = build_diffusion(96)
+    optimiser = torch.optim.Adam(diffusion.parameters(), lr=1e-3)
+    for _ in range(60):
+        starts = rng.integers(0, 512 - 32, (16, 2))
+        crops = np.stack([image[y : y + 32, x : x + 32] for y, x in starts])[:, None]
+        x0 = torch.from_numpy(crops) * 2 - 1
+        loss = diffusion.p_losses(x0, torch.randint(0, 100, (16,)))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    folder = tmp_path_factory.mktemp("trained")
+    checkpoint = folder / "ct_texture.pt"
+    torch.save(
+        {
+            "model": diffusion.state_dict(),
+            "step": 60,
+            "version": "1.8.3",
+            "btd": {"modality": "ct", "image_size": 96, "note": "test fixture"},
+        },
+        checkpoint,
+    )
+    out = folder / "ct_texture.onnx"
+    assert main([str(checkpoint), "-o", str(out)]) == 0
+    return out

@@ -1,0 +1,156 @@
+"""btd scan end to end on real DICOM studies: ranking, hostile files, evidence untouched."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from btd_core.audit import AuditError, audit_study
+from btd_core.cli import main as btd_main
+from btd_core.scan import ScanSettings
+from tests.study_builder import tree_fingerprint, write_series
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def planted_study(tmp_path_factory: pytest.TempPathFactory):
+    """Two real CT series (head and abdomen, 512 x 512); one abdomen slice has a noise block."""
+    root = tmp_path_factory.mktemp("study")
+    head = write_series(root / "head", "693_UNCI.dcm", 3, seed=1)
+    abdomen = write_series(
+        root / "abdomen", "explicit_VR-UN.dcm", 4, planted_index=2, planted_box=(220, 280, 40)
+    )
+    return root, head, abdomen
+
+
+def test_planted_anomaly_ranks_first(planted_study, trained_ct_onnx: Path, tmp_path: Path):
+    root, _, abdomen = planted_study
+    before = tree_fingerprint(root)
+    result = audit_study(root, trained_ct_onnx, tmp_path / "report", provider="cpu")
+    assert tree_fingerprint(root) == before
+    assert len(result.findings) == 7 and result.files_failed == 0
+    top = result.findings[0]
+    assert top.series.series_uid == abdomen.series_uid
+    assert top.result.slice_index == abdomen.planted_index
+    assert top.file.path == abdomen.files[abdomen.planted_index]
+    x, y, size = abdomen.planted_box
+    tile = top.result
+    assert tile.tile_x <= x and x + size <= tile.tile_x + tile.tile_size
+    assert tile.tile_y <= y and y + size <= tile.tile_y + tile.tile_size
+    # slices come back in position order although files and InstanceNumbers are shuffled
+    for series, built in ((top.series, abdomen),):
+        assert [ref.path for ref in series.slices] == built.files
+        assert series.ordering == "slice normal"
+    rows = read_csv(result.report.findings_csv)
+    assert rows[0]["rank"] == "1" and rows[0]["series_uid"] == abdomen.series_uid
+    assert rows[0]["file"] == str(top.file.relpath)
+    assert float(rows[0]["score"]) == pytest.approx(top.result.score)
+    sidecar = json.loads(result.report.sidecar_json.read_text())
+    assert sidecar["provider"]["in_use"] == "CPUExecutionProvider"
+    assert sidecar["settings"]["stride_px"] == 48
+    assert "overlays/rank001.png" in sidecar["report_files"]
+    assert (tmp_path / "report" / "overlays" / "rank001.png").stat().st_size > 1000
+
+
+def test_papers_mode_scores_one_patch_per_slice(planted_study, trained_ct_onnx, tmp_path):
+    root, _, abdomen = planted_study
+    x, y, size = abdomen.planted_box
+    settings = ScanSettings(patch_at=(x + size // 2, y + size // 2))
+    result = audit_study(root, trained_ct_onnx, tmp_path / "r", provider="cpu", settings=settings)
+    assert all(f.result.tiles_scored == 1 for f in result.findings)
+    assert result.findings[0].file.path == abdomen.files[abdomen.planted_index]
+    assert result.outcome.tiles_skipped == 0
+
+
+def test_report_inside_the_study_is_refused(planted_study, ct_onnx, capsys):
+    root, _, _ = planted_study
+    before = tree_fingerprint(root)
+    with pytest.raises(AuditError, match="inside the study"):
+        audit_study(root, ct_onnx, root / "head" / "report")
+    code = btd_main(["scan", str(root), "--model", str(ct_onnx), "--out", str(root / "r")])
+    assert code == 2 and "inside the study" in capsys.readouterr().out
+    assert tree_fingerprint(root) == before
+
+
+def test_modality_that_does_not_fit_is_reported_not_scored(tmp_path, ct_onnx):
+    study = tmp_path / "study"
+    write_series(study / "ct", "CT_small.dcm", 2)
+    mr = write_series(study / "mr", "CT_small.dcm", 2, modality="MR")
+    result = audit_study(study, ct_onnx, tmp_path / "out", provider="cpu")
+    assert len(result.findings) == 2
+    by_path = {f.path: f for f in result.discovery.files}
+    for path in mr.files:
+        assert by_path[path].status == "skipped"
+        assert "modality MR does not fit the CT model" in by_path[path].reason
+
+
+def test_hostile_study(tmp_path: Path, ct_onnx: Path, capsys):
+    study = tmp_path / "study"
+    good = write_series(study / "good", "CT_small.dcm", 3)
+    bad = study / "bad"
+    bad.mkdir()
+    source = good.files[0].read_bytes()
+    (bad / "truncated.dcm").write_bytes(source[: len(source) - 5000])
+    (bad / "notes.dcm").write_text("this is not DICOM\n")
+    (bad / "noise.dcm").write_bytes(random.Random(0).randbytes(3000))
+    (bad / "empty.dcm").write_bytes(b"")
+    import pydicom
+
+    no_pixels = pydicom.dcmread(good.files[1])
+    del no_pixels.PixelData
+    no_pixels.SOPInstanceUID = no_pixels.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    no_pixels.save_as(bad / "no_pixels.dcm")
+    os.symlink("loop_b", bad / "loop_a")
+    os.symlink("loop_a", bad / "loop_b")
+    (bad / "name [bold red]=cmd|' '!A1.dcm").write_bytes(b"DICM")
+    before = tree_fingerprint(study)
+
+    out = tmp_path / "report"
+    code = btd_main(["scan", str(study), "--model", str(ct_onnx), "--out", str(out), "--no-phi"])
+    printed = capsys.readouterr().out
+    assert code == 1, printed
+    assert tree_fingerprint(study) == before
+    files = {row["file"]: row for row in read_csv(out / "files.csv")}
+    for path in good.files:
+        assert files[str(path.relative_to(study))]["status"] == "scored"
+    broken = [name for name in files if name.startswith("bad/")]
+    assert len(broken) == 8
+    for name in broken:
+        assert files[name]["status"] in {"error", "skipped"}, name
+        assert files[name]["reason"], name
+    for name in ("truncated.dcm", "notes.dcm", "noise.dcm", "empty.dcm", "no_pixels.dcm"):
+        assert files[f"bad/{name}"]["status"] == "error", files[f"bad/{name}"]
+    assert "loop" in files["bad/loop_a"]["reason"]
+    findings = read_csv(out / "findings.csv")
+    assert len(findings) == 3
+    assert "patient_name" not in findings[0]
+    hostile = next(name for name in files if "bold" in name)
+    assert hostile.startswith("bad/name [bold red]")  # kept literally, not a formula at the start
+    assert "error: bad/truncated.dcm" in printed
+
+
+def test_cancel_stops_early_and_says_so(tmp_path: Path, ct_onnx: Path):
+    study = tmp_path / "study"
+    write_series(study, "CT_small.dcm", 5)
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    result = audit_study(study, ct_onnx, tmp_path / "out", provider="cpu", should_stop=stop)
+    assert result.outcome.cancelled
+    assert len(result.findings) == 2
+    statuses = sorted(f.status for f in result.discovery.files)
+    assert statuses == ["scored", "scored", "skipped", "skipped", "skipped"]
+    sidecar = json.loads(result.report.sidecar_json.read_text())
+    assert sidecar["settings"]["cancelled"] is True
