@@ -54,13 +54,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd scan``; returns the exit status."""
-    from .audit import AuditError, audit_study
+    from .audit import AuditError, audit_study, check_output_outside
     from .model_card import ModelCardError
     from .scan import ScanSettings
     from .scorer import ProviderError
 
     if args.stride is not None and args.stride < 1:
-        console.print(Text("btd scan: --stride must be at least 1", style="red"))
+        console.print(Text("btd scan: --stride must be at least 1", style="red"), soft_wrap=True)
+        return EXIT_CANNOT_RUN
+    try:
+        if not args.study.is_dir():
+            raise AuditError(f"{args.study} is not a folder")
+        check_output_outside(args.study, args.out)
+    except AuditError as err:
+        console.print(Text(f"btd scan: {err}", style="red"), soft_wrap=True)
         return EXIT_CANNOT_RUN
     settings = ScanSettings(
         stride=args.stride,
@@ -98,7 +105,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 on_progress=on_progress,
             )
     except (AuditError, ModelCardError, ProviderError, FileNotFoundError) as err:
-        console.print(Text(f"btd scan: {err}", style="red"))
+        console.print(Text(f"btd scan: {err}", style="red"), soft_wrap=True)
         return EXIT_CANNOT_RUN
     _print_summary(console, result, args.top)
     return EXIT_FILES_FAILED if result.files_failed else EXIT_OK
@@ -127,5 +134,6 @@ def _print_summary(console: Console, result, top: int) -> None:
     console.print(Text(f"files: {summary}; provider {result.run.provider}"))
     for record in result.discovery.files:
         if record.status == "error":
-            console.print(Text(f"error: {record.relpath}: {record.reason}", style="yellow"))
+            line = Text(f"error: {record.relpath}: {record.reason}", style="yellow")
+            console.print(line, soft_wrap=True)
     console.print(Text(f"report: {result.report.sidecar_json.parent}", style="bold"))
