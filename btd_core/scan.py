@@ -228,7 +228,8 @@ class _Run:
         limit = self.settings.keep_views
         if limit <= 0 or (len(self._heap) >= limit and result.score <= self._heap[0][0]):
             return
-        heat = HeatMap(*image.shape)
+        size = self.scorer.card.patch_size
+        heat = HeatMap(*image.shape, margin=(size - self.settings.stride_for(size)) // 2)
         for (y, x), residual in zip(origins, residuals, strict=True):
             heat.add(y, x, residual[0])
         view = SliceView(image=image, heat=heat.values())

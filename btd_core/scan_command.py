@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -79,6 +86,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("slices"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
         TimeRemainingColumn(),
         TextColumn("{task.fields[note]}"),
         console=console,
@@ -111,16 +120,29 @@ def run(args: argparse.Namespace, console: Console) -> int:
     return EXIT_FILES_FAILED if result.files_failed else EXIT_OK
 
 
+def series_label(series) -> str:
+    """A short, human name for a series: its description, else the tail of its key."""
+    if series.description:
+        return series.description
+    key = series.key
+    return key if len(key) <= 20 else "…" + key[-16:]
+
+
 def _print_summary(console: Console, result, top: int) -> None:
     table = Table(title="most suspicious slices", title_justify="left")
-    for column in ("rank", "score", "series", "slice", "position (mm)", "worst tile x,y", "file"):
-        table.add_column(column, overflow="fold")
+    table.add_column("rank", justify="right")
+    table.add_column("score", no_wrap=True)
+    table.add_column("series", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("slice", justify="right")
+    table.add_column("pos mm", justify="right", no_wrap=True)
+    table.add_column("tile x,y", no_wrap=True)
+    table.add_column("file", overflow="fold", ratio=1)
     for finding in result.findings[:top]:
         location = finding.slice.location
         table.add_row(
             str(finding.rank),
             f"{finding.result.score:.5g}",
-            Text(finding.series.description or finding.series.key),
+            Text(series_label(finding.series)),
             str(finding.result.slice_index),
             "" if location is None else f"{location:.1f}",
             f"{finding.result.tile_x},{finding.result.tile_y}",

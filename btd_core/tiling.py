@@ -93,19 +93,35 @@ def body_mask(
 
 
 class HeatMap:
-    """Per-pixel residual energy (mean of r^2 over the tiles covering a pixel) of one slice."""
+    """Per-pixel residual energy of one slice: mean of r^2 over the tiles covering a pixel.
 
-    def __init__(self, height: int, width: int) -> None:
+    The U-Net's zero padding makes residuals large along every tile's border, which
+    would draw the tile grid into the map.  ``margin`` pixels along each tile side are
+    therefore left out, except where the side lies on the image's edge; with
+    ``margin = (S - stride) / 2`` the tiles' centres still cover the whole image.
+    """
+
+    def __init__(self, height: int, width: int, margin: int = 0) -> None:
         self._sum = np.zeros((height, width), dtype=np.float32)
         self._count = np.zeros((height, width), dtype=np.uint16)
+        self.margin = max(int(margin), 0)
 
     def add(self, y: int, x: int, residual: np.ndarray) -> None:
         """Add one tile's residual [S, S] (model space) at top-left (y, x)."""
         height, width = self._sum.shape
-        energy = np.square(residual[: height - y, : width - x], dtype=np.float32)
-        rows, cols = energy.shape
-        self._sum[y : y + rows, x : x + cols] += energy
-        self._count[y : y + rows, x : x + cols] += 1
+        size_y, size_x = residual.shape
+        m = self.margin
+        top = 0 if y == 0 else m
+        left = 0 if x == 0 else m
+        bottom = size_y if y + size_y >= height else size_y - m
+        right = size_x if x + size_x >= width else size_x - m
+        bottom = min(bottom, height - y)
+        right = min(right, width - x)
+        if bottom <= top or right <= left:
+            return
+        energy = np.square(residual[top:bottom, left:right], dtype=np.float32)
+        self._sum[y + top : y + bottom, x + left : x + right] += energy
+        self._count[y + top : y + bottom, x + left : x + right] += 1
 
     def values(self) -> np.ndarray:
         """float32 [H, W]: mean r^2 where tiles were scored, 0 elsewhere."""

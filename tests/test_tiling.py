@@ -83,3 +83,13 @@ def test_heat_map_clips_tiles_at_the_edge_and_leaves_unscored_zero():
     values = heat.values()
     assert values[3:, 3:].tolist() == [[4.0, 4.0], [4.0, 4.0]]
     assert values[:3].sum() == 0
+
+
+def test_heat_map_margin_drops_tile_borders_inside_the_image_only():
+    heat = HeatMap(8, 12, margin=2)
+    heat.add(0, 0, np.full((8, 8), 1.0, np.float32))  # left/top/bottom on the edge
+    heat.add(0, 4, np.full((8, 8), 2.0, np.float32))  # right/top/bottom on the edge
+    values = heat.values()
+    np.testing.assert_allclose(values[:, :6], 1.0)  # first tile up to its inner margin
+    np.testing.assert_allclose(values[:, 6:], 4.0)  # second tile from its inner margin on
+    assert (values > 0).all()
