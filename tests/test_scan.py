@@ -6,9 +6,12 @@ import csv
 import json
 import os
 import random
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from btd_core.audit import AuditError, audit_study
 from btd_core.cli import main as btd_main
@@ -154,3 +157,54 @@ def test_cancel_stops_early_and_says_so(tmp_path: Path, ct_onnx: Path):
     assert statuses == ["scored", "scored", "skipped", "skipped", "skipped"]
     sidecar = json.loads(result.report.sidecar_json.read_text())
     assert sidecar["settings"]["cancelled"] is True
+
+
+@pytest.fixture(scope="module")
+def ct_scorer(ct_onnx: Path):
+    from btd_core.scorer import Scorer
+
+    return Scorer(ct_onnx, provider="cpu")
+
+
+_MUTATION = st.tuples(
+    st.sampled_from(["flip", "insert", "delete", "truncate"]),
+    st.floats(0, 1, exclude_max=True),
+    st.binary(min_size=1, max_size=16),
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(mutations=st.lists(_MUTATION, min_size=1, max_size=4))
+def test_fuzzed_dicom_never_escapes_discovery_and_scoring(ct_scorer, mutations):
+    """Mutated real DICOM bytes: the file is scored or an error/skip row; nothing escapes."""
+    from pydicom.data import get_testdata_file
+
+    from btd_core.discovery import discover
+    from btd_core.scan import scan
+
+    data = bytearray(Path(get_testdata_file("CT_small.dcm")).read_bytes())
+    for kind, where, payload in mutations:
+        at = int(where * len(data))
+        if kind == "flip":
+            data[at : at + len(payload)] = bytes(b ^ 0xFF for b in payload)[: len(data) - at]
+        elif kind == "insert":
+            data[at:at] = payload
+        elif kind == "delete":
+            del data[at : at + len(payload)]
+        else:
+            del data[at:]
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "mutated.dcm").write_bytes(bytes(data))
+        discovery = discover(root)
+        outcome = scan(discovery, ct_scorer, ScanSettings(stride=96, keep_views=1))
+        (record,) = discovery.files
+        assert record.status in {"scored", "error", "skipped"}
+        if record.status == "scored":
+            assert len(outcome.results) + outcome.background_slices >= 1
+        else:
+            assert record.reason
