@@ -1,0 +1,115 @@
+"""``btd scan`` on a long 512 x 512 CT series: wall time, slices/s, peak memory, body-mask share.
+
+The series is built from a real CT slice (pydicom-data's 693_UNCI.dcm, head CT) with
+new UIDs and positions.  Each configuration runs the real ``btd scan`` command in its
+own process; peak memory is that process's maximum resident set size.  Side by side:
+the default stride (S/2, tiles overlap by half) against stride S (no overlap), and the
+same scan on N and on 4N slices to show that memory stays flat.  Needs an ONNX scorer
+(``--model``) or the train extra (a random-weight CT scorer is exported).
+
+    python benchmarks/bench_scan.py --slices 300          # the issue's measurement
+    python benchmarks/bench_scan.py --slices 30 --quick   # a few minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.study_builder import write_series
+
+BTD = [sys.executable, "-m", "btd_core.cli"]
+
+
+def random_scorer(folder: Path) -> Path:
+    """Export a random-weight CT scorer (speed and memory do not depend on the weights)."""
+    import torch
+
+    from btd_core.diffusion import build_diffusion
+    from export.onnx_export import export_scorer
+
+    torch.manual_seed(0)
+    checkpoint = folder / "random_ct.pt"
+    torch.save({"model": build_diffusion(96).state_dict(), "step": 0}, checkpoint)
+    return export_scorer(checkpoint, folder / "random_ct.onnx", modality="ct").path
+
+
+def run_scan(study: Path, model: Path, out: Path, stride: int | None) -> dict[str, float]:
+    """Run ``btd scan`` in a child process; return its wall time, peak RSS and counts."""
+    command = [*BTD, "scan", str(study), "--model", str(model), "--out", str(out)]
+    command += ["--provider", "cpu", "--overlays", "5", "--top", "0"]
+    if stride:
+        command += ["--stride", str(stride)]
+    rss_file = out.with_suffix(".rss")
+    timer = shutil.which("time") and Path("/usr/bin/time")
+    if timer and timer.exists():  # GNU time: this child's own peak, in KiB
+        command = [str(timer), "-f", "%M", "-o", str(rss_file), *command]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"btd scan failed ({done.returncode}): {done.stdout}{done.stderr}")
+    if rss_file.exists():
+        peak = int(rss_file.read_text().split()[-1])
+    else:  # largest child so far: an upper bound
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    settings = json.loads((out / "report.json").read_text())["settings"]
+    tiles = settings["tiles_scored"] + settings["tiles_skipped_by_body_mask"]
+    return {
+        "wall_s": wall,
+        "peak_mib": peak / 1024,
+        "slices": settings["slices_done"],
+        "slices_per_s": settings["slices_done"] / wall,
+        "tiles_scored": settings["tiles_scored"],
+        "skipped_share": settings["tiles_skipped_by_body_mask"] / max(tiles, 1),
+        "stride": settings["stride_px"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=300, help="slices in the series")
+    parser.add_argument("--model", type=Path, help="ONNX scorer (default: random CT weights)")
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the default-stride run on 4N slices"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = args.model or random_scorer(folder)
+        rows = []
+        for count in (args.slices, 4 * args.slices):
+            study = folder / f"study_{count}"
+            write_series(study, "693_UNCI.dcm", count, spacing_mm=1.0)
+            strides = [96] if (args.quick and count != args.slices) else [None, 96]
+            for stride in strides:
+                out = folder / f"report_{count}_{stride}"
+                result = run_scan(study, model, out, stride)
+                rows.append(result)
+                print(json.dumps(result), flush=True)
+                shutil.rmtree(out)
+            shutil.rmtree(study)
+    print()
+    print(
+        "| slices | stride px | wall s | slices/s | tiles scored | body mask skipped "
+        "| peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['slices']} | {r['stride']} | {r['wall_s']:.1f} | {r['slices_per_s']:.3f} | "
+            f"{r['tiles_scored']} | {100 * r['skipped_share']:.0f} % | {r['peak_mib']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
