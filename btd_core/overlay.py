@@ -10,12 +10,13 @@ nearest-neighbour, so every source pixel stays a visible block of one value.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .atomic import atomic_write_bytes
 
 HEAT_PERCENTILE = 99.5
 """Percentile of the heat map that maps to the top of the colour map."""
@@ -174,14 +175,6 @@ def write_overlay(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture = render_overlay(image01, heat, box, scale=scale, caption=caption)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            picture.save(handle, format="PNG")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -19,15 +19,14 @@ import hashlib
 import io
 import json
 import math
-import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from .atomic import atomic_write_bytes
 from .model_card import ModelCard
 from .study import FileRecord, Finding
 
@@ -266,16 +265,7 @@ def _write_atomic(path: Path, text: str) -> str:
     Lone surrogates (undecodable bytes from tags) are written as ``\\udcXX`` escapes.
     """
     data = text.encode("utf-8", errors="backslashreplace")
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from btd_core.model_card import ModelCard
 from btd_core.report import (
     FILES_COLUMNS,
     FINDINGS_COLUMNS,
@@ -24,39 +23,10 @@ from btd_core.report import (
     write_report,
 )
 from btd_core.study import FileRecord, Finding, Series, SliceRef, SliceResult
+from tests.test_model_card import make_card
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1+1", "-cmd", "@SUM(A1)", "\t=1", "\r=1"]
-
-
-def make_card(**changes) -> ModelCard:
-    values = dict(
-        modality="ct",
-        patch_size=96,
-        window_low=-700.0,
-        window_high=2000.0,
-        window_unit="HU",
-        reduction="mean_sq",
-        weights="model",
-        beta_schedule="sigmoid",
-        timesteps=1000,
-        beta_0=0.00030027920729480684,
-        sqrt_recip_alphas_cumprod_0=1.000150203704834,
-        sqrt_recipm1_alphas_cumprod_0=0.017331168055534363,
-        posterior_mean_coef1_0=1.0,
-        posterior_mean_coef2_0=0.0,
-        source_name="CT_model.pt",
-        source_sha256="ab" * 32,
-        source_step=700000,
-        source_library_version="1.8.3",
-        exporter_version="0.1.0",
-        torch_version="2.14.1",
-        diffusion_library_version="1.8.3",
-        opset=18,
-        exported_at="2026-11-28T00:00:00+00:00",
-    )
-    values.update(changes)
-    return ModelCard(**values)
 
 
 def make_run(root: Path, **changes) -> RunInfo:
