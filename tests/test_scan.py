@@ -208,3 +208,33 @@ def test_fuzzed_dicom_never_escapes_discovery_and_scoring(ct_scorer, mutations):
             assert len(outcome.results) + outcome.background_slices >= 1
         else:
             assert record.reason
+
+
+def test_npy_png_and_enhanced_multiframe_series(tmp_path: Path, ct_onnx: Path):
+    """A .npy volume (HU), a PNG stack and an enhanced CT file are series like any other."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+    from pydicom.data import get_testdata_file
+
+    from tests.conftest import real_ct_slice
+
+    study = tmp_path / "study"
+    (study / "png").mkdir(parents=True)
+    image = real_ct_slice("693_UNCI.dcm")[200:328, 200:328]
+    for i in range(2):
+        Image.fromarray((image * 255).astype(np.uint8)).save(study / "png" / f"slice{i + 9}.png")
+    hu = image[None].repeat(3, axis=0) * 2700 - 700
+    np.save(study / "volume.npy", hu.astype(np.int16))
+    shutil.copy(get_testdata_file("eCT_Supplemental.dcm"), study / "enhanced.dcm")
+    out = tmp_path / "out"
+    result = audit_study(study, ct_onnx, out, provider="cpu", settings=ScanSettings(stride=96))
+    assert result.files_failed == 0
+    kinds = {s.kind: len(s.slices) for s in result.discovery.series}
+    assert kinds == {"image": 2, "npy": 3, "dicom": 2}
+    assert len(result.findings) + result.outcome.background_slices == 7
+    rows = read_csv(result.report.findings_csv)
+    frames = sorted(r["frame"] for r in rows if r["file"] == "enhanced.dcm")
+    assert frames == ["0", "1"]
+    assert {r["file"] for r in rows} >= {"png/slice9.png", "png/slice10.png", "volume.npy"}
