@@ -10,6 +10,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from . import __version__
@@ -86,6 +87,37 @@ def audit_study(
     settings = settings or ScanSettings(keep_views=overlays)
     discovery = discover(study_dir)
     outcome = scan(discovery, scorer, settings, on_progress=on_progress, should_stop=should_stop)
+    return write_audit_report(
+        out_dir,
+        discovery=discovery,
+        outcome=outcome,
+        scorer=scorer,
+        settings=settings,
+        started=started,
+        overlays=overlays,
+        include_phi=include_phi,
+        command_line=command_line,
+    )
+
+
+def write_audit_report(
+    out_dir: Path,
+    *,
+    discovery: Discovery,
+    outcome: ScanOutcome,
+    scorer: Scorer,
+    settings: ScanSettings,
+    started: datetime,
+    overlays: int = 10,
+    include_phi: bool = True,
+    command_line: Sequence[str] | None = None,
+) -> AuditResult:
+    """Rank a finished (or cancelled) scan and write its report and overlays into ``out_dir``.
+
+    Also what the TUI's export runs.  Slices without a kept view get none in the
+    overlays folder.
+    """
+    check_output_outside(discovery.root, out_dir)
     findings = rank(outcome.results, discovery)
     out_dir.mkdir(parents=True, exist_ok=True)
     overlay_paths = _write_overlays(out_dir, findings[:overlays], outcome)
@@ -95,8 +127,8 @@ def audit_study(
         host=socket.gethostname(),
         started_utc=started,
         ended_utc=utc_now(),
-        study_root=study_dir.resolve(),
-        model_path=model.resolve(),
+        study_root=discovery.root.resolve(),
+        model_path=scorer.model_path.resolve(),
         model_sha256=scorer.model_sha256,
         model_card=scorer.card,
         provider=scorer.provider_in_use,

@@ -11,59 +11,24 @@ A slice that cannot be read makes its file an error row; the scan goes on.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .pixels import SliceReadError, read_slice
 from .scorer import Scorer
+from .slice_scoring import ImageScores, ScanSettings, SliceView, score_image
 from .study import Discovery, FileRecord, Series, SliceRef, SliceResult
-from .tiling import (
-    BODY_FRACTION,
-    BODY_LEVEL,
-    HeatMap,
-    body_mask,
-    centred_patch_origin,
-    crop_patch,
-    extract_tiles,
-    tile_grid,
-)
 from .windowing import modality_mismatch, to_model_range
 
-
-@dataclass(frozen=True)
-class ScanSettings:
-    """How slices are covered.
-
-    Attributes
-    ----------
-    stride:
-        Pixels between tile starts; ``None`` means S / 2 (tiles overlap by half).
-    body_level, body_fraction:
-        Body mask: a tile is scored when at least ``body_fraction`` (0..1) of its pixels
-        are above ``body_level`` (windowed [0, 1]); see :mod:`btd_core.tiling`.
-    keep_views:
-        How many of the highest-scoring slices keep their windowed image and heat map.
-    patch_at:
-        The paper's mode: ``(x, y)`` (column, row, pixels) of the one patch to score
-        per slice, centred there; no tiling, no body mask.
-    """
-
-    stride: int | None = None
-    body_level: float = BODY_LEVEL
-    body_fraction: float = BODY_FRACTION
-    keep_views: int = 10
-    patch_at: tuple[int, int] | None = None
-
-    def stride_for(self, size: int) -> int:
-        """The stride in pixels for tiles of ``size``."""
-        return self.stride if self.stride else max(size // 2, 1)
+__all__ = ["ScanOutcome", "ScanProgress", "ScanSettings", "SliceView", "scan"]
 
 
 @dataclass(frozen=True)
 class ScanProgress:
-    """Posted after every slice."""
+    """Posted after every slice; ``result`` is that slice's result (``None`` when it had
+    no body to score or could not be read)."""
 
     slices_done: int
     slices_total: int
@@ -71,14 +36,7 @@ class ScanProgress:
     tiles_skipped: int
     files_failed: int
     current: str
-
-
-@dataclass(frozen=True)
-class SliceView:
-    """A kept slice: its windowed image [H, W] in [0, 1] and heat map [H, W] (mean r^2)."""
-
-    image: np.ndarray
-    heat: np.ndarray
+    result: SliceResult | None = None
 
 
 @dataclass
@@ -105,15 +63,19 @@ def scan(
     settings: ScanSettings | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
+    skip: Collection[tuple[str, int]] = (),
 ) -> ScanOutcome:
     """Score every slice of every series that fits the model.
 
     Series whose modality does not fit the model are not scored: their files are
     marked skipped with the reason.  ``should_stop`` is checked before each slice;
-    when it returns true the scan ends early with ``cancelled`` set.
+    when it returns true the scan ends early with ``cancelled`` set.  ``skip`` lists
+    ``(series key, slice index)`` pairs already scored (to resume a cancelled scan):
+    they are counted as done and not scored again.
     """
     settings = settings or ScanSettings()
     run = _Run(discovery, scorer, settings, on_progress)
+    skip = set(skip)
     for series in discovery.series:
         reason = modality_mismatch(series, scorer.card)
         if reason:
@@ -125,6 +87,9 @@ def scan(
             if should_stop is not None and should_stop():
                 run.outcome.cancelled = True
                 break
+            if (series.key, index) in skip:
+                run.count_skipped(ref)
+                continue
             run.score_slice(series, index, ref)
         run.finish_series(series)
         if run.outcome.cancelled:
@@ -161,6 +126,7 @@ class _Run:
         self._counter = 0
 
     def score_slice(self, series: Series, index: int, ref: SliceRef) -> None:
+        result = None
         try:
             pixels = read_slice(series, ref)
         except SliceReadError as err:
@@ -169,7 +135,7 @@ class _Run:
         else:
             image = to_model_range(pixels, series, ref, self.scorer.card)
             del pixels
-            self._score_image(series, index, image)
+            result = self._score_image(series, index, image)
         self.outcome.slices_done += 1
         self.slices_left[str(ref.path)] -= 1
         if self.on_progress is not None:
@@ -181,58 +147,32 @@ class _Run:
                     tiles_skipped=self.outcome.tiles_skipped,
                     files_failed=len(self.errors),
                     current=ref.path.name,
+                    result=result,
                 )
             )
 
-    def _score_image(self, series: Series, index: int, image: np.ndarray) -> None:
-        size = self.scorer.card.patch_size
-        if self.settings.patch_at is not None:
-            x, y = self.settings.patch_at
-            origins = [centred_patch_origin(y, x, size)]
-            tiles = np.stack([crop_patch(image, oy, ox, size) for oy, ox in origins])
-            keep = np.ones(1, dtype=bool)
-        else:
-            grid = tile_grid(image.shape[0], image.shape[1], size, self.settings.stride_for(size))
-            origins = grid.origins
-            tiles = extract_tiles(image, grid)
-            keep = body_mask(tiles, self.settings.body_level, self.settings.body_fraction)
-        self.outcome.tiles_skipped += int((~keep).sum())
-        if not keep.any():
-            self.outcome.background_slices += 1
-            return
-        scored = self.scorer.score(tiles[keep], with_residuals=True)
-        assert scored.residuals is not None
-        kept_origins = [o for o, k in zip(origins, keep, strict=True) if k]
-        self.outcome.tiles_scored += len(kept_origins)
-        worst = int(np.argmax(scored.scores))
-        result = SliceResult(
-            series_key=series.key,
-            slice_index=index,
-            score=float(scored.scores[worst]),
-            tile_x=kept_origins[worst][1],
-            tile_y=kept_origins[worst][0],
-            tile_size=size,
-            tiles_scored=len(kept_origins),
-            tiles_skipped=int((~keep).sum()),
-        )
-        self.outcome.results.append(result)
-        self._keep_view(result, image, kept_origins, scored.residuals)
+    def count_skipped(self, ref: SliceRef) -> None:
+        """A slice scored by an earlier run: done, not scored again."""
+        self.outcome.slices_done += 1
+        self.slices_left[str(ref.path)] -= 1
 
-    def _keep_view(
-        self,
-        result: SliceResult,
-        image: np.ndarray,
-        origins: list[tuple[int, int]],
-        residuals: np.ndarray,
-    ) -> None:
+    def _score_image(self, series: Series, index: int, image: np.ndarray) -> SliceResult | None:
+        scores = score_image(image, self.scorer, self.settings)
+        self.outcome.tiles_skipped += scores.tiles_skipped
+        if not scores.origins:
+            self.outcome.background_slices += 1
+            return None
+        self.outcome.tiles_scored += len(scores.origins)
+        result = scores.slice_result(series.key, index)
+        self.outcome.results.append(result)
+        self._keep_view(result, image, scores)
+        return result
+
+    def _keep_view(self, result: SliceResult, image: np.ndarray, scores: ImageScores) -> None:
         limit = self.settings.keep_views
         if limit <= 0 or (len(self._heap) >= limit and result.score <= self._heap[0][0]):
             return
-        size = self.scorer.card.patch_size
-        heat = HeatMap(*image.shape, margin=(size - self.settings.stride_for(size)) // 2)
-        for (y, x), residual in zip(origins, residuals, strict=True):
-            heat.add(y, x, residual[0])
-        view = SliceView(image=image, heat=heat.values())
+        view = SliceView(image=image, heat=scores.heat_map(image.shape))
         self._counter += 1
         item = (result.score, self._counter, (result.series_key, result.slice_index), view)
         if len(self._heap) < limit:

@@ -238,3 +238,33 @@ def test_npy_png_and_enhanced_multiframe_series(tmp_path: Path, ct_onnx: Path):
     frames = sorted(r["frame"] for r in rows if r["file"] == "enhanced.dcm")
     assert frames == ["0", "1"]
     assert {r["file"] for r in rows} >= {"png/slice9.png", "png/slice10.png", "volume.npy"}
+
+
+def test_resume_scores_only_what_is_left_and_previews_match(tmp_path: Path, ct_scorer):
+    from btd_core.discovery import discover
+    from btd_core.scan import scan
+    from btd_core.slice_scoring import view_slice
+
+    study = tmp_path / "study"
+    write_series(study, "CT_small.dcm", 4)
+    settings = ScanSettings(stride=96)
+    seen = []
+    first = scan(
+        discover(study),
+        ct_scorer,
+        settings,
+        on_progress=lambda p: seen.append(p.result),
+        should_stop=lambda: len(seen) >= 2,
+    )
+    assert first.cancelled and [r.slice_index for r in seen] == [0, 1]
+    done = {(r.series_key, r.slice_index) for r in first.results}
+    discovery = discover(study)
+    second = scan(discovery, ct_scorer, settings, skip=done)
+    assert not second.cancelled and second.slices_done == 4
+    assert sorted(r.slice_index for r in second.results) == [2, 3]
+    assert all(f.status == "scored" for f in discovery.files)
+    series = discovery.series[0]
+    view, scores = view_slice(series, 2, ct_scorer, settings)
+    again = scores.slice_result(series.key, 2)
+    assert again == next(r for r in second.results if r.slice_index == 2)
+    assert view.heat.shape == view.image.shape == (128, 128) and view.heat.max() > 0
