@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .model_card import REDUCTIONS, ModelCard
+from .safe_text import printable
 
 
 def card_table(card: ModelCard, title: str = "model card") -> Table:
@@ -23,5 +24,5 @@ def card_table(card: ModelCard, title: str = "model card") -> Table:
         value = str(getattr(card, field.name))
         if field.name == "reduction":
             value = f"{value}: {REDUCTIONS.get(value, '?')}"
-        table.add_row(Text(field.name), Text(value))
+        table.add_row(Text(field.name), Text(printable(value)))
     return table

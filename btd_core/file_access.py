@@ -15,6 +15,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .safe_text import printable
+
 REASON_NOT_REGULAR = "not a regular file"
 REASON_PERMISSION = "permission denied"
 REASON_SYMLINK_LOOP = "symlink loop (too many levels of symbolic links)"
@@ -85,7 +87,7 @@ def short_message(exc: BaseException, limit: int = 160) -> str:
     """First line of an exception's message (or its type name), non-printable characters
     escaped, at most ``limit`` characters."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    text = printable(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -18,6 +18,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .safe_text import printable
+
 EXIT_OK = 0
 EXIT_FILES_FAILED = 1
 EXIT_CANNOT_RUN = 2
@@ -142,11 +144,11 @@ def _print_summary(console: Console, result, top: int) -> None:
         table.add_row(
             str(finding.rank),
             f"{finding.result.score:.5g}",
-            Text(series_label(finding.series)),
+            Text(printable(series_label(finding.series))),
             str(finding.result.slice_index),
             "" if location is None else f"{location:.1f}",
             f"{finding.result.tile_x},{finding.result.tile_y}",
-            Text(finding.file.relpath),
+            Text(printable(finding.file.relpath)),
         )
     console.print(table)
     counts: dict[str, int] = {}
@@ -156,6 +158,6 @@ def _print_summary(console: Console, result, top: int) -> None:
     console.print(Text(f"files: {summary}; provider {result.run.provider}"))
     for record in result.discovery.files:
         if record.status == "error":
-            line = Text(f"error: {record.relpath}: {record.reason}", style="yellow")
+            line = Text(f"error: {printable(record.relpath)}: {record.reason}", style="yellow")
             console.print(line, soft_wrap=True)
     console.print(Text(f"report: {result.report.sidecar_json.parent}", style="bold"))

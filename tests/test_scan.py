@@ -268,3 +268,13 @@ def test_resume_scores_only_what_is_left_and_previews_match(tmp_path: Path, ct_s
     again = scores.slice_result(series.key, 2)
     assert again == next(r for r in second.results if r.slice_index == 2)
     assert view.heat.shape == view.image.shape == (128, 128) and view.heat.max() > 0
+
+
+def test_printable_escapes_terminal_control_text():
+    from btd_core.safe_text import printable
+
+    assert printable("Doe^John") == "Doe^John"
+    assert printable("[bold red]x[/]") == "[bold red]x[/]"
+    hostile = "A\x1b[2J\x1b]0;pwned\x07B\rC\x9bD"
+    shown = printable(hostile)
+    assert shown.isprintable() and "\x1b" not in shown and "\\x1b[2J" in shown
