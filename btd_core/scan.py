@@ -77,10 +77,10 @@ def scan(
     run = _Run(discovery, scorer, settings, on_progress)
     skip = set(skip)
     for series in discovery.series:
-        reason = modality_mismatch(series, scorer.card)
+        reason = modality_mismatch(series, scorer.card.profile)
         if reason:
             run.mark_files(series, "skipped", reason)
-    fitting = [s for s in discovery.series if not modality_mismatch(s, scorer.card)]
+    fitting = [s for s in discovery.series if not modality_mismatch(s, scorer.card.profile)]
     run.outcome.slices_total = sum(len(s.slices) for s in fitting)
     for series in fitting:
         for index, ref in enumerate(series.slices):
@@ -133,7 +133,7 @@ class _Run:
             where = f"frame {ref.frame}: " if ref.frame is not None else ""
             self.errors.setdefault(str(ref.path), f"{where}{err}")
         else:
-            image = to_model_range(pixels, series, ref, self.scorer.card)
+            image = to_model_range(pixels, series, ref, self.scorer.card.profile)
             del pixels
             result = self._score_image(series, index, image)
         self.outcome.slices_done += 1

@@ -155,6 +155,6 @@ def view_slice(
         When the slice cannot be read.
     """
     ref = series.slices[index]
-    image = to_model_range(read_slice(series, ref), series, ref, scorer.card)
+    image = to_model_range(read_slice(series, ref), series, ref, scorer.card.profile)
     scores = score_image(image, scorer, settings)
     return SliceView(image=image, heat=scores.heat_map(image.shape)), scores

@@ -1,4 +1,4 @@
-"""From a slice's pixel values to the model's input range [0, 1], by the model card.
+"""From a slice's pixel values to the model's input range [0, 1], by the modality profile.
 
 ``btd_core.pixels.read_slice`` gives float32 values in the series' own units:
 Hounsfield units for CT DICOM (Rescale Slope/Intercept applied), rescaled stored
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model_card import ModelCard
+from .profiles import ModalityProfile
 from .study import Series, SliceRef
 
 MR_PERCENTILES = (0.5, 99.5)
@@ -29,29 +29,29 @@ MR_PERCENTILES = (0.5, 99.5)
 _ACCEPTED_MODALITIES = {"ct": {"CT"}, "mri": {"MR"}}
 
 
-def modality_mismatch(series: Series, card: ModelCard) -> str:
-    """Why ``series`` must not be scored by this model, or ``""`` when it fits.
+def modality_mismatch(series: Series, profile: ModalityProfile) -> str:
+    """Why ``series`` must not be scored (or trained on) for ``profile``, or ``""`` when it fits.
 
     Only DICOM series carry a (0008,0060) Modality; image and ``.npy`` series are
     accepted as the model's modality.
     """
     if series.kind != "dicom":
         return ""
-    accepted = _ACCEPTED_MODALITIES.get(card.modality, set())
+    accepted = _ACCEPTED_MODALITIES.get(profile.name, set())
     if series.modality.upper() in accepted:
         return ""
     shown = series.modality or "unknown"
-    return f"modality {shown} does not fit the {card.modality.upper()} model"
+    return f"modality {shown} does not fit the {profile.name.upper()} model"
 
 
 def to_model_range(
-    pixels: np.ndarray, series: Series, ref: SliceRef, card: ModelCard
+    pixels: np.ndarray, series: Series, ref: SliceRef, profile: ModalityProfile
 ) -> np.ndarray:
-    """Window one slice's values to float32 [0, 1] for ``card``'s model (see module doc)."""
+    """Window one slice's values to float32 [0, 1] for ``profile`` (see module doc)."""
     if series.kind == "image":
         return np.clip(pixels, 0.0, 1.0).astype(np.float32, copy=False)
-    if card.modality == "ct":
-        return card.profile.to_unit_range(pixels)
+    if profile.name == "ct":
+        return profile.to_unit_range(pixels)
     if series.kind == "dicom" and ref.window is not None and ref.window[1] > 1:
         centre, width = ref.window
         return _linear(pixels, centre - width / 2, centre + width / 2)

@@ -17,34 +17,38 @@ def series(kind="dicom", modality="CT"):
 def test_ct_dicom_is_windowed_from_hounsfield_units():
     hu = np.array([[-1000.0, -700.0, 650.0, 2000.0, 3000.0]], np.float32)
     np.testing.assert_allclose(
-        to_model_range(hu, series(), REF, CT_CARD), [[0, 0, 0.5, 1, 1]], atol=1e-7
+        to_model_range(hu, series(), REF, CT_CARD.profile), [[0, 0, 0.5, 1, 1]], atol=1e-7
     )
 
 
 def test_ct_npy_is_taken_as_hounsfield_units():
     hu = np.array([[650.0]], np.float32)
-    assert to_model_range(hu, series("npy", ""), REF, CT_CARD)[0, 0] == pytest.approx(0.5)
+    assert to_model_range(hu, series("npy", ""), REF, CT_CARD.profile)[0, 0] == pytest.approx(0.5)
 
 
 def test_images_are_already_in_unit_range():
     values = np.array([[0.0, 0.25, 1.0]], np.float32)
-    np.testing.assert_array_equal(to_model_range(values, series("image", ""), REF, CT_CARD), values)
+    np.testing.assert_array_equal(
+        to_model_range(values, series("image", ""), REF, CT_CARD.profile), values
+    )
 
 
 def test_mr_uses_the_stored_window_then_percentiles():
     values = np.linspace(0, 1000, 101, dtype=np.float32)[None]
     ref = SliceRef(path=REF.path, window=(500.0, 200.0))
-    out = to_model_range(values, series(modality="MR"), ref, MRI_CARD)
+    out = to_model_range(values, series(modality="MR"), ref, MRI_CARD.profile)
     assert out.min() == 0 and out.max() == 1
     assert out[0, 50] == pytest.approx(0.5)
     assert out[0, 39] == 0 and out[0, 61] == 1
-    out = to_model_range(values, series(modality="MR"), REF, MRI_CARD)
+    out = to_model_range(values, series(modality="MR"), REF, MRI_CARD.profile)
     assert out[0, 0] == 0 and out[0, -1] == 1 and out[0, 50] == pytest.approx(0.5, abs=1e-3)
 
 
 def test_mr_npy_in_unit_range_is_kept():
     values = np.array([[0.1, 0.9]], np.float32)
-    np.testing.assert_array_equal(to_model_range(values, series("npy", ""), REF, MRI_CARD), values)
+    np.testing.assert_array_equal(
+        to_model_range(values, series("npy", ""), REF, MRI_CARD.profile), values
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,7 +64,7 @@ def test_mr_npy_in_unit_range_is_kept():
     ],
 )
 def test_modality_must_fit_the_model(kind, modality, card, fits):
-    reason = modality_mismatch(series(kind, modality), card)
+    reason = modality_mismatch(series(kind, modality), card.profile)
     assert (reason == "") is fits
     if not fits:
         assert card.modality.upper() in reason
