@@ -84,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"source library {card.source_library_version}"
         )
     )
+    for note in result.notes:
+        console.print(Text(f"note: {note}", style="yellow"))
     console.print(Text(result.parity.describe(), style="green"))
     console.print(
         Text(

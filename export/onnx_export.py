@@ -79,6 +79,7 @@ class ExportResult:
     seconds: float
     size_bytes: int
     modality_source: str
+    notes: list[str]
 
 
 def resolve_modality(
@@ -212,10 +213,12 @@ def export_scorer(
     output = Path(output)
     checkpoint = load_checkpoint(checkpoint_path, weights=weights)
     profile, modality_source = resolve_modality(modality, checkpoint)
-    if checkpoint.extra.get("image_size", profile.patch_size) != profile.patch_size:
-        raise ExportError(
-            f"the checkpoint was trained on {checkpoint.extra['image_size']} px patches, "
-            f"but {profile.name} uses {profile.patch_size} px"
+    notes = []
+    trained = checkpoint.extra.get("image_size", profile.patch_size)
+    if trained != profile.patch_size:
+        notes.append(
+            f"the model was trained on {trained} px crops; it scores {profile.name} patches of "
+            f"{profile.patch_size} px (the U-Net is convolutional; upstream trained on S px)"
         )
     card = build_card(checkpoint, profile, reduction, opset)
     unet = with_matmul_attention(checkpoint.diffusion.model)
@@ -237,4 +240,5 @@ def export_scorer(
         seconds=time.perf_counter() - started,
         size_bytes=output.stat().st_size,
         modality_source=modality_source,
+        notes=notes,
     )
