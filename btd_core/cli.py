@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.text import Text
 
-from . import __version__, scan_command
+from . import __version__, scan_command, train_command
 
 
 def _card(args: argparse.Namespace, console: Console) -> int:
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     card.set_defaults(run=_card)
     scan_command.add_parser(commands)
+    train_command.add_parser(commands)
     return parser
 
 
