@@ -3,12 +3,13 @@
 The series is built from a real CT slice (pydicom-data's 693_UNCI.dcm, head CT) with
 new UIDs and positions.  Each configuration runs the real ``btd scan`` command in its
 own process; peak memory is that process's maximum resident set size.  Side by side:
-the default stride (S/2, tiles overlap by half) against stride S (no overlap), and the
-same scan on N and on 4N slices to show that memory stays flat.  Needs an ONNX scorer
+the default stride (S/2, tiles overlap by half), stride S (no overlap) and the paper's
+one patch per slice; then N and 4N slices in patch mode (and tiled with ``--full``) to
+show that memory stays flat as the study grows.  Needs an ONNX scorer
 (``--model``) or the train extra (a random-weight CT scorer is exported).
 
     python benchmarks/bench_scan.py --slices 300          # the issue's measurement
-    python benchmarks/bench_scan.py --slices 30 --quick   # a few minutes on 2 CPU cores
+    python benchmarks/bench_scan.py --slices 30           # a few minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -43,12 +44,18 @@ def random_scorer(folder: Path) -> Path:
     return export_scorer(checkpoint, folder / "random_ct.onnx", modality="ct").path
 
 
-def run_scan(study: Path, model: Path, out: Path, stride: int | None) -> dict[str, float]:
-    """Run ``btd scan`` in a child process; return its wall time, peak RSS and counts."""
+def run_scan(study: Path, model: Path, out: Path, mode: str) -> dict[str, float]:
+    """Run ``btd scan`` in a child process; return its wall time, peak RSS and counts.
+
+    ``mode``: ``"default"`` (stride S/2), ``"stride96"`` (no overlap) or ``"patch"``
+    (the paper's one patch per slice, at the slice centre).
+    """
     command = [*BTD, "scan", str(study), "--model", str(model), "--out", str(out)]
     command += ["--provider", "cpu", "--overlays", "5", "--top", "0"]
-    if stride:
-        command += ["--stride", str(stride)]
+    if mode == "stride96":
+        command += ["--stride", "96"]
+    elif mode == "patch":
+        command += ["--patch-at", "256", "256"]
     rss_file = out.with_suffix(".rss")
     timer = shutil.which("time") and Path("/usr/bin/time")
     if timer and timer.exists():  # GNU time: this child's own peak, in KiB
@@ -71,7 +78,7 @@ def run_scan(study: Path, model: Path, out: Path, stride: int | None) -> dict[st
         "slices_per_s": settings["slices_done"] / wall,
         "tiles_scored": settings["tiles_scored"],
         "skipped_share": settings["tiles_skipped_by_body_mask"] / max(tiles, 1),
-        "stride": settings["stride_px"],
+        "mode": mode,
     }
 
 
@@ -79,9 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300, help="slices in the series")
     parser.add_argument("--model", type=Path, help="ONNX scorer (default: random CT weights)")
-    parser.add_argument(
-        "--quick", action="store_true", help="skip the default-stride run on 4N slices"
-    )
+    parser.add_argument("--full", action="store_true", help="also tile 4N slices (slow on a CPU)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -90,23 +95,23 @@ def main() -> None:
         for count in (args.slices, 4 * args.slices):
             study = folder / f"study_{count}"
             write_series(study, "693_UNCI.dcm", count, spacing_mm=1.0)
-            strides = [96] if (args.quick and count != args.slices) else [None, 96]
-            for stride in strides:
-                out = folder / f"report_{count}_{stride}"
-                result = run_scan(study, model, out, stride)
+            if count == args.slices:
+                modes = ["default", "stride96", "patch"]
+            else:
+                modes = ["patch", "stride96"] if args.full else ["patch"]
+            for mode in modes:
+                out = folder / f"report_{count}_{mode}"
+                result = run_scan(study, model, out, mode)
                 rows.append(result)
                 print(json.dumps(result), flush=True)
                 shutil.rmtree(out)
             shutil.rmtree(study)
     print()
-    print(
-        "| slices | stride px | wall s | slices/s | tiles scored | body mask skipped "
-        "| peak RSS MiB |"
-    )
+    print("| slices | mode | wall s | slices/s | tiles scored | body mask skipped | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['slices']} | {r['stride']} | {r['wall_s']:.1f} | {r['slices_per_s']:.3f} | "
+            f"| {r['slices']} | {r['mode']} | {r['wall_s']:.1f} | {r['slices_per_s']:.3f} | "
             f"{r['tiles_scored']} | {100 * r['skipped_share']:.0f} % | {r['peak_mib']:.0f} |"
         )
 

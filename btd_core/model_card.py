@@ -67,6 +67,7 @@ class ModelCard:
     normalisation: str = "x * 2 - 1 inside the graph; input x in [0, 1]"
     clamp: str = "x0_hat clamped to [-1, 1]"
     residual_space: str = "model space [-1, 1]: residual = x_norm - x_{-1}"
+    description: str = ""
     format_name: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 

@@ -155,8 +155,11 @@ def tamper_study(
     checkpoint: Path | None = None,
     radius: int = 12,
     seed: int = 0,
+    truth_path: Path | None = None,
 ) -> Path:
     """Copy a DICOM series into ``out_dir``, tampering slices per ``plan``; return truth.csv.
+
+    The truth table goes to ``truth_path`` (default: ``<out_dir>_truth.csv`` beside it).
 
     ``plan`` lists ``(slice index, method, kind)``.  Tampered pixels are written back as
     stored values (through the slice's Rescale Slope/Intercept), UIDs unchanged.
@@ -186,7 +189,7 @@ def tamper_study(
                     "kind": kind,
                 }
             )
-    path = out_dir.parent / f"{out_dir.name}_truth.csv"
+    path = truth_path or out_dir.parent / f"{out_dir.name}_truth.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(
             handle, fieldnames=["file", "slice_index", "x", "y", "radius", "method", "kind"]

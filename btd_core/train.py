@@ -193,6 +193,7 @@ def checkpoint_payload(
             "image_size": config.crop_size,
             "btd_version": __version__,
             "training_slices": slices,
+            "description": config.description,
             "config": dataclasses.asdict(config),
         },
     }

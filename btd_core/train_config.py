@@ -61,6 +61,9 @@ class TrainConfig:
         Seeds Python, numpy and torch.
     workers:
         DataLoader worker processes.
+    description:
+        Free text stored in the checkpoint and the exported model card: what the model was
+        trained on and what it is (not) for.
     """
 
     modality: str = "ct"
@@ -80,6 +83,7 @@ class TrainConfig:
     mixed_precision: str = "no"
     seed: int = 0
     workers: int = 0
+    description: str = ""
 
     @property
     def crop_size(self) -> int:

@@ -126,6 +126,7 @@ def build_card(
         diffusion_library_version=library_version(),
         opset=opset,
         exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        description=str(checkpoint.extra.get("description", "")),
         **t0_constants(diffusion),
     )
 
