@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.text import Text
 
-from . import __version__, scan_command, train_command
+from . import __version__, demo_command, eval_command, scan_command, tamper_command, train_command
 
 
 def _card(args: argparse.Namespace, console: Console) -> int:
@@ -65,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     card.set_defaults(run=_card)
     scan_command.add_parser(commands)
+    from btd_tui import command as audit_command  # btd audit: the terminal app
+
+    audit_command.add_parser(commands)
+    eval_command.add_parser(commands)
     train_command.add_parser(commands)
+    tamper_command.add_parser(commands)
+    demo_command.add_parser(commands)
     return parser
 
 
