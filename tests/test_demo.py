@@ -1,0 +1,33 @@
+"""btd demo --headless: builds its model and study offline and writes its report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="the demo trains its model: needs the train extra")
+
+
+def test_demo_headless_without_network(tmp_path: Path):
+    command = [sys.executable, "-m", "btd_core.cli", "demo", "--headless", "--out", "report"]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"]).returncode == 0:
+        command = ["unshare", "-n", *command]  # a network namespace with no way out
+    env = {**os.environ, "BTD_CACHE": str(tmp_path / "cache"), "COLUMNS": "120"}
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = tmp_path / "report"
+    findings = list(csv.DictReader((report / "findings.csv").open()))
+    assert len(findings) == 10
+    sidecar = json.loads((report / "report.json").read_text())
+    assert "btd demo model" in sidecar["model"]["card"]["btd.description"]
+    assert done.stdout.count("planted ") == 3
+    assert (tmp_path / "cache" / "demo" / "demo_ct.onnx").exists()
