@@ -109,3 +109,39 @@ def test_tampered_study_keeps_uids_and_says_where(genuine: Path, tmp_path: Path)
     assert (
         pydicom.dcmread(copied.slices[1].path).SOPInstanceUID == series.slices[1].sop_instance_uid
     )
+
+
+def test_tamper_output_round_trips_through_eval(genuine: Path, tmp_path: Path, ct_onnx: Path):
+    """btd tamper's CSV is read by btd eval as it is: every row scored, one metric per set."""
+    from btd_core.metrics import auroc
+
+    out = tmp_path / "set"
+    assert btd_main(["tamper", str(genuine), "--out", str(out), "--per-set", "3"]) == 0
+    report = tmp_path / "eval"
+    code = btd_main(
+        [
+            "eval",
+            "--model",
+            str(ct_onnx),
+            "--csv",
+            str(out / "tamper.csv"),
+            "--out",
+            str(report),
+            "--label",
+            "tampered=tampered",
+            "--label",
+            "genuine=genuine",
+            "--provider",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    scores = list(csv.DictReader((report / "scores.csv").open()))
+    assert len(scores) == 12 and all(r["status"] == "ok" for r in scores)
+    metrics = {r["set"]: r for r in csv.DictReader((report / "metrics.csv").open())}
+    assert {"copy-move-injection", "copy-move-removal"} <= set(metrics)
+    for name in ("copy-move-injection", "copy-move-removal"):
+        rows = [r for r in scores if r["set"] == name]
+        labels = [int(r["label"]) for r in rows]
+        values = [float(r["score"]) for r in rows]
+        assert float(metrics[name]["auroc"]) == pytest.approx(auroc(labels, values))
