@@ -1,0 +1,1 @@
+"""The audit screen's widgets, one per module."""

@@ -1,0 +1,153 @@
+"""The selected slice drawn in the terminal: half-blocks or ASCII, heat map, worst tile, zoom.
+
+The picture itself comes from :func:`btd_tui.render.render` (a pure function); this
+widget keeps what to show, recomputes the lines when its size or the options change,
+and shows a one-line status (``computing…``, an error, or nothing selected) instead
+of the picture when there is none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.strip import Strip
+from textual.widget import Widget
+
+from btd_core.safe_text import printable
+from btd_tui.render import RenderRequest, render, strips_text
+
+if TYPE_CHECKING:
+    from btd_core.slice_scoring import SliceView
+    from btd_core.study import SliceResult
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The slice on screen: which one, and its label for the title."""
+
+    series_key: str
+    index: int
+    count: int
+    label: str
+
+
+class SlicePreview(Widget):
+    """A slice with its heat map and worst tile; toggles: heat, ASCII, zoom."""
+
+    def __init__(self, ascii: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ascii = ascii
+        self.show_heat = True
+        self.zoom = False
+        self.shown: Shown | None = None
+        self.view: SliceView | None = None
+        self.result: SliceResult | None = None
+        self.message = "no slice selected: pick a ranked slice"
+        self._lines: list[Strip] = []
+        self._cache_key: tuple[object, ...] | None = None
+
+    def on_mount(self) -> None:
+        """Titles before anything is shown."""
+        self._titles()
+
+    def set_computing(self, shown: Shown) -> None:
+        """A slice was chosen; its picture is being computed."""
+        self.shown, self.view, self.result = shown, None, None
+        self.message = "computing…"
+        self._changed()
+
+    def set_view(self, shown: Shown, view: SliceView, result: SliceResult | None) -> None:
+        """Show a computed slice (``result`` gives the worst tile, ``None`` for no body)."""
+        self.shown, self.view, self.result = shown, view, result
+        self.message = "" if result else "no body tiles on this slice (nothing scored)"
+        self._changed()
+
+    def set_error(self, shown: Shown | None, message: str) -> None:
+        """The slice could not be read or scored."""
+        self.shown, self.view, self.result = shown, None, None
+        self.message = "cannot show this slice: " + printable(message)
+        self._changed()
+
+    def toggle_heat(self) -> None:
+        """Heat map overlay on / off."""
+        self.show_heat = not self.show_heat
+        self._changed()
+
+    def toggle_ascii(self) -> None:
+        """ASCII ramp / half-block colour."""
+        self.ascii = not self.ascii
+        self._changed()
+
+    def toggle_zoom(self) -> None:
+        """Whole slice / the worst tile enlarged."""
+        self.zoom = not self.zoom
+        self._changed()
+
+    def _changed(self) -> None:
+        self._cache_key = None
+        self._titles()
+        self.refresh()
+
+    def _titles(self) -> None:
+        if self.shown is None:
+            self.border_title = Text("slice preview")
+        else:
+            title = Text(printable(self.shown.label))
+            title.append(f" · slice {self.shown.index + 1}/{self.shown.count}")
+            if self.result is not None:
+                title.append(f" · score {self.result.score:.4g}")
+            self.border_title = title
+        modes = ["ascii" if self.ascii else "colour", "heat on" if self.show_heat else "heat off"]
+        if self.zoom:
+            modes.append("zoom")
+        self.border_subtitle = Text(" · ".join(modes))
+
+    def lines(self) -> list[Strip]:
+        """The content's lines at the current size (computed on demand, cached)."""
+        width, height = self.content_size.width, self.content_size.height
+        key = (width, height, id(self.view), self.ascii, self.show_heat, self.zoom, self.message)
+        if key != self._cache_key:
+            self._lines = self._compute(width, height)
+            self._cache_key = key
+        return self._lines
+
+    def _compute(self, width: int, height: int) -> list[Strip]:
+        if width <= 0 or height <= 0:
+            return []
+        picture_rows = height - 1 if self.message and self.view is not None else height
+        if self.view is None:
+            text = Text(self.message, style="italic dim")
+            body = [Strip.blank(width)] * (height // 2)
+            segments = list(text.render(self.app.console))
+            line = Strip(segments).crop_extend(0, width, Style.null())
+            return [*body, line, *[Strip.blank(width)] * (height - len(body) - 1)]
+        result = self.result
+        box = (result.tile_x, result.tile_y, result.tile_size) if result else None
+        request = RenderRequest(
+            image=self.view.image,
+            heat=self.view.heat,
+            box=box,
+            ascii=self.ascii,
+            show_heat=self.show_heat,
+            zoom=self.zoom and box is not None,
+        )
+        lines = render(request, width, picture_rows)
+        if picture_rows < height:
+            note = Strip([Segment(self.message[:width], Style(italic=True, dim=True))])
+            lines.append(note.crop_extend(0, width, Style.null()))
+        return lines
+
+    def render_line(self, y: int) -> Strip:
+        """One line of the picture (or of the status message)."""
+        lines = self.lines()
+        if 0 <= y < len(lines):
+            return lines[y].apply_style(self.rich_style)
+        return Strip.blank(self.content_size.width, self.rich_style)
+
+    def text_lines(self) -> list[str]:
+        """The shown lines as plain text (for tests)."""
+        return strips_text(self.lines())

@@ -1,0 +1,90 @@
+"""Snapshots of btd audit (pytest-textual-snapshot): main screen at 80x24 and 160x48, help.
+
+The study is rebuilt byte for byte in a fixed folder with fixed UIDs and scored by a
+tiny deterministic ONNX scorer, so nothing on screen depends on tmp paths, times,
+speeds or thread timing.  Update with ``pytest tests/test_tui_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Footer
+
+from btd_core.scan import ScanSettings
+from btd_tui.factory import create_app
+from btd_tui.widgets.findings_table import FindingsTable, split_row_key
+from btd_tui.widgets.slice_preview import SlicePreview
+from tests.test_tui_support import fresh_folder, wait_for, write_fixed_series, write_tiny_scorer
+
+STUDY = Path("/tmp/btd-snapshot-study")
+MODEL = Path("/tmp/btd-snapshot-model/tiny.onnx")
+
+
+@pytest.fixture
+def snapshot_study() -> tuple[Path, Path]:
+    """Two CT series (one slice with a noise block), a corrupt file and a text file."""
+    root = fresh_folder(STUDY)
+    write_fixed_series(
+        root / "abdomen", 3, series_number=1, description="ABDOMEN 5mm", planted_index=1
+    )
+    write_fixed_series(root / "head", 2, series_number=2, description="HEAD")
+    (root / "bad.dcm").write_text("not DICOM\n")
+    (root / "notes.txt").write_text("case notes\n")
+    return root, write_tiny_scorer(MODEL)
+
+
+async def ready(pilot) -> None:
+    """Study walked, model open, footer filled: the first screen settled."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.scan_view.phase == "ready", 60, "ready")
+    await wait_for(pilot, lambda: app.query_one(Footer).children, 10, "the footer")
+    await pilot.pause(0.3)
+
+
+async def scored(pilot) -> None:
+    """Scan done, table ranked, the top slice drawn in the preview."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.scan_view.phase == "done", 120, "the scan")
+    table = app.query_one(FindingsTable)
+    preview = app.query_one(SlicePreview)
+
+    def top_shown() -> bool:
+        key = table.current_key()
+        shown = preview.shown
+        return (
+            key is not None
+            and table.cursor_row == 0
+            and shown is not None
+            and (shown.series_key, shown.index) == split_row_key(key)
+            and preview.view is not None
+        )
+
+    await wait_for(pilot, top_shown, 60, "the top slice in the preview")
+    await wait_for(pilot, lambda: app.query_one(Footer).children, 10, "the footer")
+    await pilot.pause(0.3)
+
+
+def test_main_screen_80x24(snap_compare, snapshot_study):
+    root, model = snapshot_study
+    app = create_app(root, model, provider="cpu", autostart=False)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
+
+
+def test_main_screen_scored_160x48(snap_compare, snapshot_study):
+    root, model = snapshot_study
+    app = create_app(root, model, provider="cpu", settings=ScanSettings(stride=32))
+    assert snap_compare(app, terminal_size=(160, 48), run_before=scored)
+
+
+def test_help_screen(snap_compare, snapshot_study):
+    root, model = snapshot_study
+    app = create_app(root, model, provider="cpu", autostart=False)
+
+    async def open_help(pilot) -> None:
+        await ready(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_help)
