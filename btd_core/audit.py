@@ -117,6 +117,7 @@ def write_audit_report(
     Also what the TUI's export runs.  Slices without a kept view get none in the
     overlays folder.
     """
+    out_dir = Path(out_dir).resolve()  # overlay paths are then absolute, whatever the cwd
     check_output_outside(discovery.root, out_dir)
     findings = rank(outcome.results, discovery)
     out_dir.mkdir(parents=True, exist_ok=True)

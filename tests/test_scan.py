@@ -278,3 +278,15 @@ def test_printable_escapes_terminal_control_text():
     hostile = "A\x1b[2J\x1b]0;pwned\x07B\rC\x9bD"
     shown = printable(hostile)
     assert shown.isprintable() and "\x1b" not in shown and "\\x1b[2J" in shown
+
+
+def test_relative_report_folder(tmp_path: Path, ct_onnx: Path, monkeypatch):
+    """``btd scan --out report`` from the current folder, as a user types it."""
+    study = tmp_path / "study"
+    write_series(study, "CT_small.dcm", 2)
+    monkeypatch.chdir(tmp_path)
+    args = ["scan", "study", "--model", str(ct_onnx), "--out", "report", "--stride", "96"]
+    assert btd_main(args) == 0
+    sidecar = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert "overlays/rank001.png" in sidecar["report_files"]
+    assert (tmp_path / "report" / "overlays" / "rank001.png").exists()
