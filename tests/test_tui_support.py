@@ -17,6 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from btd_core.model_card import ModelCard
 from tests.study_builder import read_source
+from tests.test_model_card import make_card
 
 UID_ROOT = "1.2.826.0.1.3680043.10.999"
 """Fixed UIDs for deterministic studies (snapshots)."""
@@ -24,29 +25,15 @@ UID_ROOT = "1.2.826.0.1.3680043.10.999"
 
 def tiny_card(patch_size: int = 96) -> ModelCard:
     """A fixed CT model card (no timestamps or hashes that change between runs)."""
-    return ModelCard(
-        modality="ct",
+    return make_card(
         patch_size=patch_size,
-        window_low=-700.0,
-        window_high=2000.0,
-        window_unit="HU",
-        reduction="mean_sq",
-        weights="model",
-        beta_schedule="sigmoid",
-        timesteps=1000,
         beta_0=0.0003,
         sqrt_recip_alphas_cumprod_0=1.00015,
         sqrt_recipm1_alphas_cumprod_0=0.017331,
-        posterior_mean_coef1_0=1.0,
-        posterior_mean_coef2_0=0.0,
         source_name="tiny.pt",
         source_sha256="5e" * 32,
         source_step=1,
-        source_library_version="1.8.3",
-        exporter_version="0.1.0",
         torch_version="none",
-        diffusion_library_version="1.8.3",
-        opset=18,
         exported_at="2026-01-01T00:00:00+00:00",
     )
 
