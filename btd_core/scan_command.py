@@ -155,6 +155,8 @@ def _print_summary(console: Console, result, top: int) -> None:
     for record in result.discovery.files:
         counts[record.status] = counts.get(record.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    if not counts:
+        summary = "none found: the folder holds no files"
     console.print(Text(f"files: {summary}; provider {result.run.provider}"))
     for record in result.discovery.files:
         if record.status == "error":

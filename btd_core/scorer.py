@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
-from .model_card import ModelCard
+from .model_card import ModelCard, ModelCardError
 
 ProviderChoice = Literal["auto", "cuda", "cpu"]
 PROVIDER_CHOICES: tuple[str, ...] = ("auto", "cuda", "cpu")
@@ -95,7 +95,16 @@ class Scorer:
         self.model_path = Path(model_path)
         model_bytes = self.model_path.read_bytes()
         self.model_sha256 = hashlib.sha256(model_bytes).hexdigest()
-        self._session, self.provider_note = _open_session(model_bytes, provider, threads)
+        try:
+            self._session, self.provider_note = _open_session(model_bytes, provider, threads)
+        except ProviderError:
+            raise
+        except Exception as err:  # onnxruntime's own errors for bytes that are not ONNX
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ModelCardError(
+                f"{self.model_path} is not a readable ONNX model ({first_line}); "
+                "make one with btd-export"
+            ) from None
         self.card = ModelCard.from_metadata(self._session.get_modelmeta().custom_metadata_map)
         self.provider_in_use: str = self._session.get_providers()[0]
         self.batch_size = batch_size or DEFAULT_BATCH.get(self.provider_in_use, 16)

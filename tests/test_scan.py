@@ -290,3 +290,17 @@ def test_relative_report_folder(tmp_path: Path, ct_onnx: Path, monkeypatch):
     sidecar = json.loads((tmp_path / "report" / "report.json").read_text())
     assert "overlays/rank001.png" in sidecar["report_files"]
     assert (tmp_path / "report" / "overlays" / "rank001.png").exists()
+
+
+def test_wrong_model_and_empty_folder_give_clear_messages(tmp_path: Path, ct_onnx: Path, capsys):
+    (tmp_path / "empty").mkdir()
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_text("x")
+    code = btd_main(
+        ["scan", str(tmp_path / "empty"), "--model", str(bogus), "--out", str(tmp_path / "r")]
+    )
+    assert code == 2 and "not a readable ONNX model" in capsys.readouterr().out
+    code = btd_main(
+        ["scan", str(tmp_path / "empty"), "--model", str(ct_onnx), "--out", str(tmp_path / "r")]
+    )
+    assert code == 0 and "no files" in capsys.readouterr().out

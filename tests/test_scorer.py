@@ -108,3 +108,10 @@ def test_an_onnx_file_that_is_not_a_btd_scorer(tmp_path: Path):
     onnx.save(model, str(path))
     with pytest.raises(ModelCardError, match="not a btd scorer"):
         Scorer(path, provider="cpu")
+
+
+def test_a_file_that_is_not_onnx_gets_a_clear_error(tmp_path: Path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not a model at all")
+    with pytest.raises(ModelCardError, match="not a readable ONNX model"):
+        Scorer(path, provider="cpu")
