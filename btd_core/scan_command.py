@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from .cli_args import positive_int
 from .safe_text import printable
 
 EXIT_OK = 0
@@ -41,7 +42,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, help="report folder (outside STUDY_DIR)")
     parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument(
-        "--stride", type=int, help="pixels between tiles (default: half the model's patch size)"
+        "--stride",
+        type=positive_int,
+        help="pixels between tiles (default: S / 2)",
     )
     parser.add_argument(
         "--patch-at",
@@ -52,7 +55,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--top", type=int, default=10, help="ranked slices to print (default 10)")
     parser.add_argument("--overlays", type=int, default=10, help="PNG overlays of the top slices")
-    parser.add_argument("--batch-size", type=int, help="patches per onnxruntime call")
+    parser.add_argument("--batch-size", type=positive_int, help="patches per onnxruntime call")
     parser.add_argument(
         "--no-phi",
         action="store_true",
@@ -68,9 +71,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from .scan import ScanSettings
     from .scorer import ProviderError
 
-    if args.stride is not None and args.stride < 1:
-        console.print(Text("btd scan: --stride must be at least 1", style="red"), soft_wrap=True)
-        return EXIT_CANNOT_RUN
     try:
         if not args.study.is_dir():
             raise AuditError(f"{args.study} is not a folder")

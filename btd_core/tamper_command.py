@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from .cli_args import positive_int
 from .safe_text import printable
 
 
@@ -26,7 +27,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("data_dir", type=Path, metavar="DATA_DIR")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--modality", choices=("ct", "mri"), default="ct")
-    parser.add_argument("--per-set", type=int, default=10, help="tampered slices per set")
+    parser.add_argument("--per-set", type=positive_int, default=10, help="tampered slices per set")
     parser.add_argument(
         "--methods", nargs="+", choices=("copy-move", "diffusion"), default=["copy-move"]
     )

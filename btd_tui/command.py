@@ -9,6 +9,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from btd_core.cli_args import positive_int
+
 EXIT_OK = 0
 EXIT_CANNOT_RUN = 2
 
@@ -37,7 +39,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--ascii", action="store_true", help="preview with an ASCII ramp (no colour blocks)"
     )
     parser.add_argument(
-        "--stride", type=int, help="pixels between tiles (default: half the model's patch size)"
+        "--stride",
+        type=positive_int,
+        help="pixels between tiles (default: S / 2)",
     )
     parser.add_argument(
         "--no-autostart",
@@ -52,9 +56,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd audit``; returns the exit status."""
     from btd_tui.config import ConfigError, resolve_model
 
-    if args.stride is not None and args.stride < 1:
-        console.print(Text("btd audit: --stride must be at least 1", style="red"), soft_wrap=True)
-        return EXIT_CANNOT_RUN
     if not args.study.is_dir():
         console.print(Text(f"btd audit: {args.study} is not a folder", style="red"), soft_wrap=True)
         return EXIT_CANNOT_RUN

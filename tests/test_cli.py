@@ -63,3 +63,22 @@ def test_export_refuses_a_malicious_checkpoint(tmp_path: Path):
     assert "refused" in out.stdout and "system" in out.stdout
     assert not marker.exists()
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scan", "study", "--model", "m.onnx", "--out", "r", "--stride", "0"],
+        ["scan", "study", "--model", "m.onnx", "--out", "r", "--batch-size", "-3"],
+        ["audit", "study", "--model", "m.onnx", "--stride", "x"],
+        ["tamper", "data", "--out", "o", "--per-set", "0"],
+    ],
+)
+def test_counts_and_strides_below_one_are_refused_by_the_parser(args, capsys):
+    from btd_core.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be at least 1" in err or "not a whole number" in err
