@@ -25,6 +25,17 @@ REDUCTIONS: dict[str, str] = {
 }
 """Score reductions of the residual r, by name, with what each computes."""
 
+PRECISIONS: dict[str, str] = {
+    "fp32": "float32 throughout (the reference)",
+    "fp16": "convolutions and matrix products in float16; normalisation, softmax, SiLU and "
+    "the residual arithmetic in float32; runs on CPU and CUDA",
+    "fp16-cuda": "fp16 on onnxruntime's fused diffusion-U-Net kernels (GroupNorm+SiLU, "
+    "channels-last convolutions); runs on the CUDA provider only",
+}
+"""Arithmetic precisions of an exported scorer (``btd-export --precision``)."""
+
+CUDA_ONLY_PRECISIONS = frozenset({"fp16-cuda"})
+
 
 class ModelCardError(ValueError):
     """The ONNX file is not a BTD scorer, or its card is incomplete or from a newer format."""
@@ -68,6 +79,7 @@ class ModelCard:
     clamp: str = "x0_hat clamped to [-1, 1]"
     residual_space: str = "model space [-1, 1]: residual = x_norm - x_{-1}"
     description: str = ""
+    precision: str = "fp32"
     format_name: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -124,6 +136,10 @@ class ModelCard:
         card = cls(**values)
         if card.reduction not in REDUCTIONS:
             raise ModelCardError(f"unknown score reduction {card.reduction!r} in the model card")
+        if card.precision not in PRECISIONS:
+            raise ModelCardError(
+                f"unknown precision {card.precision!r} in the model card; upgrade btd"
+            )
         return card
 
 

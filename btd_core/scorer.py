@@ -15,6 +15,15 @@ Provider choice (``provider=``):
     provider in use is therefore read from ``session.get_providers()``.
 ``"cpu"``
     The CPU only.
+
+Engine options (:class:`EngineOptions`) tune how the session runs: CPU threads and
+graph optimisation level anywhere; on CUDA one fixed batch shape (the last batch is
+padded, so cuDNN searches its algorithms once), inputs and outputs bound to GPU
+buffers (IO binding), optionally a captured CUDA graph, the cuDNN algorithm search
+and channels-last convolutions.  Asking for a CUDA-only option where the scoring
+runs on the CPU is an :class:`EngineOptionError` with the reason, never a silent
+fallback.  The precision of the arithmetic is a property of the ONNX file
+(``btd-export --precision``), recorded in its model card.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -39,9 +48,81 @@ CPU = "CPUExecutionProvider"
 DEFAULT_BATCH = {CUDA: 256, CPU: 8}
 """Patches per onnxruntime call, by provider in use."""
 
+CUDNN_SEARCHES = ("exhaustive", "heuristic", "default")
+"""cuDNN convolution algorithm search: onnxruntime's ``cudnn_conv_algo_search`` values."""
+OPTIMIZATION_LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+"""onnxruntime graph optimisation levels by name."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the onnxruntime session runs (not what it computes).
+
+    Attributes
+    ----------
+    batch_size:
+        Patches per onnxruntime call (>= 1); default by provider (:data:`DEFAULT_BATCH`).
+    threads:
+        CPU threads for one call (onnxruntime's intra-op threads); default: onnxruntime's
+        (one per physical core).
+    optimization:
+        Graph optimisation level, one of :data:`OPTIMIZATION_LEVELS` (default ``"all"``).
+    cudnn_search:
+        CUDA only: cuDNN convolution algorithm search, one of :data:`CUDNN_SEARCHES`;
+        ``None`` = onnxruntime's default (exhaustive).
+    cuda_graph:
+        CUDA only: capture the whole model as one CUDA graph and replay it per batch.
+    nhwc:
+        CUDA only: let onnxruntime run convolutions in channels-last layout.
+    """
+
+    batch_size: int | None = None
+    threads: int | None = None
+    optimization: str = "all"
+    cudnn_search: str | None = None
+    cuda_graph: bool = False
+    nhwc: bool = False
+
+    def cuda_only_requests(self) -> list[str]:
+        """The CUDA-only options asked for, as command-line flags."""
+        asked = []
+        if self.cudnn_search is not None:
+            asked.append(f"--cudnn-search {self.cudnn_search}")
+        if self.cuda_graph:
+            asked.append("--cuda-graph")
+        if self.nhwc:
+            asked.append("--nhwc")
+        return asked
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for values out of range."""
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError("threads must be at least 1")
+        if self.optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(
+                f"optimization must be one of {', '.join(OPTIMIZATION_LEVELS)}, "
+                f"not {self.optimization!r}"
+            )
+        if self.cudnn_search is not None and self.cudnn_search not in CUDNN_SEARCHES:
+            raise ValueError(
+                f"cudnn_search must be one of {', '.join(CUDNN_SEARCHES)}, "
+                f"not {self.cudnn_search!r}"
+            )
+
 
 class ProviderError(RuntimeError):
     """The requested execution provider is not active."""
+
+
+class EngineOptionError(ProviderError):
+    """A CUDA-only engine option or model precision was asked for where CUDA is not in use."""
 
 
 class ScorerInputError(ValueError):
@@ -75,10 +156,19 @@ class Scorer:
         The ``.onnx`` file written by ``btd-export``.
     provider:
         ``"auto"``, ``"cuda"`` or ``"cpu"`` (see the module docstring).
-    batch_size:
-        Patches per onnxruntime call; default by provider (:data:`DEFAULT_BATCH`).
-    threads:
-        CPU threads for one call (onnxruntime's intra-op threads); default: onnxruntime's.
+    batch_size, threads:
+        Shortcuts for the same :class:`EngineOptions` fields.
+    engine:
+        How the session runs (:class:`EngineOptions`).
+
+    Raises
+    ------
+    ProviderError
+        CUDA was required (``provider="cuda"``) but is not active.
+    EngineOptionError
+        A CUDA-only option or model precision, where the scoring runs on the CPU.
+    btd_core.model_card.ModelCardError
+        The file is not a btd ONNX scorer.
     """
 
     def __init__(
@@ -87,34 +177,61 @@ class Scorer:
         provider: ProviderChoice = "auto",
         batch_size: int | None = None,
         threads: int | None = None,
+        engine: EngineOptions | None = None,
     ) -> None:
         if provider not in PROVIDER_CHOICES:
             raise ValueError(
                 f"provider must be one of {', '.join(PROVIDER_CHOICES)}, not {provider!r}"
             )
+        engine = engine or EngineOptions()
+        engine = replace(
+            engine,
+            batch_size=batch_size or engine.batch_size,
+            threads=threads or engine.threads,
+        )
+        engine.validate()
+        self.engine = engine
         self.model_path = Path(model_path)
         model_bytes = self.model_path.read_bytes()
         self.model_sha256 = hashlib.sha256(model_bytes).hexdigest()
         try:
-            self._session, self.provider_note = _open_session(model_bytes, provider, threads)
+            self._session, self.provider_note = _open_session(model_bytes, provider, engine)
         except ProviderError:
             raise
         except Exception as err:  # onnxruntime's own errors for bytes that are not ONNX
             first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            if "NOT_IMPLEMENTED" in first_line:
+                why = "" if provider == "cpu" else cuda_unavailable_reason() or "CUDA did not start"
+                raise EngineOptionError(
+                    f"{self.model_path} uses operators that only onnxruntime's CUDA provider "
+                    "has (exported with --precision fp16-cuda?), and this run uses the CPU"
+                    f"{' (' + why + ')' if why else ''}; export the checkpoint again with "
+                    "--precision fp32 or fp16 for the CPU"
+                ) from None
             raise ModelCardError(
                 f"{self.model_path} is not a readable ONNX model ({first_line}); "
                 "make one with btd-export"
             ) from None
         self.card = ModelCard.from_metadata(self._session.get_modelmeta().custom_metadata_map)
         self.provider_in_use: str = self._session.get_providers()[0]
-        self.batch_size = batch_size or DEFAULT_BATCH.get(self.provider_in_use, 16)
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+        if self.provider_in_use != CUDA and engine.cuda_only_requests():
+            why = f" ({self.provider_note})" if self.provider_note else ""
+            raise EngineOptionError(
+                f"{', '.join(engine.cuda_only_requests())} only work with onnxruntime's CUDA "
+                f"provider, and this run uses the CPU{why}"
+            )
+        self.batch_size = engine.batch_size or DEFAULT_BATCH.get(self.provider_in_use, 16)
+        self._bound: _BoundBuffers | None = None
 
     @property
     def device(self) -> str:
         """``"cuda"`` or ``"cpu"``: where the scoring really runs."""
         return "cuda" if self.provider_in_use == CUDA else "cpu"
+
+    @property
+    def precision(self) -> str:
+        """The model file's arithmetic precision (``fp32``, ``fp16``, ``fp16-cuda``)."""
+        return self.card.precision
 
     def score(self, patches: np.ndarray, with_residuals: bool = False) -> PatchScores:
         """Score patches already windowed to [0, 1].
@@ -130,14 +247,44 @@ class Scorer:
         x = self._check(patches)
         scores = np.empty(len(x), dtype=np.float32)
         residuals = np.empty_like(x) if with_residuals else None
-        outputs = ["score", "residual"] if with_residuals else ["score"]
         for start in range(0, len(x), self.batch_size):
             stop = min(start + self.batch_size, len(x))
-            result = self._session.run(outputs, {"x": x[start:stop]})
-            scores[start:stop] = result[0]
+            if self.device == "cuda":
+                batch_scores, batch_residuals = self._run_bound(x[start:stop], with_residuals)
+            else:
+                batch_scores, batch_residuals = self._run_plain(x[start:stop], with_residuals)
+            scores[start:stop] = batch_scores
             if residuals is not None:
-                residuals[start:stop] = result[1]
+                residuals[start:stop] = batch_residuals
         return PatchScores(scores=scores, residuals=residuals)
+
+    def _run_plain(
+        self, x: np.ndarray, with_residuals: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = ["score", "residual"] if with_residuals else ["score"]
+        result = self._session.run(outputs, {"x": x})
+        return result[0], (result[1] if with_residuals else None)
+
+    def _run_bound(
+        self, x: np.ndarray, with_residuals: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One batch on CUDA through fixed GPU buffers of ``batch_size`` patches.
+
+        A short batch is zero-padded to the fixed shape (one shape: cuDNN's search
+        runs once, and a captured CUDA graph can be replayed); only the real rows are
+        copied back, and the residuals only when asked for.
+        """
+        if self._bound is None:
+            self._bound = _BoundBuffers(self._session, self.batch_size, self.card.patch_size)
+        n = len(x)
+        if n < self.batch_size:
+            padded = np.zeros((self.batch_size, *x.shape[1:]), dtype=np.float32)
+            padded[:n] = x
+            x = padded
+        self._bound.run(x)
+        scores = self._bound.score.numpy()[:n]
+        residuals = self._bound.residual.numpy()[:n] if with_residuals else None
+        return scores, residuals
 
     def _check(self, patches: np.ndarray) -> np.ndarray:
         size = self.card.patch_size
@@ -158,23 +305,60 @@ class Scorer:
         return x
 
 
-def _session_options(threads: int | None) -> ort.SessionOptions:
+class _BoundBuffers:
+    """Input and outputs of one fixed batch shape, kept on the GPU (IO binding).
+
+    The same device addresses are used by every run, which a captured CUDA graph needs.
+    """
+
+    def __init__(self, session: ort.InferenceSession, batch: int, size: int) -> None:
+        self._session = session
+        self.x = ort.OrtValue.ortvalue_from_shape_and_type(
+            [batch, 1, size, size], np.float32, "cuda", 0
+        )
+        self.residual = ort.OrtValue.ortvalue_from_shape_and_type(
+            [batch, 1, size, size], np.float32, "cuda", 0
+        )
+        self.score = ort.OrtValue.ortvalue_from_shape_and_type([batch], np.float32, "cuda", 0)
+        self._binding = session.io_binding()
+        self._binding.bind_ortvalue_input("x", self.x)
+        self._binding.bind_ortvalue_output("residual", self.residual)
+        self._binding.bind_ortvalue_output("score", self.score)
+
+    def run(self, x: np.ndarray) -> None:
+        self.x.update_inplace(x)
+        self._session.run_with_iobinding(self._binding)
+
+
+def _session_options(engine: EngineOptions) -> ort.SessionOptions:
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = OPTIMIZATION_LEVELS[engine.optimization]
     options.log_severity_level = 3  # errors only; the fallback is reported by us
     # Precomputed memory patterns do not help with a dynamic batch axis and doubled the
     # peak memory in measurements (96 px, batch 8: 1.4 GiB -> 0.8 GiB without), same speed.
     options.enable_mem_pattern = False
-    if threads:
-        options.intra_op_num_threads = threads
+    if engine.threads:
+        options.intra_op_num_threads = engine.threads
     return options
 
 
+def _cuda_provider(engine: EngineOptions) -> tuple[str, dict[str, str]]:
+    """The CUDA provider entry with the engine's CUDA options."""
+    settings: dict[str, str] = {}
+    if engine.cudnn_search is not None:
+        settings["cudnn_conv_algo_search"] = engine.cudnn_search.upper()
+    if engine.cuda_graph:
+        settings["enable_cuda_graph"] = "1"
+    if engine.nhwc:
+        settings["prefer_nhwc"] = "1"
+    return CUDA, settings
+
+
 def _open_session(
-    model_bytes: bytes, provider: str, threads: int | None
+    model_bytes: bytes, provider: str, engine: EngineOptions
 ) -> tuple[ort.InferenceSession, str]:
     """Create the session for ``provider``; return it with a note on any fallback."""
-    options = _session_options(threads)
+    options = _session_options(engine)
     if provider == "cpu":
         return ort.InferenceSession(model_bytes, options, providers=[CPU]), ""
     if CUDA not in ort.get_available_providers():
@@ -192,7 +376,7 @@ def _open_session(
             raise ProviderError(f"CUDA was requested but cannot start: {reason}")
         return ort.InferenceSession(model_bytes, options, providers=[CPU]), reason
     preload_error = _preload_cuda_libraries()
-    session = ort.InferenceSession(model_bytes, options, providers=[CUDA, CPU])
+    session = ort.InferenceSession(model_bytes, options, providers=[_cuda_provider(engine), CPU])
     if session.get_providers()[0] == CUDA:
         return session, ""
     reason = (
@@ -202,6 +386,13 @@ def _open_session(
     if provider == "cuda":
         raise ProviderError(f"CUDA was requested but is not active: {reason}")
     return session, reason
+
+
+def cuda_unavailable_reason() -> str:
+    """Why onnxruntime's CUDA provider cannot run here, or ``""`` when it can be tried."""
+    if CUDA not in ort.get_available_providers():
+        return f"this onnxruntime ({ort.__version__}) has no CUDA provider"
+    return _cuda_driver_error()
 
 
 def _cuda_driver_error() -> str:

@@ -40,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="mean_sq",
         help="per-patch score: mean of r^2 (default), mean of |r|, max of r^2",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "fp16-cuda"),
+        default="fp32",
+        help="arithmetic of the file: fp32 (default, the reference, fastest on CPUs); fp16 "
+        "(convolutions and matrix products in float16, normalisation and the residual in "
+        "float32; for GPUs); fp16-cuda (fp16 on onnxruntime's fused CUDA-only U-Net kernels; "
+        "needs a GPU to export and to run). The file is checked against PyTorch fp32 within "
+        "the precision's tolerance before it is written.",
+    )
     return parser
 
 
@@ -49,8 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console()
     try:
         from btd_core.checkpoint import CheckpointError
+        from btd_core.scorer import ProviderError
 
         from .onnx_export import ExportError, export_scorer
+        from .precision import PrecisionError
     except ImportError as err:
         console.print(
             Text(
@@ -71,8 +83,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 modality=args.modality,
                 weights=weights,
                 reduction=args.reduction,
+                precision=args.precision,
             )
-    except (CheckpointError, ExportError) as err:
+    except (CheckpointError, ExportError, PrecisionError, ProviderError) as err:
         console.print(Text(f"btd-export: {err}", style="red"))
         return 1
     card = result.card
@@ -80,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Text(
             f"modality {card.modality} (from {result.modality_source}), {card.patch_size} px, "
             f"window [{card.window_low:g}, {card.window_high:g}] {card.window_unit}, "
-            f"schedule {card.beta_schedule}, step {card.source_step}, "
+            f"schedule {card.beta_schedule}, step {card.source_step}, precision {card.precision}, "
             f"source library {card.source_library_version}"
         )
     )

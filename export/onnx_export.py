@@ -26,19 +26,27 @@ import torch
 from btd_core import __version__
 from btd_core.checkpoint import LoadedCheckpoint, load_checkpoint
 from btd_core.diffusion import identify_beta_schedule, library_version
-from btd_core.model_card import REDUCTIONS, ModelCard
+from btd_core.model_card import CUDA_ONLY_PRECISIONS, PRECISIONS, REDUCTIONS, ModelCard
 from btd_core.profiles import ModalityProfile, profile_for
 from btd_core.residual import OneStepResidual, p_sample_residual, reduce_residual, t0_constants
-from btd_core.scorer import Scorer
+from btd_core.scorer import Scorer, cuda_unavailable_reason
 
 from .attention import with_matmul_attention
+from .precision import apply_precision
 from .sample_patches import parity_patches
 
 OPSET = 18
 RESIDUAL_ATOL = 1e-5
-"""Largest accepted |residual difference| between ONNX and ``p_sample``, model space."""
+"""Largest accepted |residual difference| between fp32 ONNX and ``p_sample``, model space."""
 SCORE_RTOL = 1e-4
-"""Largest accepted relative score difference between ONNX and ``p_sample``."""
+"""Largest accepted relative score difference between fp32 ONNX and ``p_sample``."""
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "fp32": (RESIDUAL_ATOL, SCORE_RTOL),
+    "fp16": (1e-3, 1e-2),
+    "fp16-cuda": (1e-3, 1e-2),
+}
+"""(residual atol, score rtol) accepted per precision, against fp32 ``p_sample(x, 0)``.
+float16 keeps ~3 significant digits: measured 5e-5 / 2e-3 on the parity patches."""
 
 
 class ExportError(RuntimeError):
@@ -55,17 +63,27 @@ class ParityReport:
     patches: int
     max_abs_residual: float
     max_rel_score: float
+    precision: str = "fp32"
+    provider: str = "CPUExecutionProvider"
+
+    @property
+    def limits(self) -> tuple[float, float]:
+        """(residual atol, score rtol) for this precision."""
+        return TOLERANCES[self.precision]
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_residual <= RESIDUAL_ATOL and self.max_rel_score <= SCORE_RTOL
+        atol, rtol = self.limits
+        return self.max_abs_residual <= atol and self.max_rel_score <= rtol
 
     def describe(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
+        atol, rtol = self.limits
         return (
-            f"parity vs PyTorch p_sample(x, 0) on {self.patches} real-looking patches: "
-            f"max |residual diff| {self.max_abs_residual:.2e} (limit {RESIDUAL_ATOL:.0e}), "
-            f"max relative score diff {self.max_rel_score:.2e} (limit {SCORE_RTOL:.0e}): {verdict}"
+            f"parity of the {self.precision} file ({self.provider}) vs PyTorch fp32 "
+            f"p_sample(x, 0) on {self.patches} real-looking patches: "
+            f"max |residual diff| {self.max_abs_residual:.2e} (limit {atol:.0e}), "
+            f"max relative score diff {self.max_rel_score:.2e} (limit {rtol:.0e}): {verdict}"
         )
 
 
@@ -103,7 +121,11 @@ def resolve_modality(
 
 
 def build_card(
-    checkpoint: LoadedCheckpoint, profile: ModalityProfile, reduction: str, opset: int
+    checkpoint: LoadedCheckpoint,
+    profile: ModalityProfile,
+    reduction: str,
+    opset: int,
+    precision: str = "fp32",
 ) -> ModelCard:
     """The model card for ``checkpoint`` exported with ``profile`` and ``reduction``."""
     diffusion = checkpoint.diffusion
@@ -127,6 +149,7 @@ def build_card(
         opset=opset,
         exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         description=str(checkpoint.extra.get("description", "")),
+        precision=precision,
         **t0_constants(diffusion),
     )
 
@@ -159,12 +182,20 @@ def write_graph(graph: OneStepResidual, size: int, path: Path, card: ModelCard) 
     for key, value in card.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model)
+    if card.precision != "fp32":
+        model = apply_precision(model, card.precision)
     onnx.save_model(model, str(path))
 
 
-def check_parity(checkpoint: LoadedCheckpoint, onnx_path: Path) -> ParityReport:
-    """Run the exported file with onnxruntime (CPU) and compare with ``p_sample(x, 0)``."""
-    scorer = Scorer(onnx_path, provider="cpu")
+def check_parity(
+    checkpoint: LoadedCheckpoint, onnx_path: Path, precision: str = "fp32"
+) -> ParityReport:
+    """Run the exported file with onnxruntime and compare with fp32 ``p_sample(x, 0)``.
+
+    On the CPU, except for CUDA-only precisions, which are checked on the CUDA provider.
+    """
+    provider = "cuda" if precision in CUDA_ONLY_PRECISIONS else "cpu"
+    scorer = Scorer(onnx_path, provider=provider)
     patches = parity_patches(scorer.card.profile)
     result = scorer.score(patches, with_residuals=True)
     reference = p_sample_residual(checkpoint.diffusion, torch.from_numpy(patches))
@@ -174,7 +205,13 @@ def check_parity(checkpoint: LoadedCheckpoint, onnx_path: Path) -> ParityReport:
     rel_diff = float(
         (np.abs(result.scores - ref_scores) / np.maximum(np.abs(ref_scores), 1e-30)).max()
     )
-    return ParityReport(patches=len(patches), max_abs_residual=abs_diff, max_rel_score=rel_diff)
+    return ParityReport(
+        patches=len(patches),
+        max_abs_residual=abs_diff,
+        max_rel_score=rel_diff,
+        precision=scorer.precision,
+        provider=scorer.provider_in_use,
+    )
 
 
 def export_scorer(
@@ -185,6 +222,7 @@ def export_scorer(
     weights: str = "model",
     reduction: str = "mean_sq",
     opset: int = OPSET,
+    precision: str = "fp32",
 ) -> ExportResult:
     """Export a checkpoint to a self-describing ONNX scorer at ``output``.
 
@@ -200,6 +238,9 @@ def export_scorer(
         ``"model"`` (upstream's choice, default) or ``"ema"``.
     reduction:
         Score reduction, one of :data:`btd_core.model_card.REDUCTIONS`.
+    precision:
+        Arithmetic precision, one of :data:`btd_core.model_card.PRECISIONS`; a CUDA-only
+        one needs an active CUDA provider here, to check the file against PyTorch.
 
     Raises
     ------
@@ -210,6 +251,16 @@ def export_scorer(
     """
     if reduction not in REDUCTIONS:
         raise ExportError(f"unknown reduction {reduction!r}; choose from {', '.join(REDUCTIONS)}")
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    if precision in CUDA_ONLY_PRECISIONS:
+        why = cuda_unavailable_reason()
+        if why:
+            raise ExportError(
+                f"--precision {precision} makes a file that runs on onnxruntime's CUDA provider "
+                f"only, and it must be checked against PyTorch on CUDA here, but {why}; "
+                "export on a GPU machine, or use --precision fp16 or fp32"
+            )
     started = time.perf_counter()
     output = Path(output)
     checkpoint = load_checkpoint(checkpoint_path, weights=weights)
@@ -221,14 +272,14 @@ def export_scorer(
             f"the model was trained on {trained} px crops; it scores {profile.name} patches of "
             f"{profile.patch_size} px (the U-Net is convolutional; upstream trained on S px)"
         )
-    card = build_card(checkpoint, profile, reduction, opset)
+    card = build_card(checkpoint, profile, reduction, opset, precision)
     unet = with_matmul_attention(checkpoint.diffusion.model)
     graph = OneStepResidual(checkpoint.diffusion, reduction, unet=unet).eval()
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     try:
         write_graph(graph, profile.patch_size, partial, card)
-        parity = check_parity(checkpoint, partial)
+        parity = check_parity(checkpoint, partial, precision)
         if not parity.passed:
             raise ExportError(f"the ONNX scorer does not match PyTorch: {parity.describe()}")
         os.replace(partial, output)

@@ -1,0 +1,171 @@
+"""Reduced-precision variants of an exported fp32 scorer graph (ONNX to ONNX, no torch).
+
+``fp32``
+    The graph as exported: the reference.
+``fp16``
+    Mixed precision that runs on every onnxruntime provider: the arithmetic-heavy
+    operators (convolutions, matrix products) compute in float16 with float16
+    weights; everything else stays float32: the group/layer normalisations, softmax,
+    SiLU, the additions of the skip paths, and the one-step residual arithmetic after
+    the U-Net (``x - x_{-1}`` would round ``1.00015 x`` to ``x`` in float16).
+    Inputs and outputs stay float32.
+``fp16-cuda``
+    The same, on a graph first rewritten by onnxruntime's own diffusion U-Net
+    optimiser (:mod:`onnxruntime.transformers`): GroupNorm+SiLU fused into one
+    kernel, convolutions in channels-last layout.  Those fused operators exist only
+    in onnxruntime's CUDA provider, so such a file runs on a GPU only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from btd_core.model_card import CUDA_ONLY_PRECISIONS, PRECISIONS
+
+__all__ = ["CUDA_ONLY_PRECISIONS", "PRECISIONS", "PrecisionError", "apply_precision"]
+
+FP16_OPS = frozenset({"Conv", "NhwcConv", "MatMul", "Gemm"})
+"""Operators computed in float16 in the ``fp16`` precisions."""
+
+
+class PrecisionError(ValueError):
+    """The requested precision is unknown or cannot be applied to this graph."""
+
+
+def apply_precision(model: onnx.ModelProto, precision: str) -> onnx.ModelProto:
+    """Return ``model`` (an fp32 BTD scorer graph) in ``precision``.
+
+    The input model is not changed.  The metadata (model card) is copied as is;
+    the caller records the precision in it.
+    """
+    if precision not in PRECISIONS:
+        raise PrecisionError(
+            f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}"
+        )
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    if precision == "fp32":
+        return result
+    if precision == "fp16-cuda":
+        result = fuse_for_cuda(result)
+    return half_heavy_ops(result)
+
+
+def unet_node_range(graph: onnx.GraphProto) -> tuple[int, int]:
+    """Indices of the first and last convolution: the U-Net lies between them.
+
+    Nodes before the first convolution map x to [-1, 1] and embed the time; nodes
+    after the last one turn the predicted noise into ``x_{-1}``, the residual and the
+    score.  Those stay float32 whatever the precision.
+    """
+    convs = [i for i, node in enumerate(graph.node) if node.op_type in ("Conv", "NhwcConv")]
+    if not convs:
+        raise PrecisionError("the graph has no convolution: not a BTD scorer")
+    return convs[0], convs[-1]
+
+
+def half_heavy_ops(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Compute the :data:`FP16_OPS` nodes in float16, in place; return ``model``.
+
+    Each such node reads float16 copies of its float inputs (weights converted once,
+    activations through one shared ``Cast`` per tensor) and its output is cast back
+    to float32 under the original name, so every other node is untouched.
+    """
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    first, last = unet_node_range(graph)
+    new_nodes: list[onnx.NodeProto] = []
+    half_names: dict[str, str] = {}
+    for index, node in enumerate(graph.node):
+        if node.op_type not in FP16_OPS or not first <= index <= last:
+            new_nodes.append(node)
+            continue
+        for slot, name in enumerate(node.input):
+            if not name:
+                continue
+            if name not in half_names:
+                half_names[name] = _half_input(name, initializers, users, new_nodes, graph)
+            node.input[slot] = half_names[name]
+        outputs = list(node.output)
+        for slot, name in enumerate(outputs):
+            node.output[slot] = f"{name}__fp16"
+            half_names[name] = f"{name}__fp16"  # a float16 consumer reads it directly
+        new_nodes.append(node)
+        new_nodes.extend(
+            helper.make_node(
+                "Cast", [f"{name}__fp16"], [name], to=TensorProto.FLOAT, name=f"{name}__to_fp32"
+            )
+            for name in outputs
+        )
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    del graph.value_info[:]  # the exporter's float32 annotations no longer hold
+    onnx.checker.check_model(model)
+    return model
+
+
+def _half_input(
+    name: str,
+    initializers: dict[str, onnx.TensorProto],
+    users: dict[str, int],
+    new_nodes: list[onnx.NodeProto],
+    graph: onnx.GraphProto,
+) -> str:
+    """The name of a float16 version of tensor ``name`` (made on first use)."""
+    half = f"{name}__in_fp16"
+    init = initializers.get(name)
+    if init is not None and init.data_type == TensorProto.FLOAT:
+        values = numpy_helper.to_array(init).astype("float16")
+        graph.initializer.append(numpy_helper.from_array(values, half))
+        if users.get(name, 0) <= 1:
+            graph.initializer.remove(init)
+        return half
+    if init is not None:
+        return name  # an integer initializer (a shape): not a float to convert
+    new_nodes.append(
+        helper.make_node("Cast", [name], [half], to=TensorProto.FLOAT16, name=f"{half}__cast")
+    )
+    return half
+
+
+def fuse_for_cuda(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxruntime's diffusion U-Net fusions (GroupNorm+SiLU, NHWC convolutions), fp32."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    metadata = list(model.metadata_props)
+    options = FusionOptions("unet")
+    quiet = logging.getLogger("onnxruntime.transformers")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            optimized = optimize_model(
+                model,
+                model_type="unet",
+                opt_level=0,
+                use_gpu=True,
+                optimization_options=options,
+                num_heads=0,
+                hidden_size=0,
+            )
+    finally:
+        quiet.setLevel(level)
+    fused = optimized.model
+    counts = {node.op_type for node in fused.graph.node}
+    if "GroupNorm" not in counts:
+        raise PrecisionError("onnxruntime's U-Net optimiser fused no GroupNorm in this graph")
+    if not any(entry.domain == "com.microsoft" for entry in fused.opset_import):
+        fused.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    del fused.metadata_props[:]
+    fused.metadata_props.extend(metadata)
+    return fused
