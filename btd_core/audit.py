@@ -19,7 +19,7 @@ from .overlay import write_overlay
 from .ranking import rank
 from .report import ReportFiles, RunInfo, library_versions, utc_now, write_report
 from .scan import ProgressCallback, ScanOutcome, ScanSettings, StopCheck, scan
-from .scorer import ProviderChoice, Scorer
+from .scorer import EngineOptions, ProviderChoice, Scorer
 from .study import Discovery, Finding
 
 
@@ -67,10 +67,12 @@ def audit_study(
     command_line: Sequence[str] | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
+    engine: EngineOptions | None = None,
 ) -> AuditResult:
     """Audit ``study_dir`` with the ONNX scorer ``model``; write the report into ``out_dir``.
 
-    ``overlays`` is how many of the top slices get a PNG overlay.
+    ``overlays`` is how many of the top slices get a PNG overlay; ``engine`` says how
+    onnxruntime runs (:class:`btd_core.scorer.EngineOptions`).
 
     Raises
     ------
@@ -83,7 +85,7 @@ def audit_study(
         raise AuditError(f"{study_dir} is not a folder")
     check_output_outside(study_dir, out_dir)
     started = utc_now()
-    scorer = Scorer(model, provider=provider, batch_size=batch_size)
+    scorer = Scorer(model, provider=provider, batch_size=batch_size, engine=engine)
     settings = settings or ScanSettings(keep_views=overlays)
     discovery = discover(study_dir)
     outcome = scan(discovery, scorer, settings, on_progress=on_progress, should_stop=should_stop)
@@ -185,6 +187,15 @@ def _settings_record(settings: ScanSettings, scorer: Scorer, outcome: ScanOutcom
         "body_fraction": settings.body_fraction,
         "slice_score": f"max tile score ({scorer.card.reduction})",
         "batch_size": scorer.batch_size,
+        "model_precision": scorer.card.precision,
+        "engine": {
+            "threads": scorer.engine.threads,
+            "optimization": scorer.engine.optimization,
+            "cudnn_search": scorer.engine.cudnn_search,
+            "cuda_graph": scorer.engine.cuda_graph,
+            "nhwc": scorer.engine.nhwc,
+        },
+        "read_workers": settings.workers,
         "slices_total": outcome.slices_total,
         "slices_done": outcome.slices_done,
         "background_slices": outcome.background_slices,

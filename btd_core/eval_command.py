@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from .cli_args import add_engine_arguments, engine_options
 from .safe_text import printable
 
 if TYPE_CHECKING:  # imported lazily at run time: ``btd --help`` stays quick
@@ -82,7 +83,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--genuine", type=Path, metavar="DIR", help="folder of genuine slices")
     parser.add_argument("--tampered", type=Path, metavar="DIR", help="folder of tampered slices")
     parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto")
-    parser.add_argument("--batch-size", type=int, help="patches per onnxruntime call")
+    add_engine_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -138,14 +139,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(Text(f"btd eval: {message}", style="red"), soft_wrap=True)
         return EXIT_CANNOT_RUN
 
-    if args.batch_size is not None and args.batch_size < 1:
-        return fail("--batch-size must be at least 1")
     try:
         _check_output_outside(args)
     except TestSetError as err:
         return fail(str(err))
     try:
-        scorer = Scorer(args.model, provider=args.provider, batch_size=args.batch_size)
+        scorer = Scorer(args.model, provider=args.provider, engine=engine_options(args))
     except FileNotFoundError:
         return fail(f"no such model file: {args.model}")
     except (ModelCardError, ProviderError) as err:

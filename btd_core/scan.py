@@ -1,9 +1,12 @@
 """The scan engine: every slice of a discovered study, tiled, scored, summarised.
 
-Streaming: one slice is decoded, windowed, tiled, scored and released before the
-next; only small per-slice results are kept, plus the image and heat map of the
-``keep_views`` highest-scoring slices (for overlays and previews).  Memory does not
-grow with the number of slices.
+A pipeline: worker threads read, decode, window and tile the next slices while the
+scorer runs (:class:`_Prefetch`); the tiles of consecutive slices are packed into full
+batches of the scorer's size (:class:`_TileBatcher`), so a GPU gets batches of hundreds
+of patches whatever the slice's size.  Slices are finished in study order.  Only
+small per-slice results are kept, plus the image and heat map of the ``keep_views``
+highest-scoring slices (for overlays and previews); at most a few batches of slices
+are in flight, so memory does not grow with the number of slices.
 
 A slice that cannot be read makes its file an error row; the scan goes on.
 """
@@ -11,14 +14,17 @@ A slice that cannot be read makes its file an error row; the scan goes on.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Collection
+import os
+from collections import deque
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .pixels import SliceReadError, read_slice
 from .scorer import Scorer
-from .slice_scoring import ImageScores, ScanSettings, SliceView, score_image
+from .slice_scoring import ImageScores, ScanSettings, SliceView, TileSet, select_tiles
 from .study import Discovery, FileRecord, Series, SliceRef, SliceResult
 from .windowing import modality_mismatch, to_model_range
 
@@ -82,24 +88,185 @@ def scan(
             run.mark_files(series, "skipped", reason)
     fitting = [s for s in discovery.series if not modality_mismatch(s, scorer.card.profile)]
     run.outcome.slices_total = sum(len(s.slices) for s in fitting)
+    jobs = [
+        (series, index, ref)
+        for series in fitting
+        for index, ref in enumerate(series.slices)
+        if (series.key, index) not in skip
+    ]
     for series in fitting:
         for index, ref in enumerate(series.slices):
+            if (series.key, index) in skip:
+                run.count_skipped(ref)
+    size = scorer.card.patch_size
+    batcher = _TileBatcher(scorer, run.finish_slice)
+    with _Prefetch(jobs, scorer, settings, _workers(settings), batcher.depth(size)) as ahead:
+        for prepared in ahead:
             if should_stop is not None and should_stop():
                 run.outcome.cancelled = True
                 break
-            if (series.key, index) in skip:
-                run.count_skipped(ref)
-                continue
-            run.score_slice(series, index, ref)
+            if prepared.error is not None:
+                batcher.flush()  # keep the study order of progress messages
+                run.finish_slice(prepared, None)
+            else:
+                batcher.add(prepared)
+        batcher.flush()
+    for series in fitting:
         run.finish_series(series)
-        if run.outcome.cancelled:
-            break
     if run.outcome.cancelled:
         for record in discovery.files:
             if record.status == "pending":
                 record.status, record.reason = "skipped", "not scored: the scan was cancelled"
     run.outcome.views = run.kept_views()
     return run.outcome
+
+
+def _workers(settings: ScanSettings) -> int:
+    return settings.workers or min(os.cpu_count() or 1, 8)
+
+
+@dataclass
+class _Prepared:
+    """One slice read, windowed and tiled by a worker, or why it could not be."""
+
+    series: Series
+    index: int
+    ref: SliceRef
+    image: np.ndarray | None = None
+    tiles: TileSet | None = None
+    error: str | None = None
+
+
+def _prepare(
+    series: Series, index: int, ref: SliceRef, scorer: Scorer, settings: ScanSettings
+) -> _Prepared:
+    """Read, decode, window and tile one slice (runs in a worker thread)."""
+    try:
+        pixels = read_slice(series, ref)
+    except SliceReadError as err:
+        where = f"frame {ref.frame}: " if ref.frame is not None else ""
+        return _Prepared(series, index, ref, error=f"{where}{err}")
+    image = to_model_range(pixels, series, ref, scorer.card.profile)
+    del pixels
+    tiles = select_tiles(image, scorer.card.patch_size, settings)
+    return _Prepared(series, index, ref, image=image, tiles=tiles)
+
+
+class _Prefetch:
+    """Prepared slices in study order, made by a thread pool at most ``depth`` ahead."""
+
+    def __init__(
+        self,
+        jobs: list[tuple[Series, int, SliceRef]],
+        scorer: Scorer,
+        settings: ScanSettings,
+        workers: int,
+        depth: int,
+    ) -> None:
+        self._jobs = iter(jobs)
+        self._scorer = scorer
+        self._settings = settings
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="btd-read")
+        self._depth = max(depth, workers)
+        self._queue: deque[Future[_Prepared]] = deque()
+
+    def __enter__(self) -> _Prefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __iter__(self) -> Iterator[_Prepared]:
+        self._top_up()
+        while self._queue:
+            prepared = self._queue.popleft().result()
+            self._top_up()
+            yield prepared
+
+    def _top_up(self) -> None:
+        while len(self._queue) < self._depth:
+            job = next(self._jobs, None)
+            if job is None:
+                return
+            self._queue.append(self._pool.submit(_prepare, *job, self._scorer, self._settings))
+
+
+class _TileBatcher:
+    """Packs the tiles of consecutive slices into full scorer batches.
+
+    A slice may be split over two batches; it is finished (``done(prepared, scores)``)
+    once all its tiles are scored, in the order slices were added.
+    """
+
+    def __init__(self, scorer: Scorer, done: Callable[[_Prepared, ImageScores | None], None]):
+        self._scorer = scorer
+        self._done = done
+        self._pending: deque[_Pending] = deque()
+        self._unscored = 0
+
+    def depth(self, size: int) -> int:
+        """Slices to prepare ahead: enough for two full batches of 512 x 512 slices."""
+        tiles_per_slice = max((512 // max(size // 2, 1)) ** 2 // 2, 1)
+        return max(2 * self._scorer.batch_size // tiles_per_slice + 2, 4)
+
+    def add(self, prepared: _Prepared) -> None:
+        assert prepared.tiles is not None
+        self._pending.append(_Pending(prepared))
+        self._unscored += len(prepared.tiles.origins)
+        while self._unscored >= self._scorer.batch_size:
+            self._score(self._scorer.batch_size)
+
+    def flush(self) -> None:
+        """Score whatever is left and finish every pending slice."""
+        if self._unscored:
+            self._score(self._unscored)
+        self._finish_ready()
+
+    def _score(self, count: int) -> None:
+        pieces = []
+        taken = 0
+        for item in self._pending:
+            if taken == count:
+                break
+            take = min(item.left, count - taken)
+            if take:
+                pieces.append((item, item.filled, item.filled + take))
+                taken += take
+        tiles = np.concatenate([item.tiles[a:b] for item, a, b in pieces])
+        scored = self._scorer.score(tiles, with_residuals=True)
+        assert scored.residuals is not None
+        offset = 0
+        for item, a, b in pieces:
+            item.scores[a:b] = scored.scores[offset : offset + b - a]
+            item.residuals[a:b] = scored.residuals[offset : offset + b - a]
+            item.filled = b
+            offset += b - a
+        self._unscored -= count
+        self._finish_ready()
+
+    def _finish_ready(self) -> None:
+        while self._pending and self._pending[0].left == 0:
+            item = self._pending.popleft()
+            tile_set = item.prepared.tiles
+            assert tile_set is not None
+            self._done(item.prepared, ImageScores.of(tile_set, item.scores, item.residuals))
+
+
+class _Pending:
+    """A slice whose tiles are (partly) waiting for the scorer."""
+
+    def __init__(self, prepared: _Prepared) -> None:
+        assert prepared.tiles is not None
+        self.prepared = prepared
+        self.tiles = prepared.tiles.tiles
+        n, size = len(self.tiles), prepared.tiles.tile_size
+        self.scores = np.zeros(n, np.float32)
+        self.residuals = np.zeros((n, 1, size, size), np.float32)
+        self.filled = 0
+
+    @property
+    def left(self) -> int:
+        return len(self.tiles) - self.filled
 
 
 class _Run:
@@ -125,17 +292,15 @@ class _Run:
         self._heap: list[tuple[float, int, tuple[str, int], SliceView]] = []
         self._counter = 0
 
-    def score_slice(self, series: Series, index: int, ref: SliceRef) -> None:
+    def finish_slice(self, prepared: _Prepared, scores: ImageScores | None) -> None:
+        """Record one slice (scored, background only, or unreadable) and post progress."""
+        ref = prepared.ref
         result = None
-        try:
-            pixels = read_slice(series, ref)
-        except SliceReadError as err:
-            where = f"frame {ref.frame}: " if ref.frame is not None else ""
-            self.errors.setdefault(str(ref.path), f"{where}{err}")
-        else:
-            image = to_model_range(pixels, series, ref, self.scorer.card.profile)
-            del pixels
-            result = self._score_image(series, index, image)
+        if prepared.error is not None:
+            self.errors.setdefault(str(ref.path), prepared.error)
+        elif scores is not None:
+            assert prepared.image is not None
+            result = self._record(prepared.series, prepared.index, prepared.image, scores)
         self.outcome.slices_done += 1
         self.slices_left[str(ref.path)] -= 1
         if self.on_progress is not None:
@@ -156,8 +321,9 @@ class _Run:
         self.outcome.slices_done += 1
         self.slices_left[str(ref.path)] -= 1
 
-    def _score_image(self, series: Series, index: int, image: np.ndarray) -> SliceResult | None:
-        scores = score_image(image, self.scorer, self.settings)
+    def _record(
+        self, series: Series, index: int, image: np.ndarray, scores: ImageScores
+    ) -> SliceResult | None:
         self.outcome.tiles_skipped += scores.tiles_skipped
         if not scores.origins:
             self.outcome.background_slices += 1

@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .cli_args import positive_int
+from .cli_args import add_engine_arguments, engine_options, positive_int
 from .safe_text import printable
 
 EXIT_OK = 0
@@ -55,12 +55,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--top", type=int, default=10, help="ranked slices to print (default 10)")
     parser.add_argument("--overlays", type=int, default=10, help="PNG overlays of the top slices")
-    parser.add_argument("--batch-size", type=positive_int, help="patches per onnxruntime call")
     parser.add_argument(
         "--no-phi",
         action="store_true",
         help="leave patient identifiers (name, ID, study date) out of the report",
     )
+    add_engine_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         stride=args.stride,
         keep_views=args.overlays,
         patch_at=tuple(args.patch_at) if args.patch_at else None,
+        workers=args.workers,
     )
     progress = Progress(
         TextColumn("scoring"),
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 settings=settings,
                 overlays=args.overlays,
                 include_phi=not args.no_phi,
-                batch_size=args.batch_size,
+                engine=engine_options(args),
                 command_line=sys.argv,
                 on_progress=on_progress,
             )

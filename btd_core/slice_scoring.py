@@ -42,6 +42,9 @@ class ScanSettings:
     patch_at:
         The paper's mode: ``(x, y)`` (column, row, pixels) of the one patch to score
         per slice, centred there; no tiling, no body mask.
+    workers:
+        Threads that read, decode, window and tile slices ahead of the scorer
+        (>= 1); ``None`` = one per CPU core, at most 8.
     """
 
     stride: int | None = None
@@ -49,6 +52,7 @@ class ScanSettings:
     body_fraction: float = BODY_FRACTION
     keep_views: int = 10
     patch_at: tuple[int, int] | None = None
+    workers: int | None = None
 
     def stride_for(self, size: int) -> int:
         """The stride in pixels for tiles of ``size``."""
@@ -61,6 +65,29 @@ class SliceView:
 
     image: np.ndarray
     heat: np.ndarray
+
+
+@dataclass(frozen=True)
+class TileSet:
+    """The tiles of one slice that are worth scoring, before scoring.
+
+    Attributes
+    ----------
+    origins:
+        (y, x) top-left corners (pixels) of the kept tiles.
+    tiles:
+        float32 [n, S, S] in [0, 1]: those tiles.
+    tiles_skipped:
+        Tiles the body mask left out.
+    tile_size, stride:
+        S and the stride used, pixels.
+    """
+
+    origins: list[tuple[int, int]]
+    tiles: np.ndarray
+    tiles_skipped: int
+    tile_size: int
+    stride: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +115,18 @@ class ImageScores:
     tile_size: int
     stride: int
 
+    @classmethod
+    def of(cls, tile_set: TileSet, scores: np.ndarray, residuals: np.ndarray) -> ImageScores:
+        """The scores of ``tile_set``'s tiles (in its order)."""
+        return cls(
+            origins=tile_set.origins,
+            scores=scores,
+            residuals=residuals,
+            tiles_skipped=tile_set.tiles_skipped,
+            tile_size=tile_set.tile_size,
+            stride=tile_set.stride,
+        )
+
     def slice_result(self, series_key: str, index: int) -> SliceResult:
         """The slice's summary: max tile score and where (requires at least one tile)."""
         worst = int(np.argmax(self.scores))
@@ -111,37 +150,35 @@ class ImageScores:
         return heat.values()
 
 
-def score_image(image: np.ndarray, scorer: Scorer, settings: ScanSettings) -> ImageScores:
-    """Score one windowed slice [H, W] in [0, 1] by ``settings`` (tiles or one patch)."""
-    size = scorer.card.patch_size
+def select_tiles(image: np.ndarray, size: int, settings: ScanSettings) -> TileSet:
+    """The tiles of one windowed slice [H, W] in [0, 1] to score (tiles or one patch)."""
     stride = settings.stride_for(size)
     if settings.patch_at is not None:
         x, y = settings.patch_at
-        origins = [centred_patch_origin(y, x, size)]
-        tiles = np.stack([crop_patch(image, oy, ox, size) for oy, ox in origins])
-        keep = np.ones(1, dtype=bool)
-        stride = size
-    else:
-        grid = tile_grid(image.shape[0], image.shape[1], size, stride)
-        origins = grid.origins
-        tiles = extract_tiles(image, grid)
-        keep = body_mask(tiles, settings.body_level, settings.body_fraction)
-    kept = [o for o, k in zip(origins, keep, strict=True) if k]
-    if kept:
-        scored = scorer.score(tiles[keep], with_residuals=True)
-        scores, residuals = scored.scores, scored.residuals
-    else:
-        scores = np.zeros(0, np.float32)
-        residuals = np.zeros((0, 1, size, size), np.float32)
-    assert residuals is not None
-    return ImageScores(
-        origins=kept,
-        scores=scores,
-        residuals=residuals,
-        tiles_skipped=int((~keep).sum()),
-        tile_size=size,
-        stride=stride,
-    )
+        origin = centred_patch_origin(y, x, size)
+        tiles = crop_patch(image, origin[0], origin[1], size)[None]
+        return TileSet([origin], tiles, tiles_skipped=0, tile_size=size, stride=size)
+    grid = tile_grid(image.shape[0], image.shape[1], size, stride)
+    tiles = extract_tiles(image, grid)
+    keep = body_mask(tiles, settings.body_level, settings.body_fraction)
+    kept = [o for o, k in zip(grid.origins, keep, strict=True) if k]
+    return TileSet(kept, tiles[keep], int((~keep).sum()), tile_size=size, stride=stride)
+
+
+def score_tiles(tile_set: TileSet, scorer: Scorer) -> ImageScores:
+    """Score the tiles of one slice."""
+    size = tile_set.tile_size
+    if tile_set.origins:
+        scored = scorer.score(tile_set.tiles, with_residuals=True)
+        assert scored.residuals is not None
+        return ImageScores.of(tile_set, scored.scores, scored.residuals)
+    empty = np.zeros((0, 1, size, size), np.float32)
+    return ImageScores.of(tile_set, np.zeros(0, np.float32), empty)
+
+
+def score_image(image: np.ndarray, scorer: Scorer, settings: ScanSettings) -> ImageScores:
+    """Score one windowed slice [H, W] in [0, 1] by ``settings`` (tiles or one patch)."""
+    return score_tiles(select_tiles(image, scorer.card.patch_size, settings), scorer)
 
 
 def view_slice(

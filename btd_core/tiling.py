@@ -78,8 +78,13 @@ def centred_patch_origin(y_centre: int, x_centre: int, size: int) -> tuple[int, 
 
 
 def extract_tiles(image: np.ndarray, grid: TileGrid) -> np.ndarray:
-    """All tiles of ``grid`` as float32 [N, S, S] (N = len(grid.origins))."""
-    return np.stack([crop_patch(image, y, x, grid.size) for y, x in grid.origins])
+    """All tiles of ``grid`` as float32 [N, S, S] (N = len(grid.origins)), row by row."""
+    size = grid.size
+    if image.shape[0] < size or image.shape[1] < size:
+        return np.stack([crop_patch(image, y, x, size) for y, x in grid.origins])
+    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size))
+    tiles = windows[np.ix_(grid.ys, grid.xs)]  # one copy: [rows, cols, S, S]
+    return np.ascontiguousarray(tiles.reshape(-1, size, size), dtype=np.float32)
 
 
 def body_mask(
