@@ -44,14 +44,21 @@ def random_scorer(folder: Path) -> Path:
     return export_scorer(checkpoint, folder / "random_ct.onnx", modality="ct").path
 
 
-def run_scan(study: Path, model: Path, out: Path, mode: str) -> dict[str, float]:
+def run_scan(
+    study: Path,
+    model: Path,
+    out: Path,
+    mode: str,
+    provider: str = "cpu",
+    extra: list[str] | None = None,
+) -> dict[str, float]:
     """Run ``btd scan`` in a child process; return its wall time, peak RSS and counts.
 
     ``mode``: ``"default"`` (stride S/2), ``"stride96"`` (no overlap) or ``"patch"``
     (the paper's one patch per slice, at the slice centre).
     """
     command = [*BTD, "scan", str(study), "--model", str(model), "--out", str(out)]
-    command += ["--provider", "cpu", "--overlays", "5", "--top", "0"]
+    command += ["--provider", provider, "--overlays", "5", "--top", "0", *(extra or [])]
     if mode == "stride96":
         command += ["--stride", "96"]
     elif mode == "patch":
@@ -78,41 +85,72 @@ def run_scan(study: Path, model: Path, out: Path, mode: str) -> dict[str, float]
         "slices_per_s": settings["slices_done"] / wall,
         "tiles_scored": settings["tiles_scored"],
         "skipped_share": settings["tiles_skipped_by_body_mask"] / max(tiles, 1),
-        "mode": mode,
+        "mode": mode + (" " + " ".join(extra) if extra else ""),
+        "model": model.name,
+        "provider": json.loads((out / "report.json").read_text())["provider"]["in_use"],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300, help="slices in the series")
-    parser.add_argument("--model", type=Path, help="ONNX scorer (default: random CT weights)")
+    parser.add_argument(
+        "--model", type=Path, nargs="+", help="ONNX scorer(s) (default: random CT weights)"
+    )
+    parser.add_argument("--provider", choices=("cpu", "cuda", "auto"), default="cpu")
+    parser.add_argument(
+        "--source",
+        default="693_UNCI.dcm",
+        help="the real slice the series is built from: a pydicom-data name or a DICOM path",
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("default", "stride96", "patch"),
+        default=["default", "stride96", "patch"],
+    )
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        help="also run the first mode and the last model with these btd scan flags "
+        "(quoted, e.g. '--workers 1')",
+    )
+    parser.add_argument("--no-growth", action="store_true", help="skip the 4N-slice runs")
     parser.add_argument("--full", action="store_true", help="also tile 4N slices (slow on a CPU)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        model = args.model or random_scorer(folder)
+        models = args.model or [random_scorer(folder)]
         rows = []
-        for count in (args.slices, 4 * args.slices):
+        counts = (args.slices,) if args.no_growth else (args.slices, 4 * args.slices)
+        for count in counts:
             study = folder / f"study_{count}"
-            write_series(study, "693_UNCI.dcm", count, spacing_mm=1.0)
+            write_series(study, args.source, count, spacing_mm=1.0)
             if count == args.slices:
-                modes = ["default", "stride96", "patch"]
+                runs = [(model, mode, []) for model in models for mode in args.modes]
+                runs += [(models[-1], args.modes[0], extra.split()) for extra in args.extra]
             else:
                 modes = ["patch", "stride96"] if args.full else ["patch"]
-            for mode in modes:
-                out = folder / f"report_{count}_{mode}"
-                result = run_scan(study, model, out, mode)
+                runs = [(models[0], mode, []) for mode in modes]
+            for number, (model, mode, extra) in enumerate(runs):
+                out = folder / f"report_{count}_{number}"
+                result = run_scan(study, model, out, mode, args.provider, extra)
                 rows.append(result)
                 print(json.dumps(result), flush=True)
                 shutil.rmtree(out)
             shutil.rmtree(study)
     print()
-    print("| slices | mode | wall s | slices/s | tiles scored | body mask skipped | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| slices | model | provider | mode | wall s | slices/s | tiles scored "
+        "| body mask skipped | peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['slices']} | {r['mode']} | {r['wall_s']:.1f} | {r['slices_per_s']:.3f} | "
-            f"{r['tiles_scored']} | {100 * r['skipped_share']:.0f} % | {r['peak_mib']:.0f} |"
+            f"| {r['slices']} | {r['model']} | {r['provider']} | {r['mode']} | {r['wall_s']:.1f} "
+            f"| {r['slices_per_s']:.3f} | {r['tiles_scored']} | {100 * r['skipped_share']:.0f} % "
+            f"| {r['peak_mib']:.0f} |"
         )
 
 

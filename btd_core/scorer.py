@@ -222,6 +222,7 @@ class Scorer:
             )
         self.batch_size = engine.batch_size or DEFAULT_BATCH.get(self.provider_in_use, 16)
         self._bound: _BoundBuffers | None = None
+        self._force_bound = False  # tests run the CUDA path's IO binding on CPU buffers
 
     @property
     def device(self) -> str:
@@ -249,7 +250,7 @@ class Scorer:
         residuals = np.empty_like(x) if with_residuals else None
         for start in range(0, len(x), self.batch_size):
             stop = min(start + self.batch_size, len(x))
-            if self.device == "cuda":
+            if self.device == "cuda" or self._force_bound:
                 batch_scores, batch_residuals = self._run_bound(x[start:stop], with_residuals)
             else:
                 batch_scores, batch_residuals = self._run_plain(x[start:stop], with_residuals)
@@ -275,7 +276,9 @@ class Scorer:
         copied back, and the residuals only when asked for.
         """
         if self._bound is None:
-            self._bound = _BoundBuffers(self._session, self.batch_size, self.card.patch_size)
+            self._bound = _BoundBuffers(
+                self._session, self.batch_size, self.card.patch_size, self.device
+            )
         n = len(x)
         if n < self.batch_size:
             padded = np.zeros((self.batch_size, *x.shape[1:]), dtype=np.float32)
@@ -311,15 +314,14 @@ class _BoundBuffers:
     The same device addresses are used by every run, which a captured CUDA graph needs.
     """
 
-    def __init__(self, session: ort.InferenceSession, batch: int, size: int) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, batch: int, size: int, device: str = "cuda"
+    ) -> None:
         self._session = session
-        self.x = ort.OrtValue.ortvalue_from_shape_and_type(
-            [batch, 1, size, size], np.float32, "cuda", 0
-        )
-        self.residual = ort.OrtValue.ortvalue_from_shape_and_type(
-            [batch, 1, size, size], np.float32, "cuda", 0
-        )
-        self.score = ort.OrtValue.ortvalue_from_shape_and_type([batch], np.float32, "cuda", 0)
+        shape = [batch, 1, size, size]
+        self.x = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, 0)
+        self.residual = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device, 0)
+        self.score = ort.OrtValue.ortvalue_from_shape_and_type([batch], np.float32, device, 0)
         self._binding = session.io_binding()
         self._binding.bind_ortvalue_input("x", self.x)
         self._binding.bind_ortvalue_output("residual", self.residual)

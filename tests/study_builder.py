@@ -29,8 +29,8 @@ class BuiltSeries:
 
 
 def read_source(name: str) -> pydicom.Dataset:
-    """A bundled DICOM, decompressed to Explicit VR Little Endian when needed."""
-    dataset = pydicom.dcmread(get_testdata_file(name))
+    """A bundled DICOM (or a DICOM file's path), decompressed to Explicit VR Little Endian."""
+    dataset = pydicom.dcmread(name if Path(name).is_file() else get_testdata_file(name))
     if dataset.file_meta.TransferSyntaxUID.is_compressed:
         dataset.decompress()
     return dataset

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The GPU measurements in one go, on a machine with an NVIDIA GPU and onnxruntime-gpu:
+#   1. bench_gpu.py: patches/s of upstream's PyTorch eager p_sample vs the ONNX scorer in each
+#      precision and engine option, and the fast paths' fidelity against PyTorch fp32;
+#   2. bench_scan.py: a 300-slice 512 x 512 CT series through the real `btd scan` on CUDA,
+#      wall time of the whole command (decoding, scoring, report), per model precision.
+# Usage: bash benchmarks/gpu_suite.sh [DATA_DIR] [RESULTS_DIR]
+#   DATA_DIR holds 693_UNCI.dcm (and abdomen_hu.npy); default: pydicom-data's files.
+set -u
+data=${1:-}
+results=${2:-${OUT:-gpu_results}}
+work=${BTD_GPU_WORK:-/tmp/btd-gpu}
+mkdir -p "$results" "$work"
+export PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$results/gpu.txt"
+data_args=()
+source_args=()
+if [ -n "$data" ]; then
+  data_args=(--data "$data")
+  source_args=(--source "$data/693_UNCI.dcm")
+fi
+timeout "${BENCH_GPU_TIMEOUT:-330}" "$py" benchmarks/bench_gpu.py "${data_args[@]}" --out "$work" \
+  --budget-s "${BENCH_GPU_BUDGET:-270}" 2>&1 | tee "$results/bench_gpu.log"
+cp "$work/gpu.jsonl" "$results/" 2>/dev/null
+models=()
+for p in fp32 fp16 fp16-cuda; do
+  [ -f "$work/bench_96_$p.onnx" ] && models+=("$work/bench_96_$p.onnx")
+done
+timeout "${BENCH_SCAN_TIMEOUT:-200}" "$py" benchmarks/bench_scan.py --slices 300 --provider cuda \
+  "${source_args[@]}" --model "${models[@]}" --modes default --no-growth \
+  --extra "--batch-size 1024" --extra "--cudnn-search heuristic" --extra "--workers 1" \
+  2>&1 | tee "$results/bench_scan.log"
