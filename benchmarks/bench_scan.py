@@ -70,7 +70,7 @@ def run_scan(
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    if done.returncode not in (0, 1):
+    if done.returncode not in (0, 1) or not (out / "report.json").exists():
         raise RuntimeError(f"btd scan failed ({done.returncode}): {done.stdout}{done.stderr}")
     if rss_file.exists():
         peak = int(rss_file.read_text().split()[-1])
@@ -135,7 +135,11 @@ def main() -> None:
                 runs = [(models[0], mode, []) for mode in modes]
             for number, (model, mode, extra) in enumerate(runs):
                 out = folder / f"report_{count}_{number}"
-                result = run_scan(study, model, out, mode, args.provider, extra)
+                try:
+                    result = run_scan(study, model, out, mode, args.provider, extra)
+                except RuntimeError as err:  # report it, go on with the other runs
+                    print(json.dumps({"error": str(err)[-600:], "mode": mode, "extra": extra}))
+                    continue
                 rows.append(result)
                 print(json.dumps(result), flush=True)
                 shutil.rmtree(out)

@@ -48,6 +48,18 @@ CPU = "CPUExecutionProvider"
 DEFAULT_BATCH = {CUDA: 256, CPU: 8}
 """Patches per onnxruntime call, by provider in use."""
 
+CUDA_ELEMENT_LIMIT = 2**31 - 1
+"""onnxruntime's CUDA kernels index tensors with 32-bit integers: no tensor may hold more
+elements.  The U-Net's largest tensor is the attention's q, k, v at full resolution,
+``3 * 128`` channels of S x S pixels per patch."""
+WIDEST_CHANNELS = 3 * 128
+
+
+def cuda_batch_limit(patch_size: int) -> int:
+    """The largest batch the CUDA provider can run at ``patch_size`` px (606 at 96, 341 at 128)."""
+    return max(CUDA_ELEMENT_LIMIT // (WIDEST_CHANNELS * patch_size * patch_size), 1)
+
+
 CUDNN_SEARCHES = ("exhaustive", "heuristic", "default")
 """cuDNN convolution algorithm search: onnxruntime's ``cudnn_conv_algo_search`` values."""
 OPTIMIZATION_LEVELS = {
@@ -123,6 +135,10 @@ class ProviderError(RuntimeError):
 
 class EngineOptionError(ProviderError):
     """A CUDA-only engine option or model precision was asked for where CUDA is not in use."""
+
+
+class ScorerOutputError(RuntimeError):
+    """The model produced scores that are not finite numbers."""
 
 
 class ScorerInputError(ValueError):
@@ -221,6 +237,15 @@ class Scorer:
                 f"provider, and this run uses the CPU{why}"
             )
         self.batch_size = engine.batch_size or DEFAULT_BATCH.get(self.provider_in_use, 16)
+        limit = cuda_batch_limit(self.card.patch_size)
+        if self.provider_in_use == CUDA and self.batch_size > limit:
+            if engine.batch_size:
+                raise EngineOptionError(
+                    f"a batch of {self.batch_size} patches of {self.card.patch_size} px is too "
+                    f"large for onnxruntime's CUDA kernels (tensors over 2^31 elements); use "
+                    f"--batch-size {limit} or less"
+                )
+            self.batch_size = limit
         self._bound: _BoundBuffers | None = None
         self._force_bound = False  # tests run the CUDA path's IO binding on CPU buffers
 
@@ -254,6 +279,16 @@ class Scorer:
                 batch_scores, batch_residuals = self._run_bound(x[start:stop], with_residuals)
             else:
                 batch_scores, batch_residuals = self._run_plain(x[start:stop], with_residuals)
+            if not np.isfinite(batch_scores).all():
+                raise ScorerOutputError(
+                    f"the model returned NaN or infinite scores ({self.card.precision} file "
+                    f"{self.model_path.name}); "
+                    + (
+                        "float16 overflowed on these patches: use the fp32 export"
+                        if self.card.precision != "fp32"
+                        else "the model file is broken: export it again"
+                    )
+                )
             scores[start:stop] = batch_scores
             if residuals is not None:
                 residuals[start:stop] = batch_residuals

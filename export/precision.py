@@ -29,8 +29,20 @@ from btd_core.model_card import CUDA_ONLY_PRECISIONS, PRECISIONS
 
 __all__ = ["CUDA_ONLY_PRECISIONS", "PRECISIONS", "PrecisionError", "apply_precision"]
 
-FP16_OPS = frozenset({"Conv", "NhwcConv", "MatMul", "Gemm"})
-"""Operators computed in float16 in the ``fp16`` precisions."""
+HALF_OPS = frozenset(
+    {
+        *("Conv", "NhwcConv", "MatMul", "Gemm", "GroupNorm", "InstanceNormalization"),
+        *("Mul", "Add", "Sub", "Sigmoid", "Softmax"),
+        *("Reshape", "Transpose", "Split", "Concat", "Resize", "Expand", "Unsqueeze"),
+    }
+)
+"""Operators whose activations flow in float16 inside the U-Net.  Normalisations read
+float16 but keep their statistics in float32 inside onnxruntime's kernels; the RMS
+norm's sum of squares (ReduceL2, Div, Clip), the time embedding and everything after
+the last convolution stay float32."""
+
+FLOAT_INPUT_SLOTS = {"Resize": (0,)}
+"""Operators with float inputs that must stay float32 (Resize's scales): the slots to halve."""
 
 
 class PrecisionError(ValueError):
@@ -70,47 +82,83 @@ def unet_node_range(graph: onnx.GraphProto) -> tuple[int, int]:
 
 
 def half_heavy_ops(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Compute the :data:`FP16_OPS` nodes in float16, in place; return ``model``.
+    """Run the U-Net's :data:`HALF_OPS` nodes on float16 activations, in place; return ``model``.
 
-    Each such node reads float16 copies of its float inputs (weights converted once,
-    activations through one shared ``Cast`` per tensor) and its output is cast back
-    to float32 under the original name, so every other node is untouched.
+    Float inputs of such a node are read as float16: weights are converted once, a
+    tensor made by another float16 node is read directly, any other tensor through
+    one shared ``Cast``.  A float16 result is cast back to float32 (under its original
+    name) only where a float32 node or a graph output reads it.
     """
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
+    types = _tensor_types(model)
+    first, last = unet_node_range(graph)
+    halved = [
+        first <= index <= last and node.op_type in HALF_OPS for index, node in enumerate(graph.node)
+    ]
+    float32_readers: set[str] = {output.name for output in graph.output}
+    for node, half in zip(graph.node, halved, strict=True):
+        for slot, name in enumerate(node.input):
+            if not half or slot not in _float_slots(node):
+                float32_readers.add(name)
     users: dict[str, int] = {}
     for node in graph.node:
         for name in node.input:
             users[name] = users.get(name, 0) + 1
-    first, last = unet_node_range(graph)
     new_nodes: list[onnx.NodeProto] = []
     half_names: dict[str, str] = {}
-    for index, node in enumerate(graph.node):
-        if node.op_type not in FP16_OPS or not first <= index <= last:
+    for node, half in zip(graph.node, halved, strict=True):
+        if not half:
             new_nodes.append(node)
             continue
         for slot, name in enumerate(node.input):
-            if not name:
+            if not name or slot not in _float_slots(node) or types.get(name) != TensorProto.FLOAT:
                 continue
             if name not in half_names:
                 half_names[name] = _half_input(name, initializers, users, new_nodes, graph)
             node.input[slot] = half_names[name]
         outputs = list(node.output)
         for slot, name in enumerate(outputs):
-            node.output[slot] = f"{name}__fp16"
-            half_names[name] = f"{name}__fp16"  # a float16 consumer reads it directly
+            if types.get(name) == TensorProto.FLOAT:
+                node.output[slot] = f"{name}__fp16"
+                half_names[name] = f"{name}__fp16"
         new_nodes.append(node)
         new_nodes.extend(
             helper.make_node(
                 "Cast", [f"{name}__fp16"], [name], to=TensorProto.FLOAT, name=f"{name}__to_fp32"
             )
             for name in outputs
+            if name in float32_readers and types.get(name) == TensorProto.FLOAT
         )
     del graph.node[:]
     graph.node.extend(new_nodes)
     del graph.value_info[:]  # the exporter's float32 annotations no longer hold
-    onnx.checker.check_model(model)
+    if not any(node.domain == "com.microsoft" for node in graph.node):
+        onnx.checker.check_model(model)
     return model
+
+
+def _float_slots(node: onnx.NodeProto) -> range | tuple[int, ...]:
+    return FLOAT_INPUT_SLOTS.get(node.op_type, range(len(node.input)))
+
+
+def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every tensor, propagated forward from inputs and initializers."""
+    graph = model.graph
+    types = {value.name: value.type.tensor_type.elem_type for value in graph.input}
+    types.update({init.name: init.data_type for init in graph.initializer})
+    for node in graph.node:
+        if node.op_type == "Cast":
+            kind = next(a.i for a in node.attribute if a.name == "to")
+        elif node.op_type in ("Shape", "Size"):
+            kind = TensorProto.INT64
+        elif node.op_type == "Constant":
+            kind = next(a.t.data_type for a in node.attribute if a.name == "value")
+        else:
+            kind = next((types[n] for n in node.input if n in types), TensorProto.FLOAT)
+        for name in node.output:
+            types[name] = kind
+    return types
 
 
 def _half_input(
@@ -120,17 +168,15 @@ def _half_input(
     new_nodes: list[onnx.NodeProto],
     graph: onnx.GraphProto,
 ) -> str:
-    """The name of a float16 version of tensor ``name`` (made on first use)."""
+    """The name of a float16 version of float32 tensor ``name`` (made on first use)."""
     half = f"{name}__in_fp16"
     init = initializers.get(name)
-    if init is not None and init.data_type == TensorProto.FLOAT:
+    if init is not None:
         values = numpy_helper.to_array(init).astype("float16")
         graph.initializer.append(numpy_helper.from_array(values, half))
         if users.get(name, 0) <= 1:
             graph.initializer.remove(init)
         return half
-    if init is not None:
-        return name  # an integer initializer (a shape): not a float to convert
     new_nodes.append(
         helper.make_node("Cast", [name], [half], to=TensorProto.FLOAT16, name=f"{half}__cast")
     )
