@@ -2,7 +2,7 @@
 
 Anchor: upstream's way, PyTorch eager fp32 ``GaussianDiffusion.p_sample(x, 0)``.
 Against it: the ONNX scorer on onnxruntime's CUDA provider in each precision
-(``btd-export --precision fp32 | fp16 | fp16-cuda``) and with the engine's options
+(``btd-export --precision fp32 | fp16``) and with the engine's options
 (CUDA graph, NHWC, cuDNN search), at several batch sizes; each figure also as a
 share of the H200's arithmetic limit (~790 TFLOP/s dense bf16 / 9.04 GFLOP per
 96 x 96 patch ~ 87,000 patches/s; 16.1 GFLOP per 128 x 128 patch ~ 49,000).
@@ -126,7 +126,7 @@ def train_texture(size: int, steps: int, device: str, sources: list[np.ndarray])
     return diffusion.eval()
 
 
-def export_variants(diffusion, size: int, folder: Path, cuda: bool) -> dict[str, Path]:
+def export_variants(diffusion, size: int, folder: Path) -> dict[str, Path]:
     """fp32 through btd-export's own export (parity checked), then the other precisions."""
     import onnx
     import torch
@@ -142,7 +142,7 @@ def export_variants(diffusion, size: int, folder: Path, cuda: bool) -> dict[str,
     print(f"export {size}px fp32: {fp32.seconds:.1f} s; {fp32.parity.describe()}", flush=True)
     paths = {"fp32": fp32.path}
     model = onnx.load(str(fp32.path))
-    for precision in ("fp16", "fp16-cuda") if cuda else ("fp16",):
+    for precision in ("fp16",):
         try:
             variant = apply_precision(model, precision)
             _set_card_precision(variant, precision)
@@ -236,7 +236,7 @@ def main() -> None:
         t0 = time.perf_counter()
         diffusion = train_texture(size, steps, args.device, sources)
         log({"kind": "train", "size": size, "steps": steps, "s": time.perf_counter() - t0}, sink)
-        paths = export_variants(diffusion, size, folder, cuda)
+        paths = export_variants(diffusion, size, folder)
         limit = LIMIT_PATCHES_PER_S.get(size, float("nan"))
         base = np.stack(varied_slices(sources, 4))[:, None, :size, :size]
         limit_batch = cuda_batch_limit(size) if cuda else max(args.batches)
@@ -259,12 +259,9 @@ def main() -> None:
                 )
             torch.backends.cudnn.allow_tf32 = True
             variants = [("fp32", EngineOptions()), ("fp16", EngineOptions())]
-            if cuda:
-                variants.append(("fp16-cuda", EngineOptions()))
             if cuda and batch == batches[0]:
                 variants += [
                     ("fp16", EngineOptions(cuda_graph=True)),
-                    ("fp16-cuda", EngineOptions(cuda_graph=True)),
                     ("fp16", EngineOptions(cudnn_search="heuristic")),
                     ("fp16", EngineOptions(nhwc=True)),
                 ]

@@ -20,15 +20,15 @@ if [ -n "$data" ]; then
   data_args=(--data "$data")
   source_args=(--source "$data/693_UNCI.dcm")
 fi
-timeout "${BENCH_GPU_TIMEOUT:-330}" "$py" benchmarks/bench_gpu.py "${data_args[@]}" --out "$work" --batches 512 \
+timeout "${BENCH_GPU_TIMEOUT:-330}" "$py" benchmarks/bench_gpu.py "${data_args[@]}" --out "$work" --batches 512 ${BENCH_GPU_ARGS:-} \
   --budget-s "${BENCH_GPU_BUDGET:-270}" 2>&1 | tee "$results/bench_gpu.log"
 cp "$work/gpu.jsonl" "$results/" 2>/dev/null
 models=()
-for p in fp32 fp16-cuda fp16; do
+for p in fp32 fp16; do
   [ -f "$work/bench_96_$p.onnx" ] && models+=("$work/bench_96_$p.onnx")
 done
 timeout "${BENCH_SCAN_TIMEOUT:-200}" "$py" benchmarks/bench_scan.py --slices 300 --provider cuda \
   "${source_args[@]}" --model "${models[@]}" --modes default --no-growth \
-  --extra "--cudnn-search heuristic" --extra "--batch-size 512" --extra "--cuda-graph" \
-  --extra "--workers 1" \
+  --extra="--cudnn-search heuristic" --extra="--batch-size 512" --extra="--cuda-graph" \
+  --extra="--workers 1" --extra="--cudnn-search heuristic --batch-size 512 --cuda-graph" \
   2>&1 | tee "$results/bench_scan.log"

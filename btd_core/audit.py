@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -85,9 +86,14 @@ def audit_study(
         raise AuditError(f"{study_dir} is not a folder")
     check_output_outside(study_dir, out_dir)
     started = utc_now()
-    scorer = Scorer(model, provider=provider, batch_size=batch_size, engine=engine)
     settings = settings or ScanSettings(keep_views=overlays)
-    discovery = discover(study_dir)
+    # The session (seconds on a GPU) opens while the study is walked.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="btd-session") as pool:
+        opening = pool.submit(
+            Scorer, model, provider=provider, batch_size=batch_size, engine=engine
+        )
+        discovery = discover(study_dir)
+        scorer = opening.result()
     outcome = scan(discovery, scorer, settings, on_progress=on_progress, should_stop=should_stop)
     return write_audit_report(
         out_dir,

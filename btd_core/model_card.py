@@ -27,14 +27,10 @@ REDUCTIONS: dict[str, str] = {
 
 PRECISIONS: dict[str, str] = {
     "fp32": "float32 throughout (the reference)",
-    "fp16": "convolutions and matrix products in float16; normalisation, softmax, SiLU and "
-    "the residual arithmetic in float32; runs on CPU and CUDA",
-    "fp16-cuda": "fp16 on onnxruntime's fused diffusion-U-Net kernels (GroupNorm+SiLU, "
-    "channels-last convolutions); runs on the CUDA provider only",
+    "fp16": "U-Net activations and weights in float16; normalisation statistics, the RMS "
+    "norm and the residual arithmetic in float32; for GPUs (runs on CPUs too, slower)",
 }
 """Arithmetic precisions of an exported scorer (``btd-export --precision``)."""
-
-CUDA_ONLY_PRECISIONS = frozenset({"fp16-cuda"})
 
 
 class ModelCardError(ValueError):

