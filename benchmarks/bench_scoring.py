@@ -7,6 +7,7 @@ memory.  Needs the train extra.
 
     python benchmarks/bench_scoring.py            # 96 and 128 px, batch 1, 8, 32
     python benchmarks/bench_scoring.py --quick    # fewer repetitions
+    python benchmarks/bench_scoring.py --levers   # also threads, optimisation level, fp16
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from btd_core.diffusion import build_diffusion
 from btd_core.profiles import CT, MRI
 from btd_core.residual import p_sample_residual
-from btd_core.scorer import Scorer
+from btd_core.scorer import EngineOptions, Scorer
 from export.onnx_export import export_scorer
 from export.sample_patches import parity_patches
 
@@ -47,11 +48,43 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_levers(
+    model: Path, base: np.ndarray, size: int, min_seconds: float
+) -> list[tuple[int, str, float]]:
+    """patches/s of the CPU engine options and of the fp16 file, batch 8."""
+    import onnx
+
+    from export.precision import apply_precision
+
+    x = np.resize(base, (8, 1, size, size)).astype(np.float32)
+    half = model.with_name(f"{model.stem}_fp16.onnx")
+    onnx.save_model(apply_precision(onnx.load(str(model)), "fp16"), str(half))
+    variants = [
+        ("fp32, default (all optimisations, a thread per core)", model, EngineOptions()),
+        ("fp32, 1 thread", model, EngineOptions(threads=1)),
+        ("fp32, basic graph optimisations", model, EngineOptions(optimization="basic")),
+        ("fp32, no graph optimisations", model, EngineOptions(optimization="disable")),
+        ("fp16 file (casts inserted by onnxruntime)", half, EngineOptions()),
+    ]
+    out = []
+    for label, path, engine in variants:
+        scorer = Scorer(path, provider="cpu", batch_size=8, engine=engine)
+        pps = patches_per_second(partial(scorer.score, x), 8, min_seconds)
+        print(f"  {size}px {label}: {pps:.2f} patches/s", flush=True)
+        out.append((size, label, pps))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--sizes", choices=("ct", "mri"), nargs="+", default=["ct", "mri"])
     parser.add_argument("--quick", action="store_true", help="about 1 s per measurement")
+    parser.add_argument(
+        "--levers",
+        action="store_true",
+        help="also time the CPU levers: threads, graph optimisation level, fp16 file",
+    )
     args = parser.parse_args()
     min_seconds = 1.0 if args.quick else 4.0
     warnings.simplefilter("ignore")
@@ -61,6 +94,7 @@ def main() -> None:
         f"onnxruntime {ort.__version__}, CPU"
     )
     rows = []
+    levers: list[tuple[int, str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for profile in [CT if name == "ct" else MRI for name in args.sizes]:
             size = profile.patch_size
@@ -85,6 +119,15 @@ def main() -> None:
                 print(
                     f"  {size}px batch {batch:>3}: eager {eager:7.2f}  onnx {onnx:7.2f} patches/s"
                 )
+            if args.levers:
+                levers.extend(cpu_levers(result.path, base, size, min_seconds))
+    print()
+    if levers:
+        print("| patch | ONNX Runtime CPU variant (batch 8) | patches/s |")
+        print("|---|---|---|")
+        for size, label, pps in levers:
+            print(f"| {size}x{size} | {label} | {pps:.2f} |")
+        print()
     print()
     print(
         "| patch | batch | PyTorch eager p_sample (patches/s) "

@@ -59,7 +59,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 def engine_options(args: argparse.Namespace):
     """The :class:`btd_core.scorer.EngineOptions` asked for by :func:`add_engine_arguments`."""
-    from .scorer import EngineOptions
+    from .engine_options import EngineOptions
 
     return EngineOptions(
         batch_size=args.batch_size,

@@ -66,6 +66,8 @@ class BtdApp(AuditWorkers, App[int]):
         settings: Any = None,
         stride: int | None = None,
         command_line: Sequence[str] | None = None,
+        engine: Any = None,
+        workers: int | None = None,
     ) -> None:
         super().__init__()
         self.study_dir = Path(study_dir)
@@ -75,6 +77,8 @@ class BtdApp(AuditWorkers, App[int]):
         self.autostart = autostart
         self.settings = settings
         self.stride = stride
+        self.engine = engine
+        self.workers = workers
         self.command_line = list(command_line if command_line is not None else sys.argv)
         self.discovery: Any = None
         self.scorer: Any = None
@@ -135,7 +139,7 @@ class BtdApp(AuditWorkers, App[int]):
         if self.settings is None:
             from btd_core.slice_scoring import ScanSettings
 
-            self.settings = ScanSettings(stride=self.stride)
+            self.settings = ScanSettings(stride=self.stride, workers=self.workers)
         self.query_one(ModelPanel).show_scorer(self.scorer)
         self._maybe_ready()
 
@@ -283,6 +287,8 @@ def create_app(
     *,
     stride: int | None = None,
     command_line: Sequence[str] | None = None,
+    engine: Any = None,
+    workers: int | None = None,
 ) -> BtdApp:
     """The audit app for ``study_dir`` scored by the ONNX scorer ``model``.
 
@@ -292,7 +298,8 @@ def create_app(
     fallback) or ``"cpu"``; ``ascii``: start the preview in ASCII mode; ``autostart``:
     score as soon as the study and model are loaded (else on ``s``); ``settings``: a
     :class:`btd_core.slice_scoring.ScanSettings` (default ``ScanSettings(stride=stride)``);
-    ``command_line``: recorded in exported reports (default ``sys.argv``).
+    ``command_line``: recorded in exported reports (default ``sys.argv``); ``engine``: a
+    :class:`btd_core.scorer.EngineOptions`; ``workers``: slice-reading threads.
     """
     return BtdApp(
         Path(study_dir),
@@ -303,4 +310,6 @@ def create_app(
         settings=settings,
         stride=stride,
         command_line=command_line,
+        engine=engine,
+        workers=workers,
     )

@@ -72,7 +72,7 @@ class SerialScorer:
             return self.scorer.score(patches, with_residuals=with_residuals)
 
 
-def load_scorer(model: Path, provider: str, post: Post) -> None:
+def load_scorer(model: Path, provider: str, post: Post, engine: Any = None) -> None:
     """Open the ONNX scorer; post :class:`ScorerReady`, or :class:`ScorerFailed` with the reason.
 
     A requested-but-inactive CUDA is an error (``ProviderError``), never a silent fallback.
@@ -84,7 +84,7 @@ def load_scorer(model: Path, provider: str, post: Post) -> None:
         post(ScorerFailed("onnxruntime cannot be loaded", f"{type(err).__name__}: {err}"))
         return
     try:
-        scorer = Scorer(model, provider=provider)  # type: ignore[arg-type]
+        scorer = Scorer(model, provider=provider, engine=engine)  # type: ignore[arg-type]
     except ProviderError as err:
         post(ScorerFailed(f"provider {provider} is not available", str(err)))
     except ModelCardError as err:
@@ -189,6 +189,7 @@ class AuditWorkers:
     study_dir: Path
     model_path: Path
     provider: str
+    engine: Any
     discovery: Any
     scorer: Any
     settings: Any
@@ -203,7 +204,7 @@ class AuditWorkers:
 
     @work(thread=True, group="load", exit_on_error=False)
     def _load_scorer(self) -> None:
-        load_scorer(self.model_path, self.provider, self.post_message)
+        load_scorer(self.model_path, self.provider, self.post_message, self.engine)
 
     @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
     def run_scan_worker(self, run_id: int, skip: set[tuple[str, int]]) -> None:
