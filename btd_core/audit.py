@@ -6,6 +6,7 @@ slices -> CSV/JSON report.  Nothing is written into the study directory.
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import __version__
+from .calibration import Calibration, CalibrationError, sidecar_path
 from .discovery import discover
 from .overlay import write_overlay
 from .ranking import rank
@@ -45,6 +47,34 @@ class AuditResult:
         return sum(1 for f in self.discovery.files if f.status == "error")
 
 
+SLICE_SCORES = {
+    "tile": "max tile score ({reduction})",
+    "local": "max over local windows of mean r^2",
+    "calibrated": "max over local windows of the calibrated surprise z vs genuine tissue",
+}
+
+
+def _load_calibration(model: Path, path: Path | None, scorer: Scorer) -> tuple[Calibration, Path]:
+    """The calibration for ``scorer``'s model: ``path`` or the model's sidecar."""
+    path = path or sidecar_path(Path(model))
+    if not path.is_file():
+        raise AuditError(
+            f"the calibrated score needs {path}: make it with "
+            f"btd calibrate --model {model} GENUINE_DIR (or give --calibration)"
+        )
+    try:
+        return Calibration.load(path, scorer.model_sha256), path
+    except CalibrationError as err:
+        raise AuditError(str(err)) from None
+
+
+def _calibration_record(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    data = path.read_bytes()
+    return {"file": str(path.resolve()), "sha256": hashlib.sha256(data).hexdigest()}
+
+
 def check_output_outside(study_dir: Path, out_dir: Path) -> None:
     """Refuse an output folder inside the study (evidence is never written into)."""
     study, out = study_dir.resolve(), out_dir.resolve()
@@ -69,16 +99,19 @@ def audit_study(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     engine: EngineOptions | None = None,
+    calibration_path: Path | None = None,
 ) -> AuditResult:
     """Audit ``study_dir`` with the ONNX scorer ``model``; write the report into ``out_dir``.
 
     ``overlays`` is how many of the top slices get a PNG overlay; ``engine`` says how
-    onnxruntime runs (:class:`btd_core.scorer.EngineOptions`).
+    onnxruntime runs (:class:`btd_core.scorer.EngineOptions`).  The ``calibrated`` score
+    mode reads ``calibration_path`` (default: the model's sidecar, ``MODEL.onnx.calibration.json``).
 
     Raises
     ------
     AuditError
-        When the study is not a folder, or the output folder is inside it.
+        When the study is not a folder, the output folder is inside it, or the
+        calibrated mode has no usable calibration for this model.
     btd_core.scorer.ProviderError, btd_core.model_card.ModelCardError
         When the model cannot be opened as asked.
     """
@@ -94,7 +127,17 @@ def audit_study(
         )
         discovery = discover(study_dir)
         scorer = opening.result()
-    outcome = scan(discovery, scorer, settings, on_progress=on_progress, should_stop=should_stop)
+    calibration = None
+    if settings.score_mode == "calibrated":
+        calibration, calibration_path = _load_calibration(model, calibration_path, scorer)
+    outcome = scan(
+        discovery,
+        scorer,
+        settings,
+        on_progress=on_progress,
+        should_stop=should_stop,
+        calibration=calibration,
+    )
     return write_audit_report(
         out_dir,
         discovery=discovery,
@@ -105,6 +148,7 @@ def audit_study(
         overlays=overlays,
         include_phi=include_phi,
         command_line=command_line,
+        calibration_path=calibration_path if calibration else None,
     )
 
 
@@ -119,6 +163,7 @@ def write_audit_report(
     overlays: int = 10,
     include_phi: bool = True,
     command_line: Sequence[str] | None = None,
+    calibration_path: Path | None = None,
 ) -> AuditResult:
     """Rank a finished (or cancelled) scan and write its report and overlays into ``out_dir``.
 
@@ -142,7 +187,7 @@ def write_audit_report(
         model_card=scorer.card,
         provider=scorer.provider_in_use,
         provider_note=scorer.provider_note,
-        settings=_settings_record(settings, scorer, outcome),
+        settings=_settings_record(settings, scorer, outcome, calibration_path),
         library_versions=library_versions(),
     )
     report = write_report(
@@ -175,23 +220,35 @@ def _write_overlays(out_dir: Path, findings: Sequence[Finding], outcome: ScanOut
                 path,
                 view.image,
                 view.heat,
-                (result.tile_x, result.tile_y, result.tile_size),
+                result.region,
                 caption=caption,
             )
         )
     return written
 
 
-def _settings_record(settings: ScanSettings, scorer: Scorer, outcome: ScanOutcome) -> dict:
+def _settings_record(
+    settings: ScanSettings,
+    scorer: Scorer,
+    outcome: ScanOutcome,
+    calibration_path: Path | None = None,
+) -> dict:
     size = scorer.card.patch_size
+    local = settings.score_mode != "tile"
     return {
+        "score_mode": settings.score_mode,
+        "window_px": settings.window if local else None,
+        "window_stride_px": (settings.window_stride or max(settings.window // 2, 1))
+        if local
+        else None,
+        "calibration": _calibration_record(calibration_path),
         "mode": "patch at (x, y)" if settings.patch_at else "whole slice, tiled",
         "patch_at_xy": list(settings.patch_at) if settings.patch_at else None,
         "tile_size_px": size,
         "stride_px": settings.stride_for(size),
         "body_level": settings.body_level,
         "body_fraction": settings.body_fraction,
-        "slice_score": f"max tile score ({scorer.card.reduction})",
+        "slice_score": SLICE_SCORES[settings.score_mode].format(reduction=scorer.card.reduction),
         "batch_size": scorer.batch_size,
         "model_precision": scorer.card.precision,
         "engine": {

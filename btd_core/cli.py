@@ -12,7 +12,15 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.text import Text
 
-from . import __version__, demo_command, eval_command, scan_command, tamper_command, train_command
+from . import (
+    __version__,
+    calibrate_command,
+    demo_command,
+    eval_command,
+    scan_command,
+    tamper_command,
+    train_command,
+)
 
 
 def _card(args: argparse.Namespace, console: Console) -> int:
@@ -69,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit_command.add_parser(commands)
     eval_command.add_parser(commands)
+    calibrate_command.add_parser(commands)
     train_command.add_parser(commands)
     tamper_command.add_parser(commands)
     demo_command.add_parser(commands)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def positive_int(text: str) -> int:
@@ -68,4 +69,27 @@ def engine_options(args: argparse.Namespace):
         cudnn_search=args.cudnn_search,
         cuda_graph=args.cuda_graph,
         nhwc=args.nhwc,
+    )
+
+
+def add_score_arguments(parser: argparse.ArgumentParser) -> None:
+    """How slices are scored: the tile mode (the paper's) or the local window modes."""
+    parser.add_argument(
+        "--score",
+        choices=("tile", "local", "calibrated"),
+        default="tile",
+        help="slice score: tile = highest whole-tile mean r^2 (the paper's patch score, "
+        "default); local = highest mean r^2 in small windows; calibrated = highest surprise "
+        "of a window against genuine tissue of its kind (needs btd calibrate)",
+    )
+    parser.add_argument(
+        "--window",
+        type=positive_int,
+        default=24,
+        help="local window side in pixels (default 24)",
+    )
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        help="calibration file for --score calibrated (default: MODEL.onnx.calibration.json)",
     )

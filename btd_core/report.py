@@ -42,13 +42,15 @@ TOP_FINDINGS = 20
 NUMERIC_COLUMNS = frozenset(
     {"rank", "score", "frame", "slice_index", "slice_location_mm", "size_bytes"}
     | {"position_x_mm", "position_y_mm", "position_z_mm", "tile_x", "tile_y", "tile_size"}
+    | {"window_x", "window_y", "window_size"}
 )
 """Columns whose cells the writer formats itself from numbers (never neutralised)."""
 FINDINGS_COLUMNS = (
     *("rank", "score", "reduction", "file", "file_sha256"),
     *("study_uid", "series_uid", "sop_instance_uid", "frame", "slice_index"),
     *("slice_location_mm", "position_x_mm", "position_y_mm", "position_z_mm"),
-    *("tile_x", "tile_y", "tile_size", "modality", "series_description"),
+    *("tile_x", "tile_y", "tile_size", "score_mode", "window_x", "window_y", "window_size"),
+    *("modality", "series_description"),
 )
 PHI_COLUMNS = ("patient_id", "patient_name", "study_date")
 FILES_COLUMNS = ("file", "size_bytes", "sha256", "kind", "status", "reason")
@@ -215,6 +217,10 @@ def finding_row(finding: Finding, reduction: str, include_phi: bool = True) -> d
         "tile_x": result.tile_x,
         "tile_y": result.tile_y,
         "tile_size": result.tile_size,
+        "score_mode": result.score_mode,
+        "window_x": result.window_x,
+        "window_y": result.window_y,
+        "window_size": result.window_size,
         "modality": series.modality,
         "series_description": series.description,
     }

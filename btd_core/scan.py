@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .calibration import Calibration
+from .local_energy import LocalWindows
+from .local_scoring import check_mode, judge_locally
 from .pixels import SliceReadError, read_slice
 from .scorer import Scorer
 from .slice_scoring import ImageScores, ScanSettings, SliceView, TileSet, select_tiles
@@ -60,6 +63,7 @@ class ScanOutcome:
 
 
 ProgressCallback = Callable[[ScanProgress], None]
+WindowsCallback = Callable[[LocalWindows], None]
 StopCheck = Callable[[], bool]
 
 
@@ -70,6 +74,8 @@ def scan(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     skip: Collection[tuple[str, int]] = (),
+    calibration: Calibration | None = None,
+    on_windows: WindowsCallback | None = None,
 ) -> ScanOutcome:
     """Score every slice of every series that fits the model.
 
@@ -78,9 +84,14 @@ def scan(
     when it returns true the scan ends early with ``cancelled`` set.  ``skip`` lists
     ``(series key, slice index)`` pairs already scored (to resume a cancelled scan):
     they are counted as done and not scored again.
+
+    In the local score modes (``settings.score_mode``), ``on_windows`` receives every
+    scored slice's :class:`btd_core.local_energy.LocalWindows` (calibration collects
+    them); ``calibration`` is required by the ``calibrated`` mode.
     """
     settings = settings or ScanSettings()
-    run = _Run(discovery, scorer, settings, on_progress)
+    check_mode(settings, calibration)
+    run = _Run(discovery, scorer, settings, on_progress, calibration, on_windows)
     skip = set(skip)
     for series in discovery.series:
         reason = modality_mismatch(series, scorer.card.profile)
@@ -278,8 +289,12 @@ class _Run:
         scorer: Scorer,
         settings: ScanSettings,
         on_progress: ProgressCallback | None,
+        calibration: Calibration | None = None,
+        on_windows: WindowsCallback | None = None,
     ) -> None:
         self.scorer = scorer
+        self.calibration = calibration
+        self.on_windows = on_windows
         self.settings = settings
         self.on_progress = on_progress
         self.records: dict[str, FileRecord] = {str(r.path): r for r in discovery.files}
@@ -329,16 +344,34 @@ class _Run:
             self.outcome.background_slices += 1
             return None
         self.outcome.tiles_scored += len(scores.origins)
-        result = scores.slice_result(series.key, index)
+        result: SliceResult | None = scores.slice_result(series.key, index)
+        heat = None
+        if self.settings.score_mode != "tile":
+            assert result is not None
+            verdict = judge_locally(result, image, scores, self.settings, self.calibration)
+            if self.on_windows is not None:
+                self.on_windows(verdict.windows)
+            result, heat = verdict.result, verdict.heat
+        if result is None:
+            self.outcome.background_slices += 1
+            return None
         self.outcome.results.append(result)
-        self._keep_view(result, image, scores)
+        self._keep_view(result, image, scores, heat)
         return result
 
-    def _keep_view(self, result: SliceResult, image: np.ndarray, scores: ImageScores) -> None:
+    def _keep_view(
+        self,
+        result: SliceResult,
+        image: np.ndarray,
+        scores: ImageScores,
+        heat: np.ndarray | None = None,
+    ) -> None:
         limit = self.settings.keep_views
         if limit <= 0 or (len(self._heap) >= limit and result.score <= self._heap[0][0]):
             return
-        view = SliceView(image=image, heat=scores.heat_map(image.shape))
+        view = SliceView(
+            image=image, heat=heat if heat is not None else scores.heat_map(image.shape)
+        )
         self._counter += 1
         item = (result.score, self._counter, (result.series_key, result.slice_index), view)
         if len(self._heap) < limit:

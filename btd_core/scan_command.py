@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .cli_args import add_engine_arguments, engine_options, positive_int
+from .cli_args import add_engine_arguments, add_score_arguments, engine_options, positive_int
 from .safe_text import printable
 
 EXIT_OK = 0
@@ -53,6 +53,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar=("X", "Y"),
         help="the paper's mode: score one patch per slice centred at column X, row Y",
     )
+    add_score_arguments(parser)
     parser.add_argument("--top", type=int, default=10, help="ranked slices to print (default 10)")
     parser.add_argument("--overlays", type=int, default=10, help="PNG overlays of the top slices")
     parser.add_argument(
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from .audit import AuditError, audit_study, check_output_outside
     from .model_card import ModelCardError
     from .scan import ScanSettings
-    from .scorer import ProviderError
+    from .scorer import ProviderError, ScorerOutputError
 
     try:
         if not args.study.is_dir():
@@ -83,6 +84,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         keep_views=args.overlays,
         patch_at=tuple(args.patch_at) if args.patch_at else None,
         workers=args.workers,
+        score_mode=args.score,
+        window=args.window,
     )
     progress = Progress(
         TextColumn("scoring"),
@@ -113,10 +116,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 overlays=args.overlays,
                 include_phi=not args.no_phi,
                 engine=engine_options(args),
+                calibration_path=args.calibration,
                 command_line=sys.argv,
                 on_progress=on_progress,
             )
-    except (AuditError, ModelCardError, ProviderError, FileNotFoundError) as err:
+    except (AuditError, ModelCardError, ProviderError, ScorerOutputError, FileNotFoundError) as err:
         console.print(Text(f"btd scan: {err}", style="red"), soft_wrap=True)
         return EXIT_CANNOT_RUN
     _print_summary(console, result, args.top)
@@ -138,7 +142,7 @@ def _print_summary(console: Console, result, top: int) -> None:
     table.add_column("series", no_wrap=True, overflow="ellipsis", max_width=24)
     table.add_column("slice", justify="right")
     table.add_column("pos mm", justify="right", no_wrap=True)
-    table.add_column("tile x,y", no_wrap=True)
+    table.add_column("where x,y size", no_wrap=True)
     table.add_column("file", overflow="fold", ratio=1)
     for finding in result.findings[:top]:
         location = finding.slice.location
@@ -148,7 +152,7 @@ def _print_summary(console: Console, result, top: int) -> None:
             Text(printable(series_label(finding.series))),
             str(finding.result.slice_index),
             "" if location is None else f"{location:.1f}",
-            f"{finding.result.tile_x},{finding.result.tile_y}",
+            "{},{} {}".format(*finding.result.region),
             Text(printable(finding.file.relpath)),
         )
     console.print(table)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .local_energy import WINDOW_PX
 from .pixels import read_slice
 from .scorer import Scorer
 from .study import Series, SliceResult
@@ -45,6 +46,14 @@ class ScanSettings:
     workers:
         Threads that read, decode, window and tile slices ahead of the scorer
         (>= 1); ``None`` = one per CPU core, at most 8.
+    score_mode:
+        ``"tile"``: slice score = the highest tile score (the card's reduction over a
+        whole S x S tile, the paper's whole-patch mean); ``"local"``: the highest mean
+        r^2 in ``window`` x ``window`` windows over the slice's residual energy map;
+        ``"calibrated"``: the highest calibrated surprise z of those windows against
+        genuine tissue of the same intensity and texture (needs a calibration).
+    window, window_stride:
+        Local window side and step, pixels (step default: window / 2).
     """
 
     stride: int | None = None
@@ -53,6 +62,9 @@ class ScanSettings:
     keep_views: int = 10
     patch_at: tuple[int, int] | None = None
     workers: int | None = None
+    score_mode: str = "tile"
+    window: int = WINDOW_PX
+    window_stride: int | None = None
 
     def stride_for(self, size: int) -> int:
         """The stride in pixels for tiles of ``size``."""
@@ -144,10 +156,14 @@ class ImageScores:
 
     def heat_map(self, shape: tuple[int, ...]) -> np.ndarray:
         """float32 [H, W]: mean r^2 per pixel over the tiles' inner parts (0 where none)."""
+        return self.energy_map(shape)[0]
+
+    def energy_map(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The heat map [H, W] and where it was measured (bool [H, W])."""
         heat = HeatMap(shape[0], shape[1], margin=(self.tile_size - self.stride) // 2)
         for (y, x), residual in zip(self.origins, self.residuals, strict=True):
             heat.add(y, x, residual[0])
-        return heat.values()
+        return heat.values(), heat.coverage()
 
 
 def select_tiles(image: np.ndarray, size: int, settings: ScanSettings) -> TileSet:

@@ -161,6 +161,12 @@ class SliceResult:
         Side of the worst tile in pixels (the model's S).
     tiles_scored, tiles_skipped:
         Tiles sent to the model, and tiles the body mask skipped as air/background.
+    window_x, window_y, window_size:
+        In the local score modes: the worst local window's top-left corner and side,
+        pixels (``None`` in the tile mode).
+    score_mode:
+        How ``score`` was computed: ``tile`` (max tile score), ``local`` (max window mean
+        r^2) or ``calibrated`` (max window surprise z against genuine tissue).
     """
 
     series_key: str
@@ -171,6 +177,17 @@ class SliceResult:
     tile_size: int
     tiles_scored: int
     tiles_skipped: int
+    window_x: int | None = None
+    window_y: int | None = None
+    window_size: int | None = None
+    score_mode: str = "tile"
+
+    @property
+    def region(self) -> tuple[int, int, int]:
+        """(x, y, size) of where the slice is most suspicious: the window, else the tile."""
+        if self.window_size is not None and self.window_x is not None and self.window_y is not None:
+            return self.window_x, self.window_y, self.window_size
+        return self.tile_x, self.tile_y, self.tile_size
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,10 @@ class HeatMap:
         self._sum[y + top : y + bottom, x + left : x + right] += energy
         self._count[y + top : y + bottom, x + left : x + right] += 1
 
+    def coverage(self) -> np.ndarray:
+        """bool [H, W]: pixels that some tile's kept part covered."""
+        return self._count > 0
+
     def values(self) -> np.ndarray:
         """float32 [H, W]: mean r^2 where tiles were scored, 0 elsewhere."""
         return np.divide(

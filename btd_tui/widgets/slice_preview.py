@@ -126,7 +126,7 @@ class SlicePreview(Widget):
             line = Strip(segments).crop_extend(0, width, Style.null())
             return [*body, line, *[Strip.blank(width)] * (height - len(body) - 1)]
         result = self.result
-        box = (result.tile_x, result.tile_y, result.tile_size) if result else None
+        box = result.region if result else None
         request = RenderRequest(
             image=self.view.image,
             heat=self.view.heat,
