@@ -1,0 +1,139 @@
+"""Score modes: the paper's whole-tile mean, local windows, and windows calibrated on
+genuine tissue; ``btd calibrate`` and ``btd scan --score``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from btd_core.calibration import Calibration, sidecar_path
+from btd_core.discovery import discover
+from btd_core.ranking import rank
+from btd_core.scan import scan
+from btd_core.scorer import Scorer
+from btd_core.slice_scoring import ScanSettings
+from tests.study_builder import tree_fingerprint, write_series
+from tests.test_tui_support import write_fixed_series, write_tiny_scorer
+
+SMALL_BLOCK = (236, 300, 12)
+"""(x, y, size): a 12 px block of noise inside the brain of the head slice."""
+
+
+@pytest.fixture(scope="module")
+def mixed_study(tmp_path_factory: pytest.TempPathFactory):
+    """Abdomen slices (genuine) and head slices, one with a small planted block."""
+    root = tmp_path_factory.mktemp("modes") / "study"
+    write_series(root / "abdomen", "explicit_VR-UN.dcm", 2, seed=1)
+    head = write_series(
+        root / "head", "693_UNCI.dcm", 2, planted_index=1, planted_box=SMALL_BLOCK, seed=2
+    )
+    return root, head.files[1]
+
+
+@pytest.mark.torch
+def test_small_anomaly_ranks_first_locally_where_the_whole_tile_mean_misses_it(
+    mixed_study, trained_ct_onnx: Path
+):
+    root, planted = mixed_study
+    discovery = discover(root)
+    scorer = Scorer(trained_ct_onnx, provider="cpu")
+    tops = {}
+    for mode in ("tile", "local"):
+        outcome = scan(discovery, scorer, ScanSettings(score_mode=mode))
+        tops[mode] = rank(outcome.results, discovery)[0]
+    assert tops["tile"].file.path != planted  # tissue, not the block, wins the tile mode
+    local = tops["local"]
+    assert local.file.path == planted
+    x, y, size = SMALL_BLOCK
+    wx, wy, wsize = local.result.region
+    assert wsize == 24 and wx < x + size and x < wx + wsize and wy < y + size and y < wy + wsize
+
+
+def test_calibrate_then_scan_calibrated_end_to_end(tmp_path: Path):
+    model = write_tiny_scorer(tmp_path / "models" / "tiny.onnx")
+    genuine = tmp_path / "genuine"
+    write_fixed_series(genuine / "ct", 6, series_number=1)
+    before = tree_fingerprint(genuine)
+    btd = [sys.executable, "-m", "btd_core.cli"]
+    done = subprocess.run(
+        [*btd, "calibrate", str(genuine), "--model", str(model), "--stride", "16"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert tree_fingerprint(genuine) == before  # evidence untouched
+    calibration = Calibration.load(sidecar_path(model), Scorer(model, provider="cpu").model_sha256)
+    assert calibration.slices == 6 and calibration.windows > 30
+    assert calibration.source["modality"] == "ct"
+
+    study = tmp_path / "study"
+    write_fixed_series(study / "ct", 3, series_number=2, planted_index=1)
+    out = tmp_path / "report"
+    command = [*btd, "scan", str(study), "--model", str(model), "--out", str(out)]
+    command += ["--score", "calibrated", "--stride", "16", "--provider", "cpu"]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = list(csv.DictReader((out / "findings.csv").open()))
+    assert {row["score_mode"] for row in rows} == {"calibrated"}
+    assert all(row["window_size"] == "24" for row in rows)
+    assert rows[0]["file"].endswith("s2_002.dcm")  # the planted slice
+    settings = json.loads((out / "report.json").read_text())["settings"]
+    assert settings["score_mode"] == "calibrated"
+    assert settings["calibration"]["file"] == str(sidecar_path(model).resolve())
+
+
+def test_a_calibration_of_another_model_is_refused(tmp_path: Path):
+    model = write_tiny_scorer(tmp_path / "tiny.onnx")
+    other = write_tiny_scorer(tmp_path / "other.onnx", patch_size=64)
+    genuine = tmp_path / "genuine"
+    write_fixed_series(genuine / "ct", 3)
+    from btd_core.calibrate import calibrate_model
+
+    calibrate_model(genuine, other, sidecar_path(model), provider="cpu")
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "btd_core.cli", "scan", str(genuine)]
+    command += ["--model", str(model), "--out", str(out), "--score", "calibrated"]
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert "made for another model" in " ".join(done.stdout.split())
+    assert not out.exists()
+
+
+def test_calibration_output_inside_the_genuine_folder_is_refused(tmp_path: Path):
+    from btd_core.audit import AuditError
+    from btd_core.calibrate import calibrate_model
+
+    model = write_tiny_scorer(tmp_path / "tiny.onnx")
+    genuine = tmp_path / "genuine"
+    write_fixed_series(genuine / "ct", 2)
+    with pytest.raises(AuditError, match="never written into"):
+        calibrate_model(genuine, model, genuine / "cal.json", provider="cpu")
+    assert not (genuine / "cal.json").exists()
+
+
+def test_tile_mode_rows_have_no_window(tmp_path: Path):
+    model = write_tiny_scorer(tmp_path / "tiny.onnx")
+    study = tmp_path / "study"
+    write_fixed_series(study / "ct", 2)
+    discovery = discover(study)
+    outcome = scan(discovery, Scorer(model, provider="cpu"), ScanSettings(stride=32))
+    assert all(r.window_size is None and r.score_mode == "tile" for r in outcome.results)
+    assert all(r.region == (r.tile_x, r.tile_y, r.tile_size) for r in outcome.results)
+    with pytest.raises(ValueError, match="btd calibrate"):
+        scan(discovery, Scorer(model, provider="cpu"), ScanSettings(score_mode="calibrated"))
