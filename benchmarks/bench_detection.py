@@ -1,0 +1,329 @@
+"""Detection quality of the score modes on real chest CT the model never saw.
+
+Data: pyradiomics' ``lung1`` (a real chest CT, 512 x 512 x 48, with a labelled nodule
+in slices 32-34; ``lung2`` of the same package is reserved and never used here).
+Slices 0-23 train the model and its calibration; slices 24-47 are the test series.
+
+1. Model: the method's U-Net, trained here with the library's ``p_losses`` on random
+   crops of the training slices (``--train-steps``, ``--crop``; t in [0, 100), the
+   low-noise end that the t = 0 score uses), exported by btd-export; or ``--model``
+   with ``--checkpoint`` for one trained elsewhere (say on a GPU with ``btd train``).
+2. Calibration on the training slices (``btd calibrate``'s own code path).
+3. Tampering of the test slices by ``btd tamper``'s copy-move (injection and removal)
+   at three sizes, at random body locations, two per slice and kind and size.
+4. Location known (the paper's protocol): AUROC of tampered vs the same location in
+   the untouched slice, for (a) the paper's whole-patch mean of r^2 over the 96 px
+   patch centred there, (b) the highest local-window mean r^2 in that patch, (c) the
+   highest calibrated surprise of those windows, (d) the non-learned baseline: the
+   highest local-window mean of the squared 3 x 3 median-filter residual.
+5. Location unknown (an audit): each tampered slice is ranked among the genuine test
+   slices by each mode's whole-slice score: median rank, top-1 and top-5 rates.
+6. Real lesions: do the genuine slices with the labelled nodule rank as suspicious?
+   AUROC of nodule slices vs the other genuine test slices (0.5: not singled out).
+
+    python benchmarks/bench_detection.py --lung1 DIR    # DIR holds lung1_image.nrrd
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from btd_core.calibration import Calibration, fit_calibration
+from btd_core.local_energy import local_windows, median_residual
+from btd_core.local_scoring import judge_locally
+from btd_core.metrics import auroc
+from btd_core.profiles import CT
+from btd_core.scorer import Scorer
+from btd_core.slice_scoring import ImageScores, ScanSettings, TileSet, score_tiles, select_tiles
+from btd_core.tamper import KINDS, choose_location, copy_move
+
+TRAIN_SLICES = range(0, 24)
+TEST_SLICES = range(24, 48)
+RADII = (6, 10, 14)
+"""Tampered disc radii, px (12-28 px across plus a feathered edge)."""
+MODES = ("a_patch_mean", "b_local", "c_calibrated", "d_highpass")
+PATCH = 96
+
+
+def load_lung1(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """HU volume [Z, H, W] float32 and nodule label [Z, H, W] bool from the NRRD files."""
+    import nrrd
+
+    image, _ = nrrd.read(str(folder / "lung1_image.nrrd"))
+    label, _ = nrrd.read(str(folder / "lung1_label.nrrd"))
+    return (
+        np.ascontiguousarray(image.transpose(2, 1, 0), dtype=np.float32),
+        np.ascontiguousarray(label.transpose(2, 1, 0) > 0),
+    )
+
+
+def train_model(slices: np.ndarray, steps: int, crop: int, folder: Path) -> Path:
+    """Train the method's U-Net on crops of ``slices`` (windowed); export; return the ONNX."""
+    import torch
+
+    from btd_core.diffusion import build_diffusion
+    from export.onnx_export import export_scorer
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    images = [CT.to_unit_range(s) for s in slices]
+    diffusion = build_diffusion(PATCH)
+    optimiser = torch.optim.Adam(diffusion.parameters(), lr=1e-3)
+    started = time.perf_counter()
+    for step in range(steps):
+        image = images[step % len(images)]
+        starts = rng.integers(0, image.shape[0] - crop, (16, 2))
+        crops = np.stack([image[y : y + crop, x : x + crop] for y, x in starts])[:, None]
+        loss = diffusion.p_losses(torch.from_numpy(crops) * 2 - 1, torch.randint(0, 100, (16,)))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if step % 200 == 0:
+            print(f"  train step {step}: loss {loss.item():.4f}", flush=True)
+    print(f"  trained {steps} steps in {time.perf_counter() - started:.0f} s", flush=True)
+    checkpoint = folder / "lung1_train.pt"
+    torch.save(
+        {
+            "model": diffusion.state_dict(),
+            "step": steps,
+            "version": "1.8.3",
+            "btd": {"modality": "ct", "description": f"bench_detection: {steps} steps"},
+        },
+        checkpoint,
+    )
+    return export_scorer(checkpoint, folder / "lung1_train.onnx", modality="ct").path
+
+
+def slice_scores(
+    scorer: Scorer, image: np.ndarray, settings: ScanSettings
+) -> tuple[ImageScores, TileSet]:
+    tiles = select_tiles(image, PATCH, settings)
+    return score_tiles(tiles, scorer), tiles
+
+
+def rescore_region(
+    scorer: Scorer, image: np.ndarray, base: ImageScores, box: tuple[int, int, int, int]
+) -> ImageScores:
+    """``base`` with the tiles that overlap ``box`` (x0, y0, x1, y1) scored on ``image``."""
+    x0, y0, x1, y1 = box
+    touched = [
+        i
+        for i, (y, x) in enumerate(base.origins)
+        if x < x1 and x0 < x + PATCH and y < y1 and y0 < y + PATCH
+    ]
+    if not touched:
+        return base
+    patches = np.stack(
+        [image[base.origins[i][0] : base.origins[i][0] + PATCH,
+               base.origins[i][1] : base.origins[i][1] + PATCH] for i in touched]
+    )  # fmt: skip
+    scored = scorer.score(patches, with_residuals=True)
+    scores, residuals = base.scores.copy(), base.residuals.copy()
+    scores[touched] = scored.scores
+    residuals[touched] = scored.residuals
+    return replace(base, scores=scores, residuals=residuals)
+
+
+def whole_slice_modes(
+    image: np.ndarray,
+    scores: ImageScores,
+    settings: ScanSettings,
+    calibration: Calibration,
+) -> dict[str, float]:
+    """The slice score under each mode (the paper's mode: the highest tile mean)."""
+    base = scores.slice_result("s", 0)
+    local = judge_locally(base, image, scores, replace(settings, score_mode="local"), None)
+    calibrated = judge_locally(
+        base, image, scores, replace(settings, score_mode="calibrated"), calibration
+    )
+    return {
+        "a_patch_mean": float(scores.scores.max()),
+        "b_local": local.result.score if local.result else 0.0,
+        "c_calibrated": calibrated.result.score if calibrated.result else -99.0,
+        "d_highpass": highpass_score(image, settings.window),
+    }
+
+
+def highpass_score(image: np.ndarray, window: int) -> float:
+    energy = np.square(median_residual(image))
+    covered = np.ones(image.shape, dtype=bool)
+    windows = local_windows(image, energy, covered, window=window)
+    worst = windows.worst(windows.energy)
+    return worst[0] if worst else 0.0
+
+
+def patch_modes(
+    scorer: Scorer, image: np.ndarray, x: int, y: int, calibration: Calibration, window: int
+) -> dict[str, float]:
+    """Location known: the 96 px patch centred at (x, y), scored by each mode."""
+    top, left = max(y - PATCH // 2, 0), max(x - PATCH // 2, 0)
+    top, left = min(top, image.shape[0] - PATCH), min(left, image.shape[1] - PATCH)
+    patch = image[top : top + PATCH, left : left + PATCH]
+    scored = scorer.score(patch[None], with_residuals=True)
+    energy = np.square(scored.residuals[0, 0])
+    covered = np.zeros(patch.shape, dtype=bool)
+    margin = window // 2  # the U-Net's zero padding inflates the residual at the border
+    covered[margin:-margin, margin:-margin] = True
+    windows = local_windows(patch, energy, covered, window=window)
+    z = calibration.surprise(windows.energy, windows.intensity, windows.texture)
+    high = local_windows(patch, np.square(median_residual(patch)), covered, window=window)
+    return {
+        "a_patch_mean": float(scored.scores[0]),
+        "b_local": (windows.worst(windows.energy) or (0.0,))[0],
+        "c_calibrated": (windows.worst(z) or (-99.0,))[0],
+        "d_highpass": (high.worst(high.energy) or (0.0,))[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lung1", type=Path, required=True, help="folder with lung1_*.nrrd")
+    parser.add_argument("--model", type=Path, help="an ONNX scorer (default: train one here)")
+    parser.add_argument("--train-steps", type=int, default=1500)
+    parser.add_argument("--crop", type=int, default=32, help="training crop side, px")
+    parser.add_argument("--window", type=int, default=24)
+    parser.add_argument("--locations", type=int, default=2, help="per slice, kind and size")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    volume, label = load_lung1(args.lung1)
+    rng = np.random.default_rng(0)
+    settings = ScanSettings(window=args.window)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model or train_model(
+            volume[list(TRAIN_SLICES)], args.train_steps, args.crop, Path(tmp)
+        )
+        scorer = Scorer(model, provider="auto")
+        print(f"model {model.name} on {scorer.provider_in_use}", flush=True)
+
+        started = time.perf_counter()
+        collected = []
+        for index in TRAIN_SLICES:
+            image = CT.to_unit_range(volume[index])
+            scores, _ = slice_scores(scorer, image, settings)
+            verdict = judge_locally(
+                scores.slice_result("s", index), image, scores,
+                replace(settings, score_mode="local"), None,
+            )  # fmt: skip
+            w = verdict.windows
+            collected.append(
+                np.column_stack([w.energy[w.valid], w.intensity[w.valid], w.texture[w.valid]])
+            )
+        table = np.concatenate(collected)
+        calibration = fit_calibration(
+            table[:, 0], table[:, 1], table[:, 2], model_sha256=scorer.model_sha256,
+            window=args.window, stride=args.window // 2, slices=len(TRAIN_SLICES),
+        )  # fmt: skip
+        print(
+            f"calibrated on {calibration.windows} windows of the training slices "
+            f"({time.perf_counter() - started:.0f} s)",
+            flush=True,
+        )
+
+        genuine: dict[int, dict[str, float]] = {}
+        genuine_scores: dict[int, ImageScores] = {}
+        for index in TEST_SLICES:
+            image = CT.to_unit_range(volume[index])
+            scores, _ = slice_scores(scorer, image, settings)
+            genuine_scores[index] = scores
+            genuine[index] = whole_slice_modes(image, scores, settings, calibration)
+        print(f"scored {len(TEST_SLICES)} genuine test slices", flush=True)
+
+        patch_rows, slice_rows = [], []
+        for index in TEST_SLICES:
+            hu = volume[index]
+            original = CT.to_unit_range(hu)
+            for kind in KINDS:
+                for radius in RADII:
+                    for _ in range(args.locations):
+                        try:
+                            x, y = choose_location(hu, radius, rng)
+                            tampering = copy_move(hu, kind, x, y, radius, rng)
+                        except ValueError:
+                            continue
+                        image = CT.to_unit_range(tampering.values)
+                        key = {"slice": index, "kind": kind, "radius": radius, "x": x, "y": y}
+                        for label_value, source in ((1, image), (0, original)):
+                            modes = patch_modes(scorer, source, x, y, calibration, args.window)
+                            patch_rows.append({**key, "label": label_value, **modes})
+                        reach = radius + int(max(radius / 3, 2)) + 1
+                        box = (x - reach, y - reach, x + reach, y + reach)
+                        rescored = rescore_region(scorer, image, genuine_scores[index], box)
+                        modes = whole_slice_modes(image, rescored, settings, calibration)
+                        ranks = {}
+                        for mode in MODES:
+                            others = [genuine[j][mode] for j in TEST_SLICES if j != index]
+                            ranks[mode] = 1 + sum(v >= modes[mode] for v in others)
+                        slice_rows.append({**key, **{f"rank_{m}": ranks[m] for m in MODES}})
+            print(f"  tampered slice {index}: {len(slice_rows)} tampered slices so far", flush=True)
+
+    results = summarise(patch_rows, slice_rows, genuine, label)
+    if args.out:
+        args.out.write_text(json.dumps({"results": results, "patches": patch_rows,
+                                        "slices": slice_rows}, indent=1))  # fmt: skip
+
+
+def summarise(patch_rows, slice_rows, genuine, label) -> dict:
+    out: dict = {"location_known": {}, "whole_slice": {}, "lesions": {}}
+    print()
+    print("Location known: AUROC, tampered vs the same spot untouched (real chest CT, unseen)")
+    print("| kind | disc radius px | pairs | (a) whole-patch mean | (b) local | "
+          "(c) local calibrated | (d) high-pass baseline |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for kind in KINDS:
+        for radius in (*RADII, None):
+            rows = [
+                r
+                for r in patch_rows
+                if r["kind"] == kind and (radius is None or r["radius"] == radius)
+            ]
+            if not rows:
+                continue
+            labels = np.array([r["label"] for r in rows])
+            values = {m: auroc(labels, np.array([r[m] for r in rows])) for m in MODES}
+            out["location_known"][f"{kind}/{radius or 'all'}"] = values
+            print(f"| {kind} | {radius or 'all'} | {len(rows) // 2} | "
+                  + " | ".join(f"{values[m]:.3f}" for m in MODES) + " |")  # fmt: skip
+    print()
+    print("Location unknown: rank of the tampered slice among the 24 genuine test slices")
+    print("| radius px | tampered slices | mode | median rank | top-1 | top-5 |")
+    print("|---|---|---|---|---|---|")
+    for radius in (*RADII, None):
+        rows = [r for r in slice_rows if radius is None or r["radius"] == radius]
+        for mode in MODES:
+            ranks = np.array([r[f"rank_{mode}"] for r in rows])
+            stats = {
+                "median_rank": float(np.median(ranks)),
+                "top1": float((ranks == 1).mean()),
+                "top5": float((ranks <= 5).mean()),
+            }
+            out["whole_slice"][f"{radius or 'all'}/{mode}"] = stats
+            print(f"| {radius or 'all'} | {len(rows)} | {mode} | {stats['median_rank']:.1f} | "
+                  f"{100 * stats['top1']:.0f} % | {100 * stats['top5']:.0f} % |")  # fmt: skip
+    nodule = np.array([label[j].any() for j in TEST_SLICES])
+    print()
+    print(f"Real lesion: {nodule.sum()} genuine test slices hold the labelled nodule")
+    print("| mode | AUROC nodule vs other genuine slices | ranks of the nodule slices (of 24) |")
+    print("|---|---|---|")
+    for mode in MODES:
+        values = np.array([genuine[j][mode] for j in TEST_SLICES])
+        order = (-values).argsort().argsort() + 1
+        value = auroc(nodule.astype(int), values)
+        out["lesions"][mode] = {"auroc": value, "ranks": order[nodule].tolist()}
+        print(f"| {mode} | {value:.3f} | {', '.join(map(str, order[nodule]))} |")
+    return out
+
+
+if __name__ == "__main__":
+    main()
