@@ -72,6 +72,9 @@ def test_export_refuses_a_malicious_checkpoint(tmp_path: Path):
         ["scan", "study", "--model", "m.onnx", "--out", "r", "--batch-size", "-3"],
         ["audit", "study", "--model", "m.onnx", "--stride", "x"],
         ["tamper", "data", "--out", "o", "--per-set", "0"],
+        ["eval", "sets", "--model", "m.onnx", "--out", "o", "--threads", "0"],
+        ["calibrate", "genuine", "--model", "m.onnx", "--window", "0"],
+        ["audit", "study", "--model", "m.onnx", "--workers", "0"],
     ],
 )
 def test_counts_and_strides_below_one_are_refused_by_the_parser(args, capsys):

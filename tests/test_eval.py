@@ -282,8 +282,10 @@ def test_label_options_and_argument_errors(ct_onnx: Path, tmp_path: Path, capsys
     inside = ["eval", "--model", str(ct_onnx), str(empty), "--out", str(empty / "out")]
     assert main(inside) == 2
     assert "is inside the input folder" in capsys.readouterr().out
-    assert main([*base, str(empty), "--batch-size", "0"]) == 2
-    assert "--batch-size must be at least 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:  # refused by the argument parser
+        main([*base, str(empty), "--batch-size", "0"])
+    assert stopped.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
