@@ -78,7 +78,7 @@ class BtdApp(AuditWorkers, App[int]):
         self.settings = settings
         self.stride = stride
         self.engine = engine
-        self.workers = workers
+        self.read_workers = workers
         self.command_line = list(command_line if command_line is not None else sys.argv)
         self.discovery: Any = None
         self.scorer: Any = None
@@ -139,7 +139,7 @@ class BtdApp(AuditWorkers, App[int]):
         if self.settings is None:
             from btd_core.slice_scoring import ScanSettings
 
-            self.settings = ScanSettings(stride=self.stride, workers=self.workers)
+            self.settings = ScanSettings(stride=self.stride, workers=self.read_workers)
         self.query_one(ModelPanel).show_scorer(self.scorer)
         self._maybe_ready()
 
