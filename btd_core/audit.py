@@ -54,7 +54,7 @@ SLICE_SCORES = {
 }
 
 
-def _load_calibration(model: Path, path: Path | None, scorer: Scorer) -> tuple[Calibration, Path]:
+def load_calibration(model: Path, path: Path | None, scorer: Scorer) -> tuple[Calibration, Path]:
     """The calibration for ``scorer``'s model: ``path`` or the model's sidecar."""
     path = path or sidecar_path(Path(model))
     if not path.is_file():
@@ -129,7 +129,7 @@ def audit_study(
         scorer = opening.result()
     calibration = None
     if settings.score_mode == "calibrated":
-        calibration, calibration_path = _load_calibration(model, calibration_path, scorer)
+        calibration, calibration_path = load_calibration(model, calibration_path, scorer)
     outcome = scan(
         discovery,
         scorer,

@@ -68,6 +68,9 @@ class BtdApp(AuditWorkers, App[int]):
         command_line: Sequence[str] | None = None,
         engine: Any = None,
         workers: int | None = None,
+        score_mode: str = "tile",
+        window: int = 24,
+        calibration_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.study_dir = Path(study_dir)
@@ -79,6 +82,10 @@ class BtdApp(AuditWorkers, App[int]):
         self.stride = stride
         self.engine = engine
         self.read_workers = workers
+        self.score_mode = score_mode
+        self.window = window
+        self.calibration_path = calibration_path
+        self.calibration: Any = None
         self.command_line = list(command_line if command_line is not None else sys.argv)
         self.discovery: Any = None
         self.scorer: Any = None
@@ -139,8 +146,23 @@ class BtdApp(AuditWorkers, App[int]):
         if self.settings is None:
             from btd_core.slice_scoring import ScanSettings
 
-            self.settings = ScanSettings(stride=self.stride, workers=self.read_workers)
+            self.settings = ScanSettings(
+                stride=self.stride,
+                workers=self.read_workers,
+                score_mode=self.score_mode,
+                window=self.window,
+            )
         self.query_one(ModelPanel).show_scorer(self.scorer)
+        if self.settings.score_mode == "calibrated":
+            from btd_core.audit import AuditError, load_calibration
+
+            try:
+                self.calibration, self.calibration_path = load_calibration(
+                    self.model_path, self.calibration_path, self.scorer
+                )
+            except AuditError as err:
+                self._fatal("no calibration for this model", str(err))
+                return
         self._maybe_ready()
 
     def on_scorer_failed(self, message: msg.ScorerFailed) -> None:
@@ -289,6 +311,9 @@ def create_app(
     command_line: Sequence[str] | None = None,
     engine: Any = None,
     workers: int | None = None,
+    score_mode: str = "tile",
+    window: int = 24,
+    calibration_path: Path | None = None,
 ) -> BtdApp:
     """The audit app for ``study_dir`` scored by the ONNX scorer ``model``.
 
@@ -299,7 +324,8 @@ def create_app(
     score as soon as the study and model are loaded (else on ``s``); ``settings``: a
     :class:`btd_core.slice_scoring.ScanSettings` (default ``ScanSettings(stride=stride)``);
     ``command_line``: recorded in exported reports (default ``sys.argv``); ``engine``: a
-    :class:`btd_core.scorer.EngineOptions`; ``workers``: slice-reading threads.
+    :class:`btd_core.scorer.EngineOptions`; ``workers``: slice-reading threads;
+    ``score_mode``, ``window``, ``calibration_path``: as ``btd scan --score``.
     """
     return BtdApp(
         Path(study_dir),
@@ -312,4 +338,7 @@ def create_app(
         command_line=command_line,
         engine=engine,
         workers=workers,
+        score_mode=score_mode,
+        window=window,
+        calibration_path=calibration_path,
     )

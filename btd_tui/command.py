@@ -9,7 +9,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from btd_core.cli_args import add_engine_arguments, engine_options, positive_int
+from btd_core.cli_args import (
+    add_engine_arguments,
+    add_score_arguments,
+    engine_options,
+    positive_int,
+)
 
 EXIT_OK = 0
 EXIT_CANNOT_RUN = 2
@@ -49,6 +54,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="store_false",
         help="do not start scoring at once (press s)",
     )
+    add_score_arguments(parser)
     add_engine_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -80,6 +86,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         command_line=sys.argv,
         engine=engine_options(args),
         workers=args.workers,
+        score_mode=args.score,
+        window=args.window,
+        calibration_path=args.calibration,
     )
     result = app.run()
     return int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)

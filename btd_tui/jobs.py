@@ -105,6 +105,7 @@ def run_scan(
     skip: Collection[tuple[str, int]],
     post: Post,
     should_stop: Callable[[], bool],
+    calibration: Any = None,
 ) -> None:
     """One scan run: a :class:`ScanProgressed` after every slice, then :class:`ScanFinished`."""
     from btd_core.scan import scan
@@ -117,6 +118,7 @@ def run_scan(
             on_progress=lambda progress: post(ScanProgressed(run_id, progress)),
             should_stop=should_stop,
             skip=skip,
+            calibration=calibration,
         )
     except Exception as err:  # an engine bug must not kill the app silently
         post(ScanFailed(run_id, f"{type(err).__name__}: {err}"))
@@ -131,9 +133,15 @@ def preview_slice(
     settings: Any,
     post: Post,
     cancelled: Callable[[], bool],
+    calibration: Any = None,
 ) -> None:
-    """Read, window and score one slice again for the preview (image + heat map)."""
-    from btd_core.slice_scoring import view_slice
+    """Read, window and score one slice again for the preview (image + heat map).
+
+    In the local score modes the heat map and the boxed region are the local ones (the
+    calibrated surprise map in the ``calibrated`` mode), as in the scan.
+    """
+    from btd_core.local_scoring import judge_locally
+    from btd_core.slice_scoring import SliceView, view_slice
 
     try:
         view, scores = view_slice(series, index, scorer, settings)
@@ -144,6 +152,9 @@ def preview_slice(
     if cancelled():
         return
     result = scores.slice_result(series.key, index) if scores.origins else None
+    if result is not None and settings.score_mode != "tile":
+        verdict = judge_locally(result, view.image, scores, settings, calibration)
+        view, result = SliceView(image=view.image, heat=verdict.heat), verdict.result
     post(PreviewReady(series.key, index, view, result))
 
 
@@ -157,6 +168,7 @@ def export_report(
     started: datetime,
     command_line: Sequence[str],
     post: Post,
+    calibration_path: Path | None = None,
 ) -> None:
     """Write the same CSV/JSON/PNG report as ``btd scan`` into ``folder``."""
     from btd_core.audit import write_audit_report
@@ -172,6 +184,7 @@ def export_report(
             overlays=settings.keep_views,
             include_phi=True,
             command_line=command_line,
+            calibration_path=calibration_path,
         )
     except Exception as err:  # AuditError, permissions, full disk: shown, the app goes on
         post(ExportFailed(str(folder), str(err)))
@@ -190,6 +203,8 @@ class AuditWorkers:
     model_path: Path
     provider: str
     engine: Any
+    calibration: Any
+    calibration_path: Any
     discovery: Any
     scorer: Any
     settings: Any
@@ -215,7 +230,14 @@ class AuditWorkers:
             return self.stop_event.is_set() or worker.is_cancelled
 
         run_scan(
-            run_id, self.discovery, self.scorer, self.settings, skip, self.post_message, should_stop
+            run_id,
+            self.discovery,
+            self.scorer,
+            self.settings,
+            skip,
+            self.post_message,
+            should_stop,
+            self.calibration,
         )
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
@@ -229,6 +251,7 @@ class AuditWorkers:
             self.settings,
             self.post_message,
             lambda: worker.is_cancelled,
+            self.calibration,
         )
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
@@ -244,4 +267,5 @@ class AuditWorkers:
             started=book.started_utc,
             command_line=self.command_line,
             post=self.post_message,
+            calibration_path=self.calibration_path if self.calibration else None,
         )

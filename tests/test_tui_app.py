@@ -309,3 +309,64 @@ def test_btd_audit_without_a_model_says_how_to_set_one(tmp_path: Path, monkeypat
     monkeypatch.setenv("BTD_MODEL", str(tmp_path / "missing.onnx"))
     assert main(["audit", str(tmp_path / "study")]) == 2
     assert "no such model file" in capsys.readouterr().out
+
+
+def test_local_score_mode_boxes_the_worst_window(tiny_onnx: Path, tmp_path: Path):
+    root = tmp_path / "study"
+    write_fixed_series(root / "ct", 4, planted_index=2)
+    settings = ScanSettings(stride=32, score_mode="local")
+    app = create_app(root, tiny_onnx, provider="cpu", settings=settings)
+
+    async def test(pilot):
+        await wait_for(pilot, lambda: app.scan_view.phase == "done", 120, "the scan")
+        await pilot.pause(0.7)
+        rows = app.query_one(FindingsTable).rows_text()
+        assert rows[0][5].endswith("s1_003.dcm")  # the planted slice
+        table = app.query_one(FindingsTable)
+        table.focus()
+        table.move_cursor(row=0)
+        await shown_slice(pilot, app, 2)
+        preview = app.query_one(SlicePreview)
+        assert preview.result is not None and preview.result.score_mode == "local"
+        assert preview.result.region[2] == 24
+
+    run_app(app, test)
+
+
+def test_calibrated_mode_without_a_calibration_is_an_error_on_screen(
+    tiny_onnx: Path, tmp_path: Path
+):
+    root = tmp_path / "study"
+    write_fixed_series(root / "ct", 2)
+    app = create_app(root, tiny_onnx, provider="cpu", score_mode="calibrated")
+
+    async def test(pilot):
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), 60, "the error")
+        await pilot.pause(0.3)
+        text = screen_text(app).replace("\n", " ")
+        assert "no calibration for this model" in text and "btd calibrate" in text
+        assert app.scan_worker is None
+
+    run_app(app, test)
+
+
+def test_calibrated_mode_scores_with_the_models_calibration(tiny_onnx: Path, tmp_path: Path):
+    from btd_core.calibrate import calibrate_model
+
+    model = tmp_path / "models" / "tiny.onnx"
+    model.parent.mkdir()
+    model.write_bytes(tiny_onnx.read_bytes())
+    write_fixed_series(tmp_path / "genuine" / "ct", 4, series_number=3)
+    calibrate_model(tmp_path / "genuine", model, provider="cpu", settings=ScanSettings(stride=32))
+    root = tmp_path / "study"
+    write_fixed_series(root / "ct", 4, planted_index=1)
+    app = create_app(root, model, provider="cpu", score_mode="calibrated", stride=32)
+
+    async def test(pilot):
+        await wait_for(pilot, lambda: app.scan_view.phase == "done", 120, "the scan")
+        await pilot.pause(0.7)
+        rows = app.query_one(FindingsTable).rows_text()
+        assert rows[0][5].endswith("s1_002.dcm")
+        assert app.calibration is not None and app.settings.score_mode == "calibrated"
+
+    run_app(app, test)
