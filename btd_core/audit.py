@@ -75,6 +75,22 @@ def _calibration_record(path: Path | None) -> dict | None:
     return {"file": str(path.resolve()), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def open_study(
+    study_dir: Path,
+    model: Path,
+    provider: ProviderChoice = "auto",
+    engine: EngineOptions | None = None,
+    batch_size: int | None = None,
+) -> tuple[Discovery, Scorer]:
+    """Walk the study and open the model's session (seconds on a GPU) at the same time."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="btd-session") as pool:
+        opening = pool.submit(
+            Scorer, model, provider=provider, batch_size=batch_size, engine=engine
+        )
+        discovery = discover(study_dir)
+        return discovery, opening.result()
+
+
 def check_output_outside(study_dir: Path, out_dir: Path) -> None:
     """Refuse an output folder inside the study (evidence is never written into)."""
     study, out = study_dir.resolve(), out_dir.resolve()
@@ -120,13 +136,7 @@ def audit_study(
     check_output_outside(study_dir, out_dir)
     started = utc_now()
     settings = settings or ScanSettings(keep_views=overlays)
-    # The session (seconds on a GPU) opens while the study is walked.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="btd-session") as pool:
-        opening = pool.submit(
-            Scorer, model, provider=provider, batch_size=batch_size, engine=engine
-        )
-        discovery = discover(study_dir)
-        scorer = opening.result()
+    discovery, scorer = open_study(study_dir, model, provider, engine, batch_size)
     calibration = None
     if settings.score_mode == "calibrated":
         calibration, calibration_path = load_calibration(model, calibration_path, scorer)

@@ -8,20 +8,18 @@ so one huge slice does not dominate).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .audit import AuditError, check_output_outside
+from .audit import AuditError, check_output_outside, open_study
 from .calibration import Calibration, fit_calibration, sidecar_path
-from .discovery import discover
 from .engine_options import EngineOptions
 from .local_energy import LocalWindows
 from .scan import ProgressCallback, scan
-from .scorer import ProviderChoice, Scorer
+from .scorer import ProviderChoice
 from .slice_scoring import ScanSettings
 
 MAX_WINDOWS_PER_SLICE = 4000
@@ -78,10 +76,7 @@ def calibrate_model(
             rows = rows[rng.choice(len(rows), max_windows_per_slice, replace=False)]
         kept.append(rows)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="btd-session") as pool:
-        opening = pool.submit(Scorer, model, provider=provider, engine=engine)
-        discovery = discover(genuine_dir)
-        scorer = opening.result()
+    discovery, scorer = open_study(genuine_dir, model, provider, engine)
     outcome = scan(discovery, scorer, settings, on_progress=on_progress, on_windows=collect)
     windows = np.concatenate(kept) if kept else np.zeros((0, 3))
     failed = [(r.relpath, r.reason) for r in discovery.files if r.status == "error"]

@@ -30,17 +30,29 @@ class LocalVerdict:
     result:
         The slice's result with the local score and worst window, or ``None`` when no
         window lies in scored tissue.
-    heat:
-        float32 [H, W] to show: the residual energy map (``local``), or per pixel the
-        highest surprise z of the windows covering it, negative values as 0
-        (``calibrated``).
     windows:
         The slice's windows (for calibration).
+    values:
+        [ny, nx]: each window's score (mean r^2, or surprise z).
+    energy_map:
+        float32 [H, W]: the slice's residual energy per pixel.
+    calibrated:
+        Whether ``values`` are surprises.
     """
 
     result: SliceResult | None
-    heat: np.ndarray
     windows: LocalWindows
+    values: np.ndarray
+    energy_map: np.ndarray
+    calibrated: bool
+
+    def heat_map(self) -> np.ndarray:
+        """float32 [H, W] to show: the residual energy map (``local``), or per pixel the
+        highest surprise z of the windows covering it, negative values as 0
+        (``calibrated``).  Made on demand: only the kept slices need it."""
+        if not self.calibrated:
+            return self.energy_map
+        return paint_windows(self.windows, self.values, self.energy_map.shape)
 
 
 def check_mode(settings: ScanSettings, calibration: Calibration | None) -> None:
@@ -72,16 +84,15 @@ def judge_locally(
         stride=settings.window_stride,
         body_level=settings.body_level,
     )
-    if settings.score_mode == "calibrated":
+    calibrated = settings.score_mode == "calibrated"
+    if calibrated:
         assert calibration is not None
         values = calibration.surprise(windows.energy, windows.intensity, windows.texture)
-        heat = paint_windows(windows, values, image.shape)
     else:
         values = windows.energy
-        heat = energy_map
     worst = windows.worst(values)
     if worst is None:
-        return LocalVerdict(None, heat, windows)
+        return LocalVerdict(None, windows, values, energy_map, calibrated)
     score, x, y = worst
     result = replace(
         base,
@@ -91,7 +102,7 @@ def judge_locally(
         window_size=windows.window,
         score_mode=settings.score_mode,
     )
-    return LocalVerdict(result, heat, windows)
+    return LocalVerdict(result, windows, values, energy_map, calibrated)
 
 
 def paint_windows(windows: LocalWindows, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

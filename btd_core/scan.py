@@ -99,16 +99,13 @@ def scan(
             run.mark_files(series, "skipped", reason)
     fitting = [s for s in discovery.series if not modality_mismatch(s, scorer.card.profile)]
     run.outcome.slices_total = sum(len(s.slices) for s in fitting)
-    jobs = [
-        (series, index, ref)
-        for series in fitting
-        for index, ref in enumerate(series.slices)
-        if (series.key, index) not in skip
-    ]
+    jobs = []
     for series in fitting:
         for index, ref in enumerate(series.slices):
             if (series.key, index) in skip:
                 run.count_skipped(ref)
+            else:
+                jobs.append((series, index, ref))
     size = scorer.card.patch_size
     batcher = _TileBatcher(scorer, run.finish_slice)
     with _Prefetch(jobs, scorer, settings, _workers(settings), batcher.depth(size)) as ahead:
@@ -351,7 +348,7 @@ class _Run:
             verdict = judge_locally(result, image, scores, self.settings, self.calibration)
             if self.on_windows is not None:
                 self.on_windows(verdict.windows)
-            result, heat = verdict.result, verdict.heat
+            result, heat = verdict.result, verdict.heat_map
         if result is None:
             self.outcome.background_slices += 1
             return None
@@ -364,14 +361,14 @@ class _Run:
         result: SliceResult,
         image: np.ndarray,
         scores: ImageScores,
-        heat: np.ndarray | None = None,
+        heat: Callable[[], np.ndarray] | None = None,
     ) -> None:
+        """Keep the slice's image and heat map if it is among the top; the heat map is
+        made only then (``heat``: how; default the tile mode's)."""
         limit = self.settings.keep_views
         if limit <= 0 or (len(self._heap) >= limit and result.score <= self._heap[0][0]):
             return
-        view = SliceView(
-            image=image, heat=heat if heat is not None else scores.heat_map(image.shape)
-        )
+        view = SliceView(image=image, heat=heat() if heat else scores.heat_map(image.shape))
         self._counter += 1
         item = (result.score, self._counter, (result.series_key, result.slice_index), view)
         if len(self._heap) < limit:

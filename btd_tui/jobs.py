@@ -154,7 +154,7 @@ def preview_slice(
     result = scores.slice_result(series.key, index) if scores.origins else None
     if result is not None and settings.score_mode != "tile":
         verdict = judge_locally(result, view.image, scores, settings, calibration)
-        view, result = SliceView(image=view.image, heat=verdict.heat), verdict.result
+        view, result = SliceView(image=view.image, heat=verdict.heat_map()), verdict.result
     post(PreviewReady(series.key, index, view, result))
 
 
