@@ -82,7 +82,15 @@ def open_study(
     engine: EngineOptions | None = None,
     batch_size: int | None = None,
 ) -> tuple[Discovery, Scorer]:
-    """Walk the study and open the model's session (seconds on a GPU) at the same time."""
+    """Walk the study and open the model's session (seconds on a GPU) at the same time.
+
+    Raises
+    ------
+    AuditError
+        When ``model`` is not a file (said before the study is walked).
+    """
+    if not Path(model).is_file():
+        raise AuditError(f"no such model file: {model}")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="btd-session") as pool:
         opening = pool.submit(
             Scorer, model, provider=provider, batch_size=batch_size, engine=engine

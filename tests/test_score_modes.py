@@ -137,3 +137,16 @@ def test_tile_mode_rows_have_no_window(tmp_path: Path):
     assert all(r.region == (r.tile_x, r.tile_y, r.tile_size) for r in outcome.results)
     with pytest.raises(ValueError, match="btd calibrate"):
         scan(discovery, Scorer(model, provider="cpu"), ScanSettings(score_mode="calibrated"))
+
+
+@pytest.mark.parametrize("command", ["scan", "calibrate"])
+def test_a_missing_model_is_named_before_the_study_is_walked(tmp_path: Path, command: str):
+    study = tmp_path / "study"
+    write_fixed_series(study / "ct", 1)
+    args = [sys.executable, "-m", "btd_core.cli", command, str(study)]
+    args += ["--model", str(tmp_path / "absent.onnx")]
+    args += ["--out", str(tmp_path / "out")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "no such model file" in " ".join(done.stdout.split())
+    assert not (tmp_path / "out").exists()
