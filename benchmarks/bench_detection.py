@@ -9,8 +9,10 @@ Slices 0-23 train the model and its calibration; slices 24-47 are the test serie
    low-noise end that the t = 0 score uses), exported by btd-export; or ``--model``
    with ``--checkpoint`` for one trained elsewhere (say on a GPU with ``btd train``).
 2. Calibration on the training slices (``btd calibrate``'s own code path).
-3. Tampering of the test slices by ``btd tamper``'s copy-move (injection and removal)
-   at three sizes, at random body locations, two per slice and kind and size.
+3. Tampering of the test slices by both of ``btd tamper``'s methods: copy-move, and
+   diffusion inpainting (by default with the detector's own checkpoint: the attacker
+   knows the model, the hardest case; ``--attacker`` names another), injection and
+   removal, at three sizes, at random body locations, two per slice, method, kind and size.
 4. Location known (the paper's protocol): AUROC of tampered vs the same location in
    the untouched slice, for (a) the paper's whole-patch mean of r^2 over the 96 px
    patch centred there, (b) the highest local-window mean r^2 in that patch, (c) the
@@ -22,6 +24,8 @@ Slices 0-23 train the model and its calibration; slices 24-47 are the test serie
    AUROC of nodule slices vs the other genuine test slices (0.5: not singled out).
 
     python benchmarks/bench_detection.py --lung1 DIR    # DIR holds lung1_image.nrrd
+    python benchmarks/bench_detection.py --lung1 DIR --keep MODELS   # keep the trained model
+    python benchmarks/bench_detection.py --lung1 DIR --model M.onnx --checkpoint M.pt
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ from btd_core.metrics import auroc
 from btd_core.profiles import CT
 from btd_core.scorer import Scorer
 from btd_core.slice_scoring import ImageScores, ScanSettings, TileSet, score_tiles, select_tiles
-from btd_core.tamper import KINDS, choose_location, copy_move
+from btd_core.tamper import KINDS, choose_location
+from btd_core.tamper_set import METHODS, tamperer_for
 
 TRAIN_SLICES = range(0, 24)
 TEST_SLICES = range(24, 48)
@@ -68,8 +73,11 @@ def load_lung1(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def train_model(slices: np.ndarray, steps: int, crop: int, folder: Path) -> Path:
-    """Train the method's U-Net on crops of ``slices`` (windowed); export; return the ONNX."""
+def train_model(slices: np.ndarray, steps: int, crop: int, folder: Path) -> tuple[Path, Path]:
+    """Train the method's U-Net on crops of ``slices`` (windowed); export.
+
+    Returns the ONNX scorer and the torch checkpoint it was exported from.
+    """
     import torch
 
     from btd_core.diffusion import build_diffusion
@@ -102,7 +110,7 @@ def train_model(slices: np.ndarray, steps: int, crop: int, folder: Path) -> Path
         },
         checkpoint,
     )
-    return export_scorer(checkpoint, folder / "lung1_train.onnx", modality="ct").path
+    return export_scorer(checkpoint, folder / "lung1_train.onnx", modality="ct").path, checkpoint
 
 
 def slice_scores(
@@ -186,10 +194,42 @@ def patch_modes(
     }
 
 
+def measure(
+    scorer: Scorer,
+    image: np.ndarray,
+    original: np.ndarray,
+    key: dict,
+    calibration: Calibration,
+    settings: ScanSettings,
+    genuine_scores: ImageScores,
+    others: list[dict[str, float]],
+) -> tuple[list[dict], dict[str, int]]:
+    """One tampering: both location-known rows, and its slice's rank under each mode."""
+    x, y, radius = key["x"], key["y"], key["radius"]
+    rows = []
+    for label_value, source in ((1, image), (0, original)):
+        modes = patch_modes(scorer, source, x, y, calibration, settings.window)
+        rows.append({**key, "label": label_value, **modes})
+    reach = radius + int(max(radius / 3, 2)) + 1
+    if key["method"] == "diffusion":
+        reach = PATCH // 2 + 1  # the inpainted patch is blended back whole
+    box = (x - reach, y - reach, x + reach, y + reach)
+    rescored = rescore_region(scorer, image, genuine_scores, box)
+    modes = whole_slice_modes(image, rescored, settings, calibration)
+    ranks = {f"rank_{m}": 1 + sum(v[m] >= modes[m] for v in others) for m in MODES}
+    return rows, ranks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lung1", type=Path, required=True, help="folder with lung1_*.nrrd")
     parser.add_argument("--model", type=Path, help="an ONNX scorer (default: train one here)")
+    parser.add_argument("--checkpoint", type=Path, help="the .pt --model was exported from")
+    parser.add_argument(
+        "--attacker", type=Path, help="the .pt that inpaints (default: the detector's own)"
+    )
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--keep", type=Path, help="train into this folder and keep the model")
     parser.add_argument("--train-steps", type=int, default=1500)
     parser.add_argument("--crop", type=int, default=32, help="training crop side, px")
     parser.add_argument("--window", type=int, default=24)
@@ -200,10 +240,20 @@ def main() -> None:
     volume, label = load_lung1(args.lung1)
     rng = np.random.default_rng(0)
     settings = ScanSettings(window=args.window)
+    if "diffusion" in args.methods and args.model and not (args.attacker or args.checkpoint):
+        parser.error("diffusion tampering with --model needs --checkpoint or --attacker")
     with tempfile.TemporaryDirectory() as tmp:
-        model = args.model or train_model(
-            volume[list(TRAIN_SLICES)], args.train_steps, args.crop, Path(tmp)
-        )
+        if args.model:
+            model, checkpoint = args.model, args.checkpoint
+        else:
+            folder = args.keep or Path(tmp)
+            folder.mkdir(parents=True, exist_ok=True)
+            model, checkpoint = train_model(
+                volume[list(TRAIN_SLICES)], args.train_steps, args.crop, folder
+            )
+        tamperers = {
+            method: tamperer_for(method, args.attacker or checkpoint, CT) for method in args.methods
+        }
         scorer = Scorer(model, provider="auto")
         print(f"model {model.name} on {scorer.provider_in_use}", flush=True)
 
@@ -244,28 +294,24 @@ def main() -> None:
         for index in TEST_SLICES:
             hu = volume[index]
             original = CT.to_unit_range(hu)
-            for kind in KINDS:
-                for radius in RADII:
-                    for _ in range(args.locations):
-                        try:
-                            x, y = choose_location(hu, radius, rng)
-                            tampering = copy_move(hu, kind, x, y, radius, rng)
-                        except ValueError:
-                            continue
-                        image = CT.to_unit_range(tampering.values)
-                        key = {"slice": index, "kind": kind, "radius": radius, "x": x, "y": y}
-                        for label_value, source in ((1, image), (0, original)):
-                            modes = patch_modes(scorer, source, x, y, calibration, args.window)
-                            patch_rows.append({**key, "label": label_value, **modes})
-                        reach = radius + int(max(radius / 3, 2)) + 1
-                        box = (x - reach, y - reach, x + reach, y + reach)
-                        rescored = rescore_region(scorer, image, genuine_scores[index], box)
-                        modes = whole_slice_modes(image, rescored, settings, calibration)
-                        ranks = {}
-                        for mode in MODES:
-                            others = [genuine[j][mode] for j in TEST_SLICES if j != index]
-                            ranks[mode] = 1 + sum(v >= modes[mode] for v in others)
-                        slice_rows.append({**key, **{f"rank_{m}": ranks[m] for m in MODES}})
+            for method, tamper in tamperers.items():
+                for kind in KINDS:
+                    for radius in RADII:
+                        for _ in range(args.locations):
+                            try:
+                                x, y = choose_location(hu, radius, rng)
+                                tampering = tamper(hu, kind, x, y, radius, rng)
+                            except ValueError:
+                                continue
+                            key = {"slice": index, "method": method, "kind": kind,
+                                   "radius": radius, "x": x, "y": y}  # fmt: skip
+                            rows, ranks = measure(
+                                scorer, CT.to_unit_range(tampering.values), original, key,
+                                calibration, settings, genuine_scores[index],
+                                [genuine[j] for j in TEST_SLICES if j != index],
+                            )  # fmt: skip
+                            patch_rows.extend(rows)
+                            slice_rows.append({**key, **ranks})
             print(f"  tampered slice {index}: {len(slice_rows)} tampered slices so far", flush=True)
 
     results = summarise(patch_rows, slice_rows, genuine, label)
@@ -276,41 +322,58 @@ def main() -> None:
 
 def summarise(patch_rows, slice_rows, genuine, label) -> dict:
     out: dict = {"location_known": {}, "whole_slice": {}, "lesions": {}}
+    methods = sorted({r["method"] for r in patch_rows})
     print()
     print("Location known: AUROC, tampered vs the same spot untouched (real chest CT, unseen)")
-    print("| kind | disc radius px | pairs | (a) whole-patch mean | (b) local | "
+    print("| method | kind | disc radius px | pairs | (a) whole-patch mean | (b) local | "
           "(c) local calibrated | (d) high-pass baseline |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for method in (*methods, None):
+        for kind in (*KINDS, None):
+            for radius in (*RADII, None):
+                if (method is None or kind is None) and radius is not None:
+                    continue
+                rows = [
+                    r
+                    for r in patch_rows
+                    if (method is None or r["method"] == method)
+                    and (kind is None or r["kind"] == kind)
+                    and (radius is None or r["radius"] == radius)
+                ]
+                if not rows:
+                    continue
+                labels = np.array([r["label"] for r in rows])
+                values = {m: auroc(labels, np.array([r[m] for r in rows])) for m in MODES}
+                name = f"{method or 'all'}/{kind or 'all'}/{radius or 'all'}"
+                out["location_known"][name] = values
+                print(f"| {method or 'all'} | {kind or 'all'} | {radius or 'all'} | "
+                      f"{len(rows) // 2} | "
+                      + " | ".join(f"{values[m]:.3f}" for m in MODES) + " |")  # fmt: skip
+    print()
+    print("Location unknown: rank of the tampered slice among the 24 genuine test slices")
+    print("| method | radius px | tampered slices | mode | median rank | top-1 | top-5 |")
     print("|---|---|---|---|---|---|---|")
-    for kind in KINDS:
+    for method in (*methods, None):
         for radius in (*RADII, None):
             rows = [
                 r
-                for r in patch_rows
-                if r["kind"] == kind and (radius is None or r["radius"] == radius)
+                for r in slice_rows
+                if (method is None or r["method"] == method)
+                and (radius is None or r["radius"] == radius)
             ]
-            if not rows:
+            if not rows or (method is None and radius is not None):
                 continue
-            labels = np.array([r["label"] for r in rows])
-            values = {m: auroc(labels, np.array([r[m] for r in rows])) for m in MODES}
-            out["location_known"][f"{kind}/{radius or 'all'}"] = values
-            print(f"| {kind} | {radius or 'all'} | {len(rows) // 2} | "
-                  + " | ".join(f"{values[m]:.3f}" for m in MODES) + " |")  # fmt: skip
-    print()
-    print("Location unknown: rank of the tampered slice among the 24 genuine test slices")
-    print("| radius px | tampered slices | mode | median rank | top-1 | top-5 |")
-    print("|---|---|---|---|---|---|")
-    for radius in (*RADII, None):
-        rows = [r for r in slice_rows if radius is None or r["radius"] == radius]
-        for mode in MODES:
-            ranks = np.array([r[f"rank_{mode}"] for r in rows])
-            stats = {
-                "median_rank": float(np.median(ranks)),
-                "top1": float((ranks == 1).mean()),
-                "top5": float((ranks <= 5).mean()),
-            }
-            out["whole_slice"][f"{radius or 'all'}/{mode}"] = stats
-            print(f"| {radius or 'all'} | {len(rows)} | {mode} | {stats['median_rank']:.1f} | "
-                  f"{100 * stats['top1']:.0f} % | {100 * stats['top5']:.0f} % |")  # fmt: skip
+            for mode in MODES:
+                ranks = np.array([r[f"rank_{mode}"] for r in rows])
+                stats = {
+                    "median_rank": float(np.median(ranks)),
+                    "top1": float((ranks == 1).mean()),
+                    "top5": float((ranks <= 5).mean()),
+                }
+                out["whole_slice"][f"{method or 'all'}/{radius or 'all'}/{mode}"] = stats
+                print(f"| {method or 'all'} | {radius or 'all'} | {len(rows)} | {mode} | "
+                      f"{stats['median_rank']:.1f} | {100 * stats['top1']:.0f} % | "
+                      f"{100 * stats['top5']:.0f} % |")  # fmt: skip
     nodule = np.array([label[j].any() for j in TEST_SLICES])
     print()
     print(f"Real lesion: {nodule.sum()} genuine test slices hold the labelled nodule")

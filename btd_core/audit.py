@@ -11,7 +11,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -66,6 +66,35 @@ def load_calibration(model: Path, path: Path | None, scorer: Scorer) -> tuple[Ca
         return Calibration.load(path, scorer.model_sha256), path
     except CalibrationError as err:
         raise AuditError(str(err)) from None
+
+
+def settle_score_mode(
+    settings: ScanSettings, model: Path, calibration_path: Path | None, scorer: Scorer
+) -> tuple[ScanSettings, Calibration | None, Path | None]:
+    """The score mode to run, with its calibration, for the mode ``settings`` asks for.
+
+    ``auto`` (the product's default) is ``calibrated`` when a calibration is at hand
+    (``calibration_path``, or the model's sidecar ``MODEL.onnx.calibration.json``) and
+    ``local`` when none is: the best measured mode available (``benchmarks/bench_detection.py``).
+    A calibration that is there but not usable (another model's, damaged) is an error,
+    never a quiet step down to ``local``.
+
+    Raises
+    ------
+    AuditError
+        ``calibrated`` without a usable calibration, a named ``calibration_path`` that
+        is missing, or a sidecar that does not belong to the model.
+    """
+    if settings.score_mode == "auto":
+        path = calibration_path or sidecar_path(Path(model))
+        if calibration_path is None and not path.is_file():
+            return replace(settings, score_mode="local"), None, None
+        settings = replace(settings, score_mode="calibrated")
+        calibration_path = path
+    if settings.score_mode != "calibrated":
+        return settings, None, None
+    calibration, path = load_calibration(model, calibration_path, scorer)
+    return settings, calibration, path
 
 
 def _calibration_record(path: Path | None) -> dict | None:
@@ -129,7 +158,9 @@ def audit_study(
 
     ``overlays`` is how many of the top slices get a PNG overlay; ``engine`` says how
     onnxruntime runs (:class:`btd_core.scorer.EngineOptions`).  The ``calibrated`` score
-    mode reads ``calibration_path`` (default: the model's sidecar, ``MODEL.onnx.calibration.json``).
+    mode reads ``calibration_path`` (default: the model's sidecar, ``MODEL.onnx.calibration.json``);
+    ``auto`` (the default) runs that mode when a calibration is at hand, else ``local``
+    (:func:`settle_score_mode`).
 
     Raises
     ------
@@ -143,11 +174,11 @@ def audit_study(
         raise AuditError(f"{study_dir} is not a folder")
     check_output_outside(study_dir, out_dir)
     started = utc_now()
-    settings = settings or ScanSettings(keep_views=overlays)
+    settings = settings or ScanSettings(keep_views=overlays, score_mode="auto")
     discovery, scorer = open_study(study_dir, model, provider, engine, batch_size)
-    calibration = None
-    if settings.score_mode == "calibrated":
-        calibration, calibration_path = load_calibration(model, calibration_path, scorer)
+    settings, calibration, calibration_path = settle_score_mode(
+        settings, model, calibration_path, scorer
+    )
     outcome = scan(
         discovery,
         scorer,

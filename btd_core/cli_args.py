@@ -76,11 +76,12 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     """How slices are scored: the tile mode (the paper's) or the local window modes."""
     parser.add_argument(
         "--score",
-        choices=("tile", "local", "calibrated"),
-        default="tile",
-        help="slice score: tile = highest whole-tile mean r^2 (the paper's patch score, "
-        "default); local = highest mean r^2 in small windows; calibrated = highest surprise "
-        "of a window against genuine tissue of its kind (needs btd calibrate)",
+        choices=("auto", "calibrated", "local", "tile"),
+        default="auto",
+        help="slice score: calibrated = highest surprise of a small window against genuine "
+        "tissue of its kind (needs btd calibrate); local = highest mean r^2 in small windows; "
+        "tile = highest whole-tile mean r^2 (the paper's patch score); auto (default) = "
+        "calibrated when the model has a calibration, else local",
     )
     parser.add_argument(
         "--window",
@@ -91,5 +92,5 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--calibration",
         type=Path,
-        help="calibration file for --score calibrated (default: MODEL.onnx.calibration.json)",
+        help="calibration file for --score calibrated/auto (default: MODEL.onnx.calibration.json)",
     )

@@ -4,8 +4,9 @@ Everything comes from real CT slices shipped in the pydicom-data package (instal
 with the train extra); nothing is downloaded.  On first use (a few minutes on a CPU):
 
 1. the demo model is trained by ``btd train`` on genuine slices (briefly: see
-   :data:`DEMO_DESCRIPTION`, also written into its model card) and exported by
-   ``btd-export``;
+   :data:`DEMO_DESCRIPTION`, also written into its model card), exported by
+   ``btd-export`` and calibrated by ``btd calibrate`` on the same genuine slices (so
+   the demo audit runs the default, calibrated score);
 2. a demo study is built: two DICOM series (abdominal and head CT) with new UIDs
    and positions, and ``btd tamper`` tampers three slices (copy-move injection,
    copy-move removal, diffusion-inpainting injection); ``study_truth.csv`` says
@@ -85,6 +86,8 @@ def ensure_demo(fresh: bool = False, on_step=None) -> DemoFiles:
     """Make (or reuse) the demo model and study in :func:`cache_dir`; return their paths."""
     from export.onnx_export import export_scorer
 
+    from .calibrate import calibrate_model
+    from .calibration import sidecar_path
     from .discovery import discover
     from .profiles import CT
     from .tamper_set import tamper_study
@@ -98,7 +101,13 @@ def ensure_demo(fresh: bool = False, on_step=None) -> DemoFiles:
         study=root / "study",
         truth=[root / f"{name}_truth.csv" for name in PLAN],
     )
-    if not fresh and files.model.exists() and all(p.exists() for p in files.truth):
+    calibration = sidecar_path(files.model)
+    if (
+        not fresh
+        and files.model.exists()
+        and calibration.exists()
+        and all(p.exists() for p in files.truth)
+    ):
         return files
     genuine = root / "genuine"
     for name, (source, count) in SOURCES.items():
@@ -118,6 +127,7 @@ def ensure_demo(fresh: bool = False, on_step=None) -> DemoFiles:
     )
     train(config, resume=not fresh, on_progress=on_step)
     export_scorer(files.checkpoint, files.model, modality="ct")
+    calibrate_model(genuine, files.model, calibration)
     for (name, plan), truth in zip(PLAN.items(), files.truth, strict=True):
         (series,) = discover(genuine / name).series
         tamper_study(

@@ -18,7 +18,8 @@ from .slice_scoring import ImageScores, ScanSettings
 from .study import SliceResult
 
 SCORE_MODES = ("tile", "local", "calibrated")
-"""Slice score modes (:attr:`btd_core.slice_scoring.ScanSettings.score_mode`)."""
+"""Slice score modes (:attr:`btd_core.slice_scoring.ScanSettings.score_mode`); ``auto``
+picks ``calibrated`` or ``local`` before a scan starts."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -87,9 +87,12 @@ def scan(
 
     In the local score modes (``settings.score_mode``), ``on_windows`` receives every
     scored slice's :class:`btd_core.local_energy.LocalWindows` (calibration collects
-    them); ``calibration`` is required by the ``calibrated`` mode.
+    them); ``calibration`` is required by the ``calibrated`` mode, and ``auto`` runs
+    ``calibrated`` when one is given, else ``local``.
     """
     settings = settings or ScanSettings()
+    if settings.score_mode == "auto":
+        settings = replace(settings, score_mode="calibrated" if calibration else "local")
     check_mode(settings, calibration)
     run = _Run(discovery, scorer, settings, on_progress, calibration, on_windows)
     skip = set(skip)

@@ -124,6 +124,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(Text(f"btd scan: {err}", style="red"), soft_wrap=True)
         return EXIT_CANNOT_RUN
     _print_summary(console, result, args.top)
+    _print_score_mode(console, result.run.settings, args)
     return EXIT_FILES_FAILED if result.files_failed else EXIT_OK
 
 
@@ -133,6 +134,25 @@ def series_label(series) -> str:
         return series.description
     key = series.key
     return key if len(key) <= 20 else "…" + key[-16:]
+
+
+def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace) -> None:
+    """Which slice score ran and, when ``auto`` found no calibration, how to get one."""
+    mode = settings["score_mode"]
+    calibration = settings.get("calibration")
+    line = f"slice score: {mode}"
+    if calibration:
+        line += f" (calibration {Path(calibration['file']).name})"
+    console.print(Text(line))
+    if args.score == "auto" and mode == "local":
+        console.print(
+            Text(
+                f"no calibration for this model: btd calibrate --model {args.model} GENUINE_DIR "
+                "makes one, and the calibrated score then runs by default",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
 
 
 def _print_summary(console: Console, result, top: int) -> None:

@@ -51,7 +51,9 @@ class ScanSettings:
         whole S x S tile, the paper's whole-patch mean); ``"local"``: the highest mean
         r^2 in ``window`` x ``window`` windows over the slice's residual energy map;
         ``"calibrated"``: the highest calibrated surprise z of those windows against
-        genuine tissue of the same intensity and texture (needs a calibration).
+        genuine tissue of the same intensity and texture (needs a calibration);
+        ``"auto"``: ``calibrated`` when a calibration is given, else ``local`` (what
+        ``btd scan`` and ``btd audit`` run by default).
     window, window_stride:
         Local window side and step, pixels (step default: window / 2).
     """

@@ -68,7 +68,7 @@ class BtdApp(AuditWorkers, App[int]):
         command_line: Sequence[str] | None = None,
         engine: Any = None,
         workers: int | None = None,
-        score_mode: str = "tile",
+        score_mode: str = "auto",
         window: int = 24,
         calibration_path: Path | None = None,
     ) -> None:
@@ -153,16 +153,15 @@ class BtdApp(AuditWorkers, App[int]):
                 window=self.window,
             )
         self.query_one(ModelPanel).show_scorer(self.scorer)
-        if self.settings.score_mode == "calibrated":
-            from btd_core.audit import AuditError, load_calibration
+        from btd_core.audit import AuditError, settle_score_mode
 
-            try:
-                self.calibration, self.calibration_path = load_calibration(
-                    self.model_path, self.calibration_path, self.scorer
-                )
-            except AuditError as err:
-                self._fatal("no calibration for this model", str(err))
-                return
+        try:
+            self.settings, self.calibration, self.calibration_path = settle_score_mode(
+                self.settings, self.model_path, self.calibration_path, self.scorer
+            )
+        except AuditError as err:
+            self._fatal("no calibration for this model", str(err))
+            return
         self._maybe_ready()
 
     def on_scorer_failed(self, message: msg.ScorerFailed) -> None:
@@ -183,6 +182,13 @@ class BtdApp(AuditWorkers, App[int]):
         log.entry(f"model {self.model_path.name}: provider {self.scorer.provider_in_use}")
         if self.scorer.provider_note:
             log.warning(f"provider note: {self.scorer.provider_note}")
+        mode = self.settings.score_mode
+        if self.calibration_path is not None:
+            log.entry(f"slice score: {mode} (calibration {self.calibration_path.name})")
+        else:
+            log.entry(f"slice score: {mode}")
+        if self.score_mode == "auto" and mode == "local":
+            log.warning("no calibration for this model: btd calibrate makes one")
         self.scan_view.ready(self.discovery, self.scorer.card, self.settings.keep_views)
         if self.autostart:
             self.action_start_scan()
@@ -311,7 +317,7 @@ def create_app(
     command_line: Sequence[str] | None = None,
     engine: Any = None,
     workers: int | None = None,
-    score_mode: str = "tile",
+    score_mode: str = "auto",
     window: int = 24,
     calibration_path: Path | None = None,
 ) -> BtdApp:

@@ -60,6 +60,24 @@ def test_calibrate_then_scan_calibrated_end_to_end(tmp_path: Path):
     write_fixed_series(genuine / "ct", 6, series_number=1)
     before = tree_fingerprint(genuine)
     btd = [sys.executable, "-m", "btd_core.cli"]
+    study = tmp_path / "study"
+    write_fixed_series(study / "ct", 3, series_number=2, planted_index=1)
+    scan_default = [*btd, "scan", str(study), "--model", str(model), "--stride", "16"]
+    scan_default += ["--provider", "cpu", "--out"]
+
+    # by default (--score auto), a model without a calibration is scored locally
+    uncalibrated = tmp_path / "report-before"
+    done = subprocess.run(
+        [*scan_default, str(uncalibrated)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "slice score: local" in done.stdout
+    assert "btd calibrate --model" in " ".join(done.stdout.split())
+    rows = list(csv.DictReader((uncalibrated / "findings.csv").open()))
+    assert {row["score_mode"] for row in rows} == {"local"}
+    settings = json.loads((uncalibrated / "report.json").read_text())["settings"]
+    assert settings["score_mode"] == "local" and settings["calibration"] is None
+
     done = subprocess.run(
         [*btd, "calibrate", str(genuine), "--model", str(model), "--stride", "16"],
         capture_output=True,
@@ -72,18 +90,11 @@ def test_calibrate_then_scan_calibrated_end_to_end(tmp_path: Path):
     assert calibration.slices == 6 and calibration.windows > 30
     assert calibration.source["modality"] == "ct"
 
-    study = tmp_path / "study"
-    write_fixed_series(study / "ct", 3, series_number=2, planted_index=1)
+    # once the sidecar is there, the same command runs the calibrated score
     out = tmp_path / "report"
-    command = [*btd, "scan", str(study), "--model", str(model), "--out", str(out)]
-    command += ["--score", "calibrated", "--stride", "16", "--provider", "cpu"]
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = subprocess.run([*scan_default, str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "slice score: calibrated (calibration tiny.onnx.calibration.json)" in done.stdout
     rows = list(csv.DictReader((out / "findings.csv").open()))
     assert {row["score_mode"] for row in rows} == {"calibrated"}
     assert all(row["window_size"] == "24" for row in rows)
@@ -150,3 +161,29 @@ def test_a_missing_model_is_named_before_the_study_is_walked(tmp_path: Path, com
     assert done.returncode == 2
     assert "no such model file" in " ".join(done.stdout.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_auto_mode_refuses_a_sidecar_of_another_model(tmp_path: Path):
+    """``auto`` never steps down to ``local`` past a calibration that is there but foreign."""
+    from btd_core.audit import AuditError, settle_score_mode
+    from btd_core.calibrate import calibrate_model
+
+    model = write_tiny_scorer(tmp_path / "tiny.onnx")
+    other = write_tiny_scorer(tmp_path / "other.onnx", patch_size=64)
+    genuine = tmp_path / "genuine"
+    write_fixed_series(genuine / "ct", 3)
+    scorer = Scorer(model, provider="cpu")
+    auto = ScanSettings(score_mode="auto")
+    settled, calibration, path = settle_score_mode(auto, model, None, scorer)
+    assert (settled.score_mode, calibration, path) == ("local", None, None)
+    with pytest.raises(AuditError, match="btd calibrate"):
+        settle_score_mode(auto, model, tmp_path / "missing.json", scorer)  # named: must exist
+    calibrate_model(genuine, other, sidecar_path(model), provider="cpu")
+    with pytest.raises(AuditError, match="made for another model"):
+        settle_score_mode(auto, model, None, scorer)
+    calibrate_model(genuine, model, provider="cpu")
+    settled, calibration, path = settle_score_mode(auto, model, None, scorer)
+    assert settled.score_mode == "calibrated" and calibration is not None
+    assert path == sidecar_path(model)
+    tile = ScanSettings(score_mode="tile")
+    assert settle_score_mode(tile, model, None, scorer) == (tile, None, None)
