@@ -1,12 +1,14 @@
 """Ranking slices across a study: most suspicious first.
 
 Scores of one model are comparable across series because every series is windowed
-by the same model card and scored by the same graph and reduction.
+by the same model card and scored by the same graph and reduction.  Series (and so
+studies) are ranked by their most suspicious slice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .study import Discovery, Finding, SliceResult
 
@@ -30,3 +32,41 @@ def rank(results: Sequence[SliceResult], discovery: Discovery) -> list[Finding]:
             )
         )
     return findings
+
+
+@dataclass(frozen=True)
+class SeriesFinding:
+    """One series ranked by its most suspicious slice.
+
+    Attributes
+    ----------
+    rank:
+        1 = the series whose top slice scores highest in the audit.
+    top:
+        That slice's finding (its ``rank`` is its place among all slices).
+    slices_scored:
+        Slices of the series that got a score.
+    """
+
+    rank: int
+    top: Finding
+    slices_scored: int
+
+
+def rank_series(findings: Sequence[Finding]) -> list[SeriesFinding]:
+    """Series ordered by their highest slice score (``findings`` ranked, highest first).
+
+    In the calibrated score mode a slice score is a surprise against genuine tissue,
+    comparable across series and studies, so this ranks what to look at first in an
+    audit of many studies.
+    """
+    tops: dict[str, Finding] = {}
+    counts: dict[str, int] = {}
+    for finding in findings:
+        key = finding.result.series_key
+        tops.setdefault(key, finding)
+        counts[key] = counts.get(key, 0) + 1
+    return [
+        SeriesFinding(rank=position, top=top, slices_scored=counts[key])
+        for position, (key, top) in enumerate(tops.items(), start=1)
+    ]

@@ -1,10 +1,11 @@
-"""Forensic reports: ``findings.csv``, ``files.csv`` and a ``report.json`` sidecar (runtime world).
+"""Forensic reports: ``findings.csv``, ``series.csv``, ``files.csv`` and a ``report.json`` sidecar.
 
 A report is meant to be filed by a hospital forensics team, so it records what was
 run (tool, command line, host, times in UTC, model file and its SHA-256, model card,
 execution provider, settings, library versions), what was examined (every file, with
-size, SHA-256 and status) and what was found (ranked slices).  Each file is written
-atomically; the sidecar carries the SHA-256 of every other report file.
+size, SHA-256 and status) and what was found (ranked slices; series ranked by their
+most suspicious slice).  Each file is written atomically; the sidecar carries the
+SHA-256 of every other report file.
 
 Text taken from files and DICOM tags (paths, UIDs, descriptions, patient fields,
 reasons) is data, never markup: in the CSV files a cell that a spreadsheet would run
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_bytes
 from .model_card import ModelCard
+from .ranking import SeriesFinding, rank_series
 from .study import FileRecord, Finding
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -42,7 +44,8 @@ TOP_FINDINGS = 20
 NUMERIC_COLUMNS = frozenset(
     {"rank", "score", "frame", "slice_index", "slice_location_mm", "size_bytes"}
     | {"position_x_mm", "position_y_mm", "position_z_mm", "tile_x", "tile_y", "tile_size"}
-    | {"window_x", "window_y", "window_size"}
+    | {"window_x", "window_y", "window_size", "slices_scored", "top_slice_rank"}
+    | {"top_slice_index", "top_window_x", "top_window_y", "top_window_size"}
 )
 """Columns whose cells the writer formats itself from numbers (never neutralised)."""
 FINDINGS_COLUMNS = (
@@ -51,6 +54,11 @@ FINDINGS_COLUMNS = (
     *("slice_location_mm", "position_x_mm", "position_y_mm", "position_z_mm"),
     *("tile_x", "tile_y", "tile_size", "score_mode", "window_x", "window_y", "window_size"),
     *("modality", "series_description"),
+)
+SERIES_COLUMNS = (
+    *("rank", "score", "score_mode", "slices_scored", "top_slice_rank", "top_slice_index"),
+    *("top_file", "top_window_x", "top_window_y", "top_window_size"),
+    *("study_uid", "series_uid", "modality", "series_description"),
 )
 PHI_COLUMNS = ("patient_id", "patient_name", "study_date")
 FILES_COLUMNS = ("file", "size_bytes", "sha256", "kind", "status", "reason")
@@ -89,6 +97,7 @@ class ReportFiles:
     findings_csv: Path
     files_csv: Path
     sidecar_json: Path
+    series_csv: Path
 
 
 def utc_now() -> datetime:
@@ -141,7 +150,7 @@ def write_report(
     extra_files: Sequence[Path] = (),
     slices_scored: int | None = None,
 ) -> ReportFiles:
-    """Write ``findings.csv``, ``files.csv`` and ``report.json`` into ``out_dir``.
+    """Write ``findings.csv``, ``series.csv``, ``files.csv`` and ``report.json`` into ``out_dir``.
 
     Parameters
     ----------
@@ -175,20 +184,54 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     rows = [finding_row(f, run.model_card.reduction, include_phi) for f in findings]
     columns = FINDINGS_COLUMNS + (PHI_COLUMNS if include_phi else ())
+    series_rows = [series_row(s, include_phi) for s in rank_series(findings)]
     findings_csv = out / "findings.csv"
+    series_csv = out / "series.csv"
     files_csv = out / "files.csv"
+    series_columns = SERIES_COLUMNS + (PHI_COLUMNS if include_phi else ())
     hashes = {
         findings_csv.name: _write_atomic(findings_csv, _csv_text(columns, rows)),
+        series_csv.name: _write_atomic(series_csv, _csv_text(series_columns, series_rows)),
         files_csv.name: _write_atomic(files_csv, _files_csv_text(files)),
         **extras,
     }
     if slices_scored is None:
         slices_scored = len({(f.result.series_key, f.result.slice_index) for f in findings})
     sidecar = _sidecar(run, rows, files, include_phi, hashes, slices_scored, len(findings))
+    sidecar["series_ranking"] = [_json_value(row) for row in series_rows[:TOP_FINDINGS]]
     sidecar_json = out / "report.json"
     text = json.dumps(sidecar, indent=2, ensure_ascii=False, allow_nan=False, default=str)
     _write_atomic(sidecar_json, text + "\n")
-    return ReportFiles(findings_csv, files_csv, sidecar_json)
+    return ReportFiles(findings_csv, files_csv, sidecar_json, series_csv)
+
+
+def series_row(ranked: SeriesFinding, include_phi: bool = True) -> dict[str, object]:
+    """One series of :func:`btd_core.ranking.rank_series` as a row of typed values."""
+    top = ranked.top
+    result, series = top.result, top.series
+    row: dict[str, object] = {
+        "rank": ranked.rank,
+        "score": float(result.score),
+        "score_mode": result.score_mode,
+        "slices_scored": ranked.slices_scored,
+        "top_slice_rank": top.rank,
+        "top_slice_index": result.slice_index,
+        "top_file": top.file.relpath,
+        "top_window_x": result.window_x,
+        "top_window_y": result.window_y,
+        "top_window_size": result.window_size,
+        "study_uid": series.study_uid,
+        "series_uid": series.series_uid,
+        "modality": series.modality,
+        "series_description": series.description,
+    }
+    if include_phi:
+        row.update(
+            patient_id=series.patient_id,
+            patient_name=series.patient_name,
+            study_date=series.study_date,
+        )
+    return row
 
 
 def finding_row(finding: Finding, reduction: str, include_phi: bool = True) -> dict[str, object]:

@@ -190,7 +190,8 @@ def export_report(
         post(ExportFailed(str(folder), str(err)))
         return
     report = result.report
-    names = [report.findings_csv.name, report.files_csv.name, report.sidecar_json.name]
+    names = [report.findings_csv.name, report.series_csv.name, report.files_csv.name]
+    names.append(report.sidecar_json.name)
     names += [f"overlays/{p.name}" for p in result.overlays]
     post(ExportDone(str(folder), names))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from btd_core.report import (
     FILES_COLUMNS,
     FINDINGS_COLUMNS,
     PHI_COLUMNS,
+    SERIES_COLUMNS,
     RunInfo,
     library_versions,
     neutralise_cell,
@@ -145,7 +147,10 @@ def test_phi_left_out_when_asked(study: Path, tmp_path: Path) -> None:
     assert tuple(row) == FINDINGS_COLUMNS
     sidecar = json.loads(files.sidecar_json.read_text(encoding="utf-8"))
     assert sidecar["include_phi"] is False
+    (series_row,) = read_csv(files.series_csv)
+    assert tuple(series_row) == SERIES_COLUMNS
     text = files.findings_csv.read_text(encoding="utf-8") + files.sidecar_json.read_text("utf-8")
+    text += files.series_csv.read_text(encoding="utf-8")
     assert "Doe^Jane" not in text and "P001" not in text and "20261130" not in text
 
 
@@ -165,6 +170,9 @@ def test_formula_like_text_is_neutralised(study: Path, tmp_path: Path, hostile: 
         assert row[column].startswith("'"), column
         assert row[column][1:].startswith(hostile)
     assert float(row["position_x_mm"]) == -120.5
+    (series_row,) = read_csv(files.series_csv)
+    for column in ("file", "patient_name", "series_description", "patient_id"):
+        assert series_row["top_file" if column == "file" else column] == row[column], column
     error_row = read_csv(files.files_csv)[1]
     assert error_row["file"] == error_row["reason"] == "'" + hostile
     sidecar = json.loads(files.sidecar_json.read_text(encoding="utf-8"))
@@ -179,6 +187,30 @@ def test_commas_quotes_newlines_and_nul_round_trip(study: Path, tmp_path: Path) 
     assert row["series_description"] == tricky
     assert row["patient_name"] == "A\ufffdB"
     assert "\x00" not in files.findings_csv.read_text(encoding="utf-8")
+
+
+def test_series_are_ranked_by_their_most_suspicious_slice(study: Path, tmp_path: Path) -> None:
+    def finding(rank: int, key: str, score: float, index: int) -> Finding:
+        made = make_finding(study, rank, key=key, series_uid=key, description=f"series {key}")
+        return replace(made, result=replace(made.result, score=score, slice_index=index))
+
+    ranked = [  # as btd_core.ranking.rank orders them: highest slice score first
+        finding(1, "2.9", 7.5, 4),
+        finding(2, "1.9", 6.0, 0),
+        finding(3, "2.9", 5.0, 1),
+        finding(4, "1.9", 1.0, 2),
+        finding(5, "3.9", -0.5, 0),
+    ]
+    files = write_report(tmp_path / "out", make_run(study), ranked, [ranked[0].file])
+    rows = read_csv(files.series_csv)
+    assert [r["series_uid"] for r in rows] == ["2.9", "1.9", "3.9"]
+    assert [r["rank"] for r in rows] == ["1", "2", "3"]
+    assert [r["slices_scored"] for r in rows] == ["2", "2", "1"]
+    assert [r["top_slice_rank"] for r in rows] == ["1", "2", "5"]
+    assert [float(r["score"]) for r in rows] == [7.5, 6.0, -0.5]  # a negative z stays a number
+    assert rows[0]["top_slice_index"] == "4"
+    sidecar = json.loads(files.sidecar_json.read_text(encoding="utf-8"))
+    assert [s["series_uid"] for s in sidecar["series_ranking"]] == ["2.9", "1.9", "3.9"]
 
 
 def test_files_csv_lists_every_file(study: Path, tmp_path: Path) -> None:
@@ -213,7 +245,7 @@ def test_sidecar_contents_and_hashes(study: Path, tmp_path: Path) -> None:
     assert len(sidecar["top_findings"]) == 20
     assert sidecar["top_findings"][0]["position_x_mm"] == -120.5
     report_files = sidecar["report_files"]
-    assert set(report_files) == {"findings.csv", "files.csv", "overlays/rank001.png"}
+    assert set(report_files) == {"findings.csv", "series.csv", "files.csv", "overlays/rank001.png"}
     for name, digest in report_files.items():
         assert digest == sha256_of(out / name)
 
@@ -257,7 +289,8 @@ def test_no_temporary_files_left_behind(study: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     write_report(out, make_run(study), [make_finding(study)], [])
     write_report(out, make_run(study), [make_finding(study)], [])  # overwrites in place
-    assert sorted(p.name for p in out.iterdir()) == ["files.csv", "findings.csv", "report.json"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["files.csv", "findings.csv", "report.json", "series.csv"]
 
 
 def test_library_versions_and_utc_now() -> None:

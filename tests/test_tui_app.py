@@ -125,7 +125,7 @@ def test_planted_slice_ranks_first_preview_and_export(trained_ct_onnx: Path, tmp
 
     run_app(app, test)
     assert tree_fingerprint(root) == before
-    for name in ("findings.csv", "files.csv", "report.json"):
+    for name in ("findings.csv", "series.csv", "files.csv", "report.json"):
         assert (report / name).is_file()
     with (report / "findings.csv").open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
