@@ -31,3 +31,7 @@ def test_demo_headless_without_network(tmp_path: Path):
     assert "btd demo model" in sidecar["model"]["card"]["btd.description"]
     assert done.stdout.count("planted ") == 3
     assert (tmp_path / "cache" / "demo" / "demo_ct.onnx").exists()
+    # the demo model is calibrated, so the demo runs the default score: calibrated
+    assert sidecar["settings"]["score_mode"] == "calibrated"
+    assert sidecar["settings"]["calibration"]["file"].endswith("demo_ct.onnx.calibration.json")
+    assert {row["score_mode"] for row in findings} == {"calibrated"}
