@@ -30,7 +30,7 @@ from pathlib import Path
 from .atomic import atomic_write_bytes
 from .model_card import ModelCard
 from .ranking import SeriesFinding, rank_series
-from .study import FileRecord, Finding
+from .study import FileRecord, Finding, Series
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """Leading characters that make a spreadsheet treat a cell as a formula."""
@@ -226,11 +226,7 @@ def series_row(ranked: SeriesFinding, include_phi: bool = True) -> dict[str, obj
         "series_description": series.description,
     }
     if include_phi:
-        row.update(
-            patient_id=series.patient_id,
-            patient_name=series.patient_name,
-            study_date=series.study_date,
-        )
+        row.update(_phi(series))
     return row
 
 
@@ -268,12 +264,17 @@ def finding_row(finding: Finding, reduction: str, include_phi: bool = True) -> d
         "series_description": series.description,
     }
     if include_phi:
-        row.update(
-            patient_id=series.patient_id,
-            patient_name=series.patient_name,
-            study_date=series.study_date,
-        )
+        row.update(_phi(series))
     return row
+
+
+def _phi(series: Series) -> dict[str, object]:
+    """The series' patient fields (left out of reports made with ``include_phi=False``)."""
+    return {
+        "patient_id": series.patient_id,
+        "patient_name": series.patient_name,
+        "study_date": series.study_date,
+    }
 
 
 def _checked_out_dir(out_dir: Path, study_root: Path) -> Path:
