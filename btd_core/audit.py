@@ -11,13 +11,14 @@ import socket
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from . import __version__
 from .calibration import Calibration, CalibrationError, sidecar_path
 from .discovery import discover
+from .local_scoring import resolve_auto
 from .overlay import write_overlay
 from .ranking import rank
 from .report import ReportFiles, RunInfo, library_versions, utc_now, write_report
@@ -85,16 +86,14 @@ def settle_score_mode(
         ``calibrated`` without a usable calibration, a named ``calibration_path`` that
         is missing, or a sidecar that does not belong to the model.
     """
-    if settings.score_mode == "auto":
-        path = calibration_path or sidecar_path(Path(model))
-        if calibration_path is None and not path.is_file():
-            return replace(settings, score_mode="local"), None, None
-        settings = replace(settings, score_mode="calibrated")
-        calibration_path = path
-    if settings.score_mode != "calibrated":
-        return settings, None, None
+    wanted = settings.score_mode == "calibrated" or (
+        settings.score_mode == "auto"
+        and (calibration_path is not None or sidecar_path(Path(model)).is_file())
+    )
+    if not wanted:
+        return resolve_auto(settings, None), None, None
     calibration, path = load_calibration(model, calibration_path, scorer)
-    return settings, calibration, path
+    return resolve_auto(settings, calibration), calibration, path
 
 
 def _calibration_record(path: Path | None) -> dict | None:

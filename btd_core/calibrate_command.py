@@ -20,7 +20,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``btd calibrate`` on the main parser's subcommands."""
     parser = commands.add_parser(
         "calibrate",
-        help="calibrate a model on genuine scans (for btd scan --score calibrated)",
+        help="calibrate a model on genuine scans (btd scan and btd audit then run the "
+        "calibrated score by default)",
         description="Score every slice under GENUINE_DIR (scans known to be untouched, "
         "ideally from the scanners and protocols you audit) window by window, and store "
         "what residual energy genuine tissue of each intensity and texture produces, tied "

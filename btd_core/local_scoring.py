@@ -56,6 +56,14 @@ class LocalVerdict:
         return paint_windows(self.windows, self.values, self.energy_map.shape)
 
 
+def resolve_auto(settings: ScanSettings, calibration: Calibration | None) -> ScanSettings:
+    """``settings`` with ``auto`` made concrete: ``calibrated`` given a calibration,
+    else ``local``."""
+    if settings.score_mode != "auto":
+        return settings
+    return replace(settings, score_mode="calibrated" if calibration is not None else "local")
+
+
 def check_mode(settings: ScanSettings, calibration: Calibration | None) -> None:
     """Raise ``ValueError`` for an unknown mode, or ``calibrated`` without a calibration."""
     if settings.score_mode not in SCORE_MODES:

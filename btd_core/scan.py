@@ -18,13 +18,13 @@ import os
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .calibration import Calibration
 from .local_energy import LocalWindows
-from .local_scoring import check_mode, judge_locally
+from .local_scoring import check_mode, judge_locally, resolve_auto
 from .pixels import SliceReadError, read_slice
 from .scorer import Scorer
 from .slice_scoring import ImageScores, ScanSettings, SliceView, TileSet, select_tiles
@@ -91,8 +91,7 @@ def scan(
     ``calibrated`` when one is given, else ``local``.
     """
     settings = settings or ScanSettings()
-    if settings.score_mode == "auto":
-        settings = replace(settings, score_mode="calibrated" if calibration else "local")
+    settings = resolve_auto(settings, calibration)
     check_mode(settings, calibration)
     run = _Run(discovery, scorer, settings, on_progress, calibration, on_windows)
     skip = set(skip)

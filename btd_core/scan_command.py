@@ -175,7 +175,10 @@ def _print_summary(console: Console, result, top: int) -> None:
             "{},{} {}".format(*finding.result.region),
             Text(printable(finding.file.relpath)),
         )
-    console.print(table)
+    if result.findings:
+        console.print(table)
+    else:
+        console.print(Text("no slice was scored", style="yellow"))
     counts: dict[str, int] = {}
     for record in result.discovery.files:
         counts[record.status] = counts.get(record.status, 0) + 1
