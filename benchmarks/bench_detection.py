@@ -43,15 +43,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from btd_core.calibration import Calibration, fit_calibration
-from btd_core.local_energy import local_windows, median_residual
-from btd_core.local_scoring import judge_locally
-from btd_core.metrics import auroc
-from btd_core.profiles import CT
-from btd_core.scorer import Scorer
-from btd_core.slice_scoring import ImageScores, ScanSettings, TileSet, score_tiles, select_tiles
-from btd_core.tamper import KINDS, choose_location
-from btd_core.tamper_set import METHODS, tamperer_for
+from btd_core.engine.scorer import Scorer
+from btd_core.evaluation.metrics import auroc
+from btd_core.scoring.calibration import Calibration, fit_calibration
+from btd_core.scoring.local import judge_locally
+from btd_core.scoring.tiles import ImageScores, ScanSettings, TileSet, score_tiles, select_tiles
+from btd_core.scoring.windows import local_windows, median_residual
+from btd_core.slices.profiles import CT
+from btd_core.tamper.copy_move import KINDS, choose_location
+from btd_core.tamper.labelled_set import METHODS, tamperer_for
 
 TRAIN_SLICES = range(0, 24)
 TEST_SLICES = range(24, 48)
@@ -80,7 +80,7 @@ def train_model(slices: np.ndarray, steps: int, crop: int, folder: Path) -> tupl
     """
     import torch
 
-    from btd_core.diffusion import build_diffusion
+    from btd_core.model.diffusion import build_diffusion
     from export.onnx_export import export_scorer
 
     torch.manual_seed(0)

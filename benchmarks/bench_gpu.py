@@ -67,7 +67,7 @@ def real_slices(data: Path | None) -> list[np.ndarray]:
     import pydicom
     from pydicom.pixels import apply_modality_lut
 
-    from btd_core.profiles import CT
+    from btd_core.slices.profiles import CT
 
     slices = []
     if data is not None and (data / "693_UNCI.dcm").exists():
@@ -106,7 +106,7 @@ def train_texture(size: int, steps: int, device: str, sources: list[np.ndarray])
     """The method's diffusion, trained ``steps`` Adam steps on real CT crops (t in [0, 100))."""
     import torch
 
-    from btd_core.diffusion import build_diffusion
+    from btd_core.model.diffusion import build_diffusion
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -164,7 +164,7 @@ def _set_card_precision(model, precision: str) -> None:
 
 def tiles_of(images: list[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
     """All kept tiles of ``images`` as ``btd scan`` makes them, and each tile's slice index."""
-    from btd_core.slice_scoring import ScanSettings, select_tiles
+    from btd_core.scoring.tiles import ScanSettings, select_tiles
 
     tiles, owner = [], []
     for index, image in enumerate(images):
@@ -210,8 +210,8 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from btd_core.residual import p_sample_residual
-    from btd_core.scorer import EngineOptions, Scorer, cuda_batch_limit
+    from btd_core.engine.scorer import EngineOptions, Scorer, cuda_batch_limit
+    from btd_core.model.residual import p_sample_residual
 
     cuda = args.device == "cuda"
     provider = "cuda" if cuda else "cpu"
@@ -310,8 +310,8 @@ def fidelity(diffusion, paths, sources, args, provider, sink) -> list[tuple]:
     """Tile and slice scores of every variant against PyTorch fp32 with TF32 off."""
     import torch
 
-    from btd_core.residual import p_sample_residual, reduce_residual
-    from btd_core.scorer import Scorer
+    from btd_core.engine.scorer import Scorer
+    from btd_core.model.residual import p_sample_residual, reduce_residual
 
     images = varied_slices(sources, args.fidelity_slices, seed=1)
     tiles, owner = tiles_of(images, 96)

@@ -25,16 +25,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from btd_core import local_energy
-from btd_core.calibration import fit_calibration
-from btd_core.local_scoring import judge_locally
-from btd_core.profiles import CT
-from btd_core.slice_scoring import ImageScores, ScanSettings, select_tiles
-from btd_core.tiling import axis_origins
+from btd_core.scoring import windows as local_energy
+from btd_core.scoring.calibration import fit_calibration
+from btd_core.scoring.local import judge_locally
+from btd_core.scoring.tiles import ImageScores, ScanSettings, select_tiles
+from btd_core.slices.profiles import CT
+from btd_core.slices.tiling import axis_origins
 
 
 def integral_box_means(values: np.ndarray, window: int, stride: int):
-    """The first version of :func:`btd_core.local_energy.box_means` (baseline)."""
+    """The first version of :func:`btd_core.scoring.windows.box_means` (baseline)."""
     height, width = values.shape
     win_y, win_x = min(window, height), min(window, width)
     ys, xs = axis_origins(height, win_y, stride), axis_origins(width, win_x, stride)

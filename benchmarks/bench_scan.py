@@ -28,14 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.study_builder import write_series
 
-BTD = [sys.executable, "-m", "btd_core.cli"]
+BTD = [sys.executable, "-m", "btd_core.cli.main"]
 
 
 def random_scorer(folder: Path) -> Path:
     """Export a random-weight CT scorer (speed and memory do not depend on the weights)."""
     import torch
 
-    from btd_core.diffusion import build_diffusion
+    from btd_core.model.diffusion import build_diffusion
     from export.onnx_export import export_scorer
 
     torch.manual_seed(0)

@@ -25,10 +25,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from btd_core.diffusion import build_diffusion
-from btd_core.profiles import CT, MRI
-from btd_core.residual import p_sample_residual
-from btd_core.scorer import EngineOptions, Scorer
+from btd_core.engine.scorer import EngineOptions, Scorer
+from btd_core.model.diffusion import build_diffusion
+from btd_core.model.residual import p_sample_residual
+from btd_core.slices.profiles import CT, MRI
 from export.onnx_export import export_scorer
 from export.sample_patches import parity_patches
 

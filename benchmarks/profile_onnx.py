@@ -58,7 +58,7 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from btd_core.scorer import EngineOptions, _cuda_provider, _preload_cuda_libraries
+    from btd_core.engine.scorer import EngineOptions, _cuda_provider, _preload_cuda_libraries
 
     options = ort.SessionOptions()
     options.enable_profiling = True

@@ -144,7 +144,7 @@ class BtdApp(AuditWorkers, App[int]):
         """Show the model card and provider; start when discovery is done too."""
         self.scorer = message.scorer
         if self.settings is None:
-            from btd_core.slice_scoring import ScanSettings
+            from btd_core.scoring.tiles import ScanSettings
 
             self.settings = ScanSettings(
                 stride=self.stride,
@@ -153,7 +153,7 @@ class BtdApp(AuditWorkers, App[int]):
                 window=self.window,
             )
         self.query_one(ModelPanel).show_scorer(self.scorer)
-        from btd_core.audit import AuditError, settle_score_mode
+        from btd_core.audit.study_audit import AuditError, settle_score_mode
 
         try:
             self.settings, self.calibration, self.calibration_path = settle_score_mode(
@@ -328,9 +328,9 @@ def create_app(
     ``"auto"``, ``"cuda"`` (an error on screen unless CUDA is active, never a silent
     fallback) or ``"cpu"``; ``ascii``: start the preview in ASCII mode; ``autostart``:
     score as soon as the study and model are loaded (else on ``s``); ``settings``: a
-    :class:`btd_core.slice_scoring.ScanSettings` (default ``ScanSettings(stride=stride)``);
+    :class:`btd_core.scoring.tiles.ScanSettings` (default ``ScanSettings(stride=stride)``);
     ``command_line``: recorded in exported reports (default ``sys.argv``); ``engine``: a
-    :class:`btd_core.scorer.EngineOptions`; ``workers``: slice-reading threads;
+    :class:`btd_core.engine.scorer.EngineOptions`; ``workers``: slice-reading threads;
     ``score_mode``, ``window``, ``calibration_path``: as ``btd scan --score``.
     """
     return BtdApp(

@@ -37,7 +37,7 @@ Post = Callable[[Message], Any]
 def load_discovery(study_dir: Path, post: Post) -> None:
     """Walk the study folder (read-only); post DiscoveryReady or DiscoveryFailed."""
     try:
-        from btd_core.discovery import discover
+        from btd_core.study.discovery import discover
 
         discovery = discover(study_dir)
     except Exception as err:  # a study that cannot be walked at all
@@ -47,7 +47,7 @@ def load_discovery(study_dir: Path, post: Post) -> None:
 
 
 class SerialScorer:
-    """A :class:`btd_core.scorer.Scorer` whose ``score`` runs one call at a time.
+    """A :class:`btd_core.engine.scorer.Scorer` whose ``score`` runs one call at a time.
 
     The scan and the previews share one onnxruntime session from two threads; run
     together, their activations add up (peak memory about doubles) and they fight for
@@ -78,8 +78,8 @@ def load_scorer(model: Path, provider: str, post: Post, engine: Any = None) -> N
     A requested-but-inactive CUDA is an error (``ProviderError``), never a silent fallback.
     """
     try:
-        from btd_core.model_card import ModelCardError
-        from btd_core.scorer import ProviderError, Scorer
+        from btd_core.engine.model_card import ModelCardError
+        from btd_core.engine.scorer import ProviderError, Scorer
     except Exception as err:  # onnxruntime missing or broken
         post(ScorerFailed("onnxruntime cannot be loaded", f"{type(err).__name__}: {err}"))
         return
@@ -108,7 +108,7 @@ def run_scan(
     calibration: Any = None,
 ) -> None:
     """One scan run: a :class:`ScanProgressed` after every slice, then :class:`ScanFinished`."""
-    from btd_core.scan import scan
+    from btd_core.audit.pipeline import scan
 
     try:
         outcome = scan(
@@ -140,8 +140,8 @@ def preview_slice(
     In the local score modes the heat map and the boxed region are the local ones (the
     calibrated surprise map in the ``calibrated`` mode), as in the scan.
     """
-    from btd_core.local_scoring import judge_locally
-    from btd_core.slice_scoring import SliceView, view_slice
+    from btd_core.scoring.local import judge_locally
+    from btd_core.scoring.tiles import SliceView, view_slice
 
     try:
         view, scores = view_slice(series, index, scorer, settings)
@@ -171,7 +171,7 @@ def export_report(
     calibration_path: Path | None = None,
 ) -> None:
     """Write the same CSV/JSON/PNG report as ``btd scan`` into ``folder``."""
-    from btd_core.audit import write_audit_report
+    from btd_core.audit.study_audit import write_audit_report
 
     try:
         result = write_audit_report(

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from btd_core.scan import ScanOutcome, ScanProgress
-    from btd_core.slice_scoring import SliceView
-    from btd_core.study import Discovery, SliceResult
+    from btd_core.audit.pipeline import ScanOutcome, ScanProgress
+    from btd_core.scoring.tiles import SliceView
+    from btd_core.study.records import Discovery, SliceResult
 
 
 @dataclass
@@ -33,7 +33,7 @@ class DiscoveryFailed(Message):
 
 @dataclass
 class ScorerReady(Message):
-    """The ONNX scorer is open (``scorer`` is a :class:`btd_core.scorer.Scorer`)."""
+    """The ONNX scorer is open (``scorer`` is a :class:`btd_core.engine.scorer.Scorer`)."""
 
     scorer: Any
 

@@ -3,7 +3,7 @@
 The table's cursor chooses a slice (debounced, so scrolling through rows does not start
 a computation per row); ``n``/``p`` step through the series; a series node in the tree
 shows that series' worst slice.  Pictures come from the scan's kept views, a small
-cache, or :func:`btd_core.slice_scoring.view_slice` in the app's preview worker.
+cache, or :func:`btd_core.scoring.tiles.view_slice` in the app's preview worker.
 """
 
 from __future__ import annotations

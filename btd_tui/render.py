@@ -14,7 +14,7 @@ ASCII
 The slice is resampled to the space it is given (area average for the image, maximum
 for the heat map so a small hot spot stays visible when shrunk; nearest when enlarged),
 keeping its aspect ratio, and centred.  The heat map is normalised and thresholded as
-in the PNG overlays (:mod:`btd_core.overlay`) and drawn from red (just above the
+in the PNG overlays (:mod:`btd_core.findings.overlay`) and drawn from red (just above the
 threshold) to yellow (the hottest), blended over the gray slice.  No Textual app is needed:
 the result is a list of :class:`textual.strip.Strip`, one per line.
 """
@@ -29,7 +29,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 
-from btd_core.overlay import HEAT_ALPHA, HEAT_THRESHOLD, gray_uint8, normalise_heat
+from btd_core.findings.overlay import HEAT_ALPHA, HEAT_THRESHOLD, gray_uint8, normalise_heat
 
 HALF_BLOCK = "▀"
 ASCII_RAMP = " .:-=+*#%@"
@@ -72,7 +72,7 @@ class RenderRequest:
 def blend_red_yellow(gray8: np.ndarray, heat01: np.ndarray) -> np.ndarray:
     """Gray uint8 [H, W] with normalised heat [H, W] blended as red -> yellow: uint8 [H, W, 3].
 
-    Pixels whose heat is at or below :data:`btd_core.overlay.HEAT_THRESHOLD` stay gray;
+    Pixels whose heat is at or below :data:`btd_core.findings.overlay.HEAT_THRESHOLD` stay gray;
     above it, the colour goes from red to yellow and its opacity from ``HEAT_ALPHA[0]``
     to ``HEAT_ALPHA[1]``.
     """

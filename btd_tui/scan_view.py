@@ -1,7 +1,7 @@
 """The scan as the user sees it: phase, progress line, tree statuses, ranked table, log.
 
 :class:`ScanView` is the app's scan controller, on the app's thread: it starts runs
-(the app's thread worker calls :func:`btd_core.scan.scan`), takes their messages,
+(the app's thread worker calls :func:`btd_core.audit.pipeline.scan`), takes their messages,
 keeps the :class:`~btd_tui.scan_worker.ScanBook`, and updates the widgets.  The table
 is re-ranked at most every :data:`btd_tui.app.TABLE_REFRESH_S` seconds (``flush``).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from btd_core.scan_command import series_label
+from btd_core.cli.scan import series_label
 from btd_tui.scan_worker import ScanBook, mismatch
 from btd_tui.screens.export import ExportScreen, default_report_folder
 from btd_tui.widgets.findings_table import FindingsTable
@@ -20,8 +20,8 @@ from btd_tui.widgets.scan_status import ScanStatus
 from btd_tui.widgets.study_tree import StudyTree
 
 if TYPE_CHECKING:
-    from btd_core.scan import ScanOutcome, ScanProgress
-    from btd_core.study import Discovery, Series
+    from btd_core.audit.pipeline import ScanOutcome, ScanProgress
+    from btd_core.study.records import Discovery, Series
     from btd_tui.app import BtdApp
 
 LOGGED_SKIPPED = 20
@@ -123,7 +123,7 @@ class ScanView:
         if self.phase == "done":
             self.app.say("the scan is complete: e exports the report")
             return
-        from btd_core.report import utc_now
+        from btd_core.findings.report import utc_now
 
         resuming = self.phase == "cancelled"
         skip = self.book.begin_run(utc_now())
@@ -208,7 +208,7 @@ class ScanView:
             self.tree.show_problem_files(discovery.files)
             self._log_errors(discovery)
         if self.table_dirty and self.book is not None:
-            from btd_core.ranking import rank
+            from btd_core.findings.ranking import rank
 
             self.table_dirty = False
             table = self.app.query_one(FindingsTable)
@@ -253,7 +253,7 @@ class ScanView:
         if problem:
             self.app.say(problem, title="export", severity="warning")
             return
-        from btd_core.report import utc_now
+        from btd_core.findings.report import utc_now
 
         default = default_report_folder(utc_now().strftime("%Y%m%dT%H%M%SZ"))
 

@@ -1,6 +1,6 @@
 """Bookkeeping of an audit's scan across runs (start, cancel, resume), on the app's thread.
 
-:func:`btd_core.scan.scan` returns one :class:`~btd_core.scan.ScanOutcome` per run.  The
+:func:`btd_core.audit.pipeline.scan` returns one :class:`~btd_core.audit.pipeline.ScanOutcome` per run.  The
 app may cancel a run and resume it later (``skip=`` the slices already tried), so this
 module keeps what the runs produced together: the results, which slices were tried,
 counters, the kept views, speed and time left; and it builds the merged outcome that
@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from btd_core.windowing import modality_mismatch
+from btd_core.slices.windowing import modality_mismatch
 
 if TYPE_CHECKING:
-    from btd_core.model_card import ModelCard
-    from btd_core.scan import ScanOutcome, ScanProgress
-    from btd_core.slice_scoring import SliceView
-    from btd_core.study import Discovery, Series, SliceResult
+    from btd_core.audit.pipeline import ScanOutcome, ScanProgress
+    from btd_core.engine.model_card import ModelCard
+    from btd_core.scoring.tiles import SliceView
+    from btd_core.study.records import Discovery, Series, SliceResult
 
 CANCELLED_REASON = "not scored: the scan was cancelled"
-"""What :func:`btd_core.scan.scan` writes into pending file records when cancelled."""
+"""What :func:`btd_core.audit.pipeline.scan` writes into pending file records when cancelled."""
 
 SliceKey = tuple[str, int]
 
@@ -39,7 +39,7 @@ def mismatch(series: Series, card: ModelCard) -> str:
 class ScanBook:
     """Everything the scan runs of one audit produced, merged.
 
-    ``order`` is the order in which :func:`~btd_core.scan.scan` visits slices (series that
+    ``order`` is the order in which :func:`~btd_core.audit.pipeline.scan` visits slices (series that
     fit the model, slices in order), so the n-th progress report is ``order[n - 1]``.
     """
 
@@ -83,7 +83,7 @@ class ScanBook:
         return self.runs > 0 and not self.cancelled and self.tried >= self.total
 
     def begin_run(self, started_utc: datetime) -> set[SliceKey]:
-        """Prepare a run; return the ``skip`` set for :func:`~btd_core.scan.scan`.
+        """Prepare a run; return the ``skip`` set for :func:`~btd_core.audit.pipeline.scan`.
 
         Slices tried by earlier runs are skipped, except those where a file failed (so
         that the new run records the failure again).  File records that a cancelled run
@@ -149,8 +149,8 @@ class ScanBook:
         return (self.total - self.tried) / self._rate
 
     def merged_outcome(self) -> ScanOutcome:
-        """One :class:`~btd_core.scan.ScanOutcome` for all runs so far (for the report)."""
-        from btd_core.scan import ScanOutcome
+        """One :class:`~btd_core.audit.pipeline.ScanOutcome` for all runs so far (for the report)."""
+        from btd_core.audit.pipeline import ScanOutcome
 
         return ScanOutcome(
             results=list(self.results),

@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from btd_core.diffusion import ddp  # imports the library quietly first
+from btd_core.model.diffusion import ddp  # imports the library quietly first
 
 Attend = ddp.Attend
 LinearAttention = ddp.LinearAttention

@@ -58,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console()
     try:
-        from btd_core.checkpoint import CheckpointError
-        from btd_core.scorer import ProviderError
+        from btd_core.engine.scorer import ProviderError
+        from btd_core.model.checkpoint import CheckpointError
 
         from .onnx_export import ExportError, export_scorer
         from .precision import PrecisionError

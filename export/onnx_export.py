@@ -2,8 +2,8 @@
 
 The written graph takes ``x`` float32 [B, 1, S, S] in [0, 1] (dynamic B) and
 returns ``residual`` [B, 1, S, S] and ``score`` [B] (see
-:class:`btd_core.residual.OneStepResidual`); its ``metadata_props`` hold the
-:class:`btd_core.model_card.ModelCard`.  The file is moved into place only
+:class:`btd_core.model.residual.OneStepResidual`); its ``metadata_props`` hold the
+:class:`btd_core.engine.model_card.ModelCard`.  The file is moved into place only
 after onnxruntime's output matched the library's own ``p_sample(x, 0)``.
 """
 
@@ -24,12 +24,17 @@ import onnx
 import torch
 
 from btd_core import __version__
-from btd_core.checkpoint import LoadedCheckpoint, load_checkpoint
-from btd_core.diffusion import identify_beta_schedule, library_version
-from btd_core.model_card import PRECISIONS, REDUCTIONS, ModelCard
-from btd_core.profiles import ModalityProfile, profile_for
-from btd_core.residual import OneStepResidual, p_sample_residual, reduce_residual, t0_constants
-from btd_core.scorer import Scorer
+from btd_core.engine.model_card import PRECISIONS, REDUCTIONS, ModelCard
+from btd_core.engine.scorer import Scorer
+from btd_core.model.checkpoint import LoadedCheckpoint, load_checkpoint
+from btd_core.model.diffusion import identify_beta_schedule, library_version
+from btd_core.model.residual import (
+    OneStepResidual,
+    p_sample_residual,
+    reduce_residual,
+    t0_constants,
+)
+from btd_core.slices.profiles import ModalityProfile, profile_for
 
 from .attention import with_matmul_attention
 from .precision import apply_precision
@@ -236,13 +241,13 @@ def export_scorer(
     weights:
         ``"model"`` (upstream's choice, default) or ``"ema"``.
     reduction:
-        Score reduction, one of :data:`btd_core.model_card.REDUCTIONS`.
+        Score reduction, one of :data:`btd_core.engine.model_card.REDUCTIONS`.
     precision:
-        Arithmetic precision, one of :data:`btd_core.model_card.PRECISIONS`.
+        Arithmetic precision, one of :data:`btd_core.engine.model_card.PRECISIONS`.
 
     Raises
     ------
-    btd_core.checkpoint.CheckpointError
+    btd_core.model.checkpoint.CheckpointError
         The checkpoint cannot be loaded.
     ExportError
         The modality is unknown, or ONNX does not match PyTorch; nothing is written.

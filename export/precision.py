@@ -16,7 +16,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from btd_core.model_card import PRECISIONS
+from btd_core.engine.model_card import PRECISIONS
 
 __all__ = ["PRECISIONS", "PrecisionError", "apply_precision"]
 

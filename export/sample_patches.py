@@ -13,7 +13,7 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
-from btd_core.profiles import ModalityProfile
+from btd_core.slices.profiles import ModalityProfile
 
 _SOURCE = {"ct": "CT_small.dcm", "mri": "MR_small.dcm"}
 

@@ -26,7 +26,7 @@ def write_upstream_checkpoint(folder: Path, image_size: int, seed: int = 0) -> P
     """One step of the library's Trainer, saved by ``Trainer.save``; returns the file."""
     import torch
 
-    from btd_core.diffusion import build_diffusion
+    from btd_core.model.diffusion import build_diffusion
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -79,7 +79,7 @@ def ct_onnx(upstream_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="session")
 def loaded_checkpoint(upstream_checkpoint: Path):
-    from btd_core.checkpoint import load_checkpoint
+    from btd_core.model.checkpoint import load_checkpoint
 
     return load_checkpoint(upstream_checkpoint)
 
@@ -90,7 +90,7 @@ def real_ct_slice(name: str = "693_UNCI.dcm") -> np.ndarray:
     from pydicom.data import get_testdata_file
     from pydicom.pixels import apply_modality_lut
 
-    from btd_core.profiles import CT
+    from btd_core.slices.profiles import CT
 
     dataset = pydicom.dcmread(get_testdata_file(name))
     return CT.to_unit_range(apply_modality_lut(dataset.pixel_array, dataset))
@@ -112,7 +112,7 @@ def trained_ct_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _require_train_extra()
     import torch
 
-    from btd_core.diffusion import build_diffusion
+    from btd_core.model.diffusion import build_diffusion
     from export.cli import main
 
     torch.manual_seed(0)

@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the train extra")
 pytest.importorskip("denoising_diffusion_pytorch")
 
-from btd_core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint  # noqa: E402
-from btd_core.diffusion import PARAMETER_COUNT, build_diffusion  # noqa: E402
+from btd_core.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint  # noqa: E402
+from btd_core.model.diffusion import PARAMETER_COUNT, build_diffusion  # noqa: E402
 
 
 def test_released_layout_loads_strictly(upstream_checkpoint: Path):

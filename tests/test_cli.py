@@ -26,12 +26,12 @@ def test_help_answers(script: str):
 
 
 def test_btd_version():
-    out = run(sys.executable, "-m", "btd_core.cli", "--version")
+    out = run(sys.executable, "-m", "btd_core.cli.main", "--version")
     assert out.returncode == 0 and out.stdout.startswith("btd ")
 
 
 def test_card_shows_the_card_and_provider(ct_onnx: Path):
-    out = run(sys.executable, "-m", "btd_core.cli", "card", str(ct_onnx), "--provider", "cpu")
+    out = run(sys.executable, "-m", "btd_core.cli.main", "card", str(ct_onnx), "--provider", "cpu")
     assert out.returncode == 0, out.stderr
     assert "CPUExecutionProvider" in out.stdout
     assert "sigmoid" in out.stdout and "CT_model.pt" in out.stdout
@@ -40,10 +40,10 @@ def test_card_shows_the_card_and_provider(ct_onnx: Path):
 def test_card_of_a_file_that_is_not_onnx(tmp_path: Path):
     bogus = tmp_path / "model.onnx"
     bogus.write_text("not a model")
-    out = run(sys.executable, "-m", "btd_core.cli", "card", str(bogus))
+    out = run(sys.executable, "-m", "btd_core.cli.main", "card", str(bogus))
     assert out.returncode == 2
     assert "not a readable ONNX model" in out.stdout
-    missing = run(sys.executable, "-m", "btd_core.cli", "card", str(tmp_path / "absent.onnx"))
+    missing = run(sys.executable, "-m", "btd_core.cli.main", "card", str(tmp_path / "absent.onnx"))
     assert missing.returncode == 2 and "no such model file" in missing.stdout
 
 
@@ -78,7 +78,7 @@ def test_export_refuses_a_malicious_checkpoint(tmp_path: Path):
     ],
 )
 def test_counts_and_strides_below_one_are_refused_by_the_parser(args, capsys):
-    from btd_core.cli import main
+    from btd_core.cli.main import main
 
     with pytest.raises(SystemExit) as stopped:
         main(args)

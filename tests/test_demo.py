@@ -16,7 +16,7 @@ pytest.importorskip("torch", reason="the demo trains its model: needs the train 
 
 
 def test_demo_headless_without_network(tmp_path: Path):
-    command = [sys.executable, "-m", "btd_core.cli", "demo", "--headless", "--out", "report"]
+    command = [sys.executable, "-m", "btd_core.cli.main", "demo", "--headless", "--out", "report"]
     if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"]).returncode == 0:
         command = ["unshare", "-n", *command]  # a network namespace with no way out
     env = {**os.environ, "BTD_CACHE": str(tmp_path / "cache"), "COLUMNS": "120"}

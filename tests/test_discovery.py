@@ -29,7 +29,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import generate_uid
 
-from btd_core.discovery import (
+from btd_core.study.discovery import (
     REASON_BROKEN_SYMLINK,
     REASON_DICOMDIR,
     REASON_DIR_SYMLINK,
@@ -39,9 +39,9 @@ from btd_core.discovery import (
     discover,
     natural_key,
 )
-from btd_core.file_access import REASON_NOT_REGULAR, REASON_PERMISSION, REASON_SYMLINK_LOOP
-from btd_core.pixels import SliceReadError, read_slice
-from btd_core.study import Discovery, FileRecord, Series
+from btd_core.study.file_access import REASON_NOT_REGULAR, REASON_PERMISSION, REASON_SYMLINK_LOOP
+from btd_core.study.pixels import SliceReadError, read_slice
+from btd_core.study.records import Discovery, FileRecord, Series
 
 NOBODY = 65534
 
@@ -483,7 +483,7 @@ def test_hostile_study(tmp_path: Path) -> None:
 _CHILD = """
 import json, sys
 from pathlib import Path
-from btd_core.discovery import discover
+from btd_core.study.discovery import discover
 found = discover(Path(sys.argv[1]))
 print(json.dumps([[f.relpath, f.status, f.reason] for f in found.files]))
 """
@@ -525,7 +525,7 @@ def _run_as_nobody(args: list[str]) -> subprocess.CompletedProcess[str]:
 def _as_nobody_subprocess(root: Path) -> list[list[str]]:
     """Run discovery in a new interpreter as nobody (skips when nobody cannot start it)."""
     try:
-        probe = _run_as_nobody(["-c", "import btd_core.discovery"])
+        probe = _run_as_nobody(["-c", "import btd_core.study.discovery"])
     except OSError as exc:
         pytest.skip(f"user nobody cannot run {sys.executable}: {exc.strerror}")
     if probe.returncode != 0:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from btd_core.model_card import ModelCard, ModelCardError
-from btd_core.scorer import (
+from btd_core.engine.model_card import ModelCard, ModelCardError
+from btd_core.engine.scorer import (
     EngineOptionError,
     EngineOptions,
     ProviderError,
@@ -20,7 +20,7 @@ from btd_core.scorer import (
     ScorerOutputError,
     cuda_batch_limit,
 )
-from btd_core.slice_scoring import ScanSettings, select_tiles
+from btd_core.scoring.tiles import ScanSettings, select_tiles
 from tests.conftest import real_ct_slice
 from tests.test_tui_support import tiny_card, write_tiny_scorer
 
@@ -99,9 +99,9 @@ def test_fp16_graph_keeps_the_residual_arithmetic_in_float32(trained_ct_onnx: Pa
 
 @pytest.mark.torch
 def test_planted_block_still_ranks_first_with_the_fp16_file(fp16_onnx: Path, tmp_path: Path):
-    from btd_core.discovery import discover
-    from btd_core.ranking import rank
-    from btd_core.scan import scan
+    from btd_core.audit.pipeline import scan
+    from btd_core.findings.ranking import rank
+    from btd_core.study.discovery import discover
     from tests.study_builder import write_series
 
     built = write_series(tmp_path / "study", "explicit_VR-UN.dcm", 4, planted_index=2)
@@ -172,7 +172,7 @@ def test_cuda_only_option_on_the_command_line_exits_2_with_the_reason(
     from tests.test_tui_support import write_fixed_series
 
     write_fixed_series(tmp_path / "study" / "ct", 2)
-    command = [sys.executable, "-m", "btd_core.cli", "scan", str(tmp_path / "study")]
+    command = [sys.executable, "-m", "btd_core.cli.main", "scan", str(tmp_path / "study")]
     command += ["--model", str(ct_onnx), "--out", str(tmp_path / "report"), "--cuda-graph"]
     done = subprocess.run(
         command,

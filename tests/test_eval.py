@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from btd_core.cli import main
-from btd_core.metrics import auroc
-from btd_core.roc_plot import write_roc_png
-from btd_core.scorer import Scorer
-from btd_core.slice_scoring import ScanSettings, score_image
-from btd_core.testset import TestSetError, parse_label_options
-from btd_core.tiling import centred_patch_origin, crop_patch
+from btd_core.cli.main import main
+from btd_core.engine.scorer import Scorer
+from btd_core.evaluation.metrics import auroc
+from btd_core.evaluation.roc_plot import write_roc_png
+from btd_core.evaluation.testset import TestSetError, parse_label_options
+from btd_core.scoring.tiles import ScanSettings, score_image
+from btd_core.slices.tiling import centred_patch_origin, crop_patch
 from tests.conftest import real_ct_slice
 
 LABELS = ["--label", "tampered=FAKE,fake", "--label", "genuine=REAL"]

@@ -10,10 +10,10 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the train extra")
 onnx = pytest.importorskip("onnx")
 
-from btd_core.model_card import ModelCard  # noqa: E402
-from btd_core.profiles import CT, MRI  # noqa: E402
-from btd_core.residual import p_sample_residual  # noqa: E402
-from btd_core.scorer import Scorer  # noqa: E402
+from btd_core.engine.model_card import ModelCard  # noqa: E402
+from btd_core.engine.scorer import Scorer  # noqa: E402
+from btd_core.model.residual import p_sample_residual  # noqa: E402
+from btd_core.slices.profiles import CT, MRI  # noqa: E402
 from export.cli import main as export_main  # noqa: E402
 from export.onnx_export import ExportError, resolve_modality  # noqa: E402
 from export.sample_patches import parity_patches  # noqa: E402

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from btd_core.calibration import (
+from btd_core.evaluation.metrics import auroc
+from btd_core.scoring.calibration import (
     MIN_WINDOWS,
     Calibration,
     CalibrationError,
     fit_calibration,
     sidecar_path,
 )
-from btd_core.local_energy import box_means, local_windows, median_residual
-from btd_core.metrics import auroc
+from btd_core.scoring.windows import box_means, local_windows, median_residual
 
 
 @pytest.mark.parametrize(

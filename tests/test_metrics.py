@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from btd_core.metrics import (
+from btd_core.evaluation.metrics import (
     auroc,
     average_precision,
     mann_whitney_auroc,

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from btd_core.model_card import FORMAT_VERSION, ModelCard, ModelCardError
+from btd_core.engine.model_card import FORMAT_VERSION, ModelCard, ModelCardError
 
 
 def make_card(**changes) -> ModelCard:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from btd_core.overlay import (
+from btd_core.findings.overlay import (
     BOX_COLOUR,
     CAPTION_HEIGHT,
     HOT_LUT,

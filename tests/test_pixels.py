@@ -18,9 +18,9 @@ from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_modality_lut
 
-from btd_core.discovery import discover
-from btd_core.pixels import SliceReadError, read_slice
-from btd_core.study import Series, SliceRef
+from btd_core.study.discovery import discover
+from btd_core.study.pixels import SliceReadError, read_slice
+from btd_core.study.records import Series, SliceRef
 
 
 def data_file(name: str) -> Path:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from btd_core.profiles import CT, MRI, profile_for
+from btd_core.slices.profiles import CT, MRI, profile_for
 
 
 def test_ct_window_maps_hu_linearly_to_unit_range():

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from btd_core.report import (
+from btd_core.findings.report import (
     FILES_COLUMNS,
     FINDINGS_COLUMNS,
     PHI_COLUMNS,
@@ -24,7 +24,7 @@ from btd_core.report import (
     utc_now,
     write_report,
 )
-from btd_core.study import FileRecord, Finding, Series, SliceRef, SliceResult
+from btd_core.study.records import FileRecord, Finding, Series, SliceRef, SliceResult
 from tests.test_model_card import make_card
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
@@ -194,7 +194,7 @@ def test_series_are_ranked_by_their_most_suspicious_slice(study: Path, tmp_path:
         made = make_finding(study, rank, key=key, series_uid=key, description=f"series {key}")
         return replace(made, result=replace(made.result, score=score, slice_index=index))
 
-    ranked = [  # as btd_core.ranking.rank orders them: highest slice score first
+    ranked = [  # as btd_core.findings.ranking.rank orders them: highest slice score first
         finding(1, "2.9", 7.5, 4),
         finding(2, "1.9", 6.0, 0),
         finding(3, "2.9", 5.0, 1),

@@ -7,13 +7,13 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the train extra")
 pytest.importorskip("denoising_diffusion_pytorch")
 
-from btd_core.profiles import CT  # noqa: E402
-from btd_core.residual import (  # noqa: E402
+from btd_core.model.residual import (  # noqa: E402
     OneStepResidual,
     p_sample_residual,
     reduce_residual,
     t0_constants,
 )
+from btd_core.slices.profiles import CT  # noqa: E402
 from export.sample_patches import parity_patches  # noqa: E402
 
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from btd_core.audit import AuditError, audit_study
-from btd_core.cli import main as btd_main
-from btd_core.scan import ScanSettings
+from btd_core.audit.pipeline import ScanSettings
+from btd_core.audit.study_audit import AuditError, audit_study
+from btd_core.cli.main import main as btd_main
 from tests.study_builder import tree_fingerprint, write_series
 
 
@@ -161,7 +161,7 @@ def test_cancel_stops_early_and_says_so(tmp_path: Path, ct_onnx: Path):
 
 @pytest.fixture(scope="module")
 def ct_scorer(ct_onnx: Path):
-    from btd_core.scorer import Scorer
+    from btd_core.engine.scorer import Scorer
 
     return Scorer(ct_onnx, provider="cpu")
 
@@ -183,8 +183,8 @@ def test_fuzzed_dicom_never_escapes_discovery_and_scoring(ct_scorer, mutations):
     """Mutated real DICOM bytes: the file is scored or an error/skip row; nothing escapes."""
     from pydicom.data import get_testdata_file
 
-    from btd_core.discovery import discover
-    from btd_core.scan import scan
+    from btd_core.audit.pipeline import scan
+    from btd_core.study.discovery import discover
 
     data = bytearray(Path(get_testdata_file("CT_small.dcm")).read_bytes())
     for kind, where, payload in mutations:
@@ -241,9 +241,9 @@ def test_npy_png_and_enhanced_multiframe_series(tmp_path: Path, ct_onnx: Path):
 
 
 def test_resume_scores_only_what_is_left_and_previews_match(tmp_path: Path, ct_scorer):
-    from btd_core.discovery import discover
-    from btd_core.scan import scan
-    from btd_core.slice_scoring import view_slice
+    from btd_core.audit.pipeline import scan
+    from btd_core.scoring.tiles import view_slice
+    from btd_core.study.discovery import discover
 
     study = tmp_path / "study"
     write_series(study, "CT_small.dcm", 4)

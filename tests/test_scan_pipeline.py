@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from btd_core.discovery import discover
-from btd_core.pixels import read_slice
-from btd_core.scan import ScanProgress, scan
-from btd_core.scorer import PatchScores, Scorer
-from btd_core.slice_scoring import ScanSettings, score_image
-from btd_core.windowing import to_model_range
+from btd_core.audit.pipeline import ScanProgress, scan
+from btd_core.engine.scorer import PatchScores, Scorer
+from btd_core.scoring.tiles import ScanSettings, score_image
+from btd_core.slices.windowing import to_model_range
+from btd_core.study.discovery import discover
+from btd_core.study.pixels import read_slice
 from tests.test_tui_support import write_fixed_series, write_tiny_scorer
 
 

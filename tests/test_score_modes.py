@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from btd_core.calibration import Calibration, sidecar_path
-from btd_core.discovery import discover
-from btd_core.ranking import rank
-from btd_core.scan import scan
-from btd_core.scorer import Scorer
-from btd_core.slice_scoring import ScanSettings
+from btd_core.audit.pipeline import scan
+from btd_core.engine.scorer import Scorer
+from btd_core.findings.ranking import rank
+from btd_core.scoring.calibration import Calibration, sidecar_path
+from btd_core.scoring.tiles import ScanSettings
+from btd_core.study.discovery import discover
 from tests.study_builder import tree_fingerprint, write_series
 from tests.test_tui_support import write_fixed_series, write_tiny_scorer
 
@@ -59,7 +59,7 @@ def test_calibrate_then_scan_calibrated_end_to_end(tmp_path: Path):
     genuine = tmp_path / "genuine"
     write_fixed_series(genuine / "ct", 6, series_number=1)
     before = tree_fingerprint(genuine)
-    btd = [sys.executable, "-m", "btd_core.cli"]
+    btd = [sys.executable, "-m", "btd_core.cli.main"]
     study = tmp_path / "study"
     write_fixed_series(study / "ct", 3, series_number=2, planted_index=1)
     scan_default = [*btd, "scan", str(study), "--model", str(model), "--stride", "16"]
@@ -109,11 +109,11 @@ def test_a_calibration_of_another_model_is_refused(tmp_path: Path):
     other = write_tiny_scorer(tmp_path / "other.onnx", patch_size=64)
     genuine = tmp_path / "genuine"
     write_fixed_series(genuine / "ct", 3)
-    from btd_core.calibrate import calibrate_model
+    from btd_core.scoring.calibrate import calibrate_model
 
     calibrate_model(genuine, other, sidecar_path(model), provider="cpu")
     out = tmp_path / "report"
-    command = [sys.executable, "-m", "btd_core.cli", "scan", str(genuine)]
+    command = [sys.executable, "-m", "btd_core.cli.main", "scan", str(genuine)]
     command += ["--model", str(model), "--out", str(out), "--score", "calibrated"]
     done = subprocess.run(
         command,
@@ -127,8 +127,8 @@ def test_a_calibration_of_another_model_is_refused(tmp_path: Path):
 
 
 def test_calibration_output_inside_the_genuine_folder_is_refused(tmp_path: Path):
-    from btd_core.audit import AuditError
-    from btd_core.calibrate import calibrate_model
+    from btd_core.audit.study_audit import AuditError
+    from btd_core.scoring.calibrate import calibrate_model
 
     model = write_tiny_scorer(tmp_path / "tiny.onnx")
     genuine = tmp_path / "genuine"
@@ -154,7 +154,7 @@ def test_tile_mode_rows_have_no_window(tmp_path: Path):
 def test_a_missing_model_is_named_before_the_study_is_walked(tmp_path: Path, command: str):
     study = tmp_path / "study"
     write_fixed_series(study / "ct", 1)
-    args = [sys.executable, "-m", "btd_core.cli", command, str(study)]
+    args = [sys.executable, "-m", "btd_core.cli.main", command, str(study)]
     args += ["--model", str(tmp_path / "absent.onnx")]
     args += ["--out", str(tmp_path / "out")]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)
@@ -165,8 +165,8 @@ def test_a_missing_model_is_named_before_the_study_is_walked(tmp_path: Path, com
 
 def test_auto_mode_refuses_a_sidecar_of_another_model(tmp_path: Path):
     """``auto`` never steps down to ``local`` past a calibration that is there but foreign."""
-    from btd_core.audit import AuditError, settle_score_mode
-    from btd_core.calibrate import calibrate_model
+    from btd_core.audit.study_audit import AuditError, settle_score_mode
+    from btd_core.scoring.calibrate import calibrate_model
 
     model = write_tiny_scorer(tmp_path / "tiny.onnx")
     other = write_tiny_scorer(tmp_path / "other.onnx", patch_size=64)

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from btd_core.model_card import ModelCardError
-from btd_core.scorer import ProviderError, Scorer, ScorerInputError
+from btd_core.engine.model_card import ModelCardError
+from btd_core.engine.scorer import ProviderError, Scorer, ScorerInputError
 
 
 def test_importing_the_runtime_leaves_torch_out():
     code = (
-        "import sys, btd_core, btd_core.scorer, btd_core.cli, btd_core.model_card, "
-        "btd_core.profiles, btd_core.card_view; "
+        "import sys, btd_core, btd_core.engine.scorer, btd_core.cli.main, btd_core.engine.model_card, "
+        "btd_core.slices.profiles, btd_core.cli.card_view; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -25,7 +25,7 @@ def test_importing_the_runtime_leaves_torch_out():
 
 def test_scoring_from_the_onnx_file_alone_does_not_import_torch(ct_onnx: Path):
     code = (
-        "import sys, numpy as np; from btd_core.scorer import Scorer; "
+        "import sys, numpy as np; from btd_core.engine.scorer import Scorer; "
         f"s = Scorer({str(ct_onnx)!r}, provider='cpu'); "
         "r = s.score(np.full((2, 96, 96), 0.3, np.float32)); "
         "print(r.scores.shape, 'torch' in sys.modules)"

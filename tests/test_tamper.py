@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from btd_core.cli import main as btd_main
-from btd_core.discovery import discover
-from btd_core.pixels import read_slice
-from btd_core.profiles import CT
-from btd_core.tamper import copy_move, round_mask
+from btd_core.cli.main import main as btd_main
+from btd_core.slices.profiles import CT
+from btd_core.study.discovery import discover
+from btd_core.study.pixels import read_slice
+from btd_core.tamper.copy_move import copy_move, round_mask
 from tests.study_builder import write_series
 
 
@@ -89,7 +89,7 @@ def test_diffusion_inpainting_uses_the_model(genuine: Path, tmp_path: Path, upst
 def test_tampered_study_keeps_uids_and_says_where(genuine: Path, tmp_path: Path):
     import pydicom
 
-    from btd_core.tamper_set import tamper_study
+    from btd_core.tamper.labelled_set import tamper_study
 
     series = next(s for s in discover(genuine).series if s.rows == 128)
     out = tmp_path / "study"
@@ -113,7 +113,7 @@ def test_tampered_study_keeps_uids_and_says_where(genuine: Path, tmp_path: Path)
 
 def test_tamper_output_round_trips_through_eval(genuine: Path, tmp_path: Path, ct_onnx: Path):
     """btd tamper's CSV is read by btd eval as it is: every row scored, one metric per set."""
-    from btd_core.metrics import auroc
+    from btd_core.evaluation.metrics import auroc
 
     out = tmp_path / "set"
     assert btd_main(["tamper", str(genuine), "--out", str(out), "--per-set", "3"]) == 0

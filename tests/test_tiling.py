@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from btd_core.tiling import (
+from btd_core.slices.tiling import (
     HeatMap,
     axis_origins,
     body_mask,

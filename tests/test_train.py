@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="needs the train extra")
 pytest.importorskip("accelerate")
 
-from btd_core.train_config import TrainConfig  # noqa: E402
+from btd_core.model.train_config import TrainConfig  # noqa: E402
 from tests.study_builder import write_series  # noqa: E402
 
 
@@ -65,8 +65,8 @@ def test_config_round_trips_through_toml(tmp_path: Path):
 
 
 def test_tiny_run_lowers_the_loss_and_exports(data_dir: Path, tmp_path: Path, capsys):
-    from btd_core.checkpoint import load_checkpoint
-    from btd_core.train import train
+    from btd_core.model.checkpoint import load_checkpoint
+    from btd_core.model.train import train
     from export.cli import main as export_main
 
     result = train(tiny(data_dir, tmp_path / "run"))
@@ -87,8 +87,8 @@ def test_tiny_run_lowers_the_loss_and_exports(data_dir: Path, tmp_path: Path, ca
 def test_resume_keeps_step_and_optimiser_state(data_dir: Path, tmp_path: Path):
     from ema_pytorch import EMA
 
-    from btd_core.diffusion import build_diffusion
-    from btd_core.train import _resume, train
+    from btd_core.model.diffusion import build_diffusion
+    from btd_core.model.train import _resume, train
 
     out = tmp_path / "run"
     first = train(tiny(data_dir, out, steps=10))

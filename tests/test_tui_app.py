@@ -10,7 +10,7 @@ import pytest
 from textual.widgets import Static
 from textual.worker import WorkerState
 
-from btd_core.scan import ScanSettings
+from btd_core.audit.pipeline import ScanSettings
 from btd_tui.factory import create_app
 from btd_tui.screens.error import ErrorScreen
 from btd_tui.screens.export import ExportScreen
@@ -206,7 +206,7 @@ def test_corrupt_file_shows_in_log_and_tree(tiny_onnx: Path, tmp_path: Path):
 
 
 def test_cuda_requested_but_inactive_is_an_error_on_screen(tiny_onnx: Path, tmp_path: Path):
-    from btd_core.scorer import ProviderError, Scorer
+    from btd_core.engine.scorer import ProviderError, Scorer
 
     try:
         Scorer(tiny_onnx, provider="cuda")
@@ -300,7 +300,7 @@ def test_help_lists_every_binding_and_the_palette_runs_actions(tiny_onnx: Path, 
 
 
 def test_btd_audit_without_a_model_says_how_to_set_one(tmp_path: Path, monkeypatch, capsys):
-    from btd_core.cli import main
+    from btd_core.cli.main import main
 
     monkeypatch.delenv("BTD_MODEL", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
@@ -355,7 +355,7 @@ def test_calibrated_mode_without_a_calibration_is_an_error_on_screen(
 
 
 def test_calibrated_mode_scores_with_the_models_calibration(tiny_onnx: Path, tmp_path: Path):
-    from btd_core.calibrate import calibrate_model
+    from btd_core.scoring.calibrate import calibrate_model
 
     model = tmp_path / "models" / "tiny.onnx"
     model.parent.mkdir()

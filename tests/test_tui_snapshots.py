@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Footer
 
-from btd_core.scan import ScanSettings
+from btd_core.audit.pipeline import ScanSettings
 from btd_tui.factory import create_app
 from btd_tui.widgets.findings_table import FindingsTable, split_row_key
 from btd_tui.widgets.slice_preview import SlicePreview

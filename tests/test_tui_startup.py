@@ -13,7 +13,7 @@ CHILD = """
 import asyncio, json, sys, time
 started = time.perf_counter()
 from btd_tui.factory import create_app
-from btd_core.scan import ScanSettings
+from btd_core.audit.pipeline import ScanSettings
 
 app = create_app(sys.argv[1], sys.argv[2], provider="cpu", settings=ScanSettings(stride=32))
 timings = {}
@@ -56,10 +56,10 @@ def test_app_draws_scores_and_previews_without_torch(tmp_path: Path):
 
 def test_importing_the_tui_and_the_cli_leaves_torch_out():
     code = (
-        "import sys, btd_tui.command, btd_core.cli; "
+        "import sys, btd_core.cli.audit, btd_core.cli.main; "
         "from btd_tui.app import create_app; from btd_tui.factory import create_app as made; "
         "assert made is create_app; "
-        "btd_core.cli.build_parser(); print('torch' in sys.modules)"
+        "btd_core.cli.main.build_parser(); print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
-from btd_core.model_card import ModelCard
+from btd_core.engine.model_card import ModelCard
 from tests.study_builder import read_source
 from tests.test_model_card import make_card
 
@@ -164,7 +164,7 @@ def digest(path: Path) -> str:
 
 
 def test_tiny_scorer_is_a_deterministic_btd_scorer(tmp_path: Path):
-    from btd_core.scorer import Scorer
+    from btd_core.engine.scorer import Scorer
 
     first = write_tiny_scorer(tmp_path / "a.onnx")
     second = write_tiny_scorer(tmp_path / "b.onnx")

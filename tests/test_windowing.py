@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from btd_core.study import Series, SliceRef
-from btd_core.windowing import modality_mismatch, to_model_range
+from btd_core.slices.windowing import modality_mismatch, to_model_range
+from btd_core.study.records import Series, SliceRef
 from tests.test_model_card import make_card
 
 CT_CARD = make_card()

@@ -46,7 +46,7 @@ class ExportScreen(ModalScreen[Path | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Check the folder; close with it, or show why it is refused."""
-        from btd_core.audit import AuditError, check_output_outside
+        from btd_core.audit.study_audit import AuditError, check_output_outside
 
         event.stop()
         value = event.value.strip()

@@ -1,6 +1,6 @@
 """Ranked suspicious slices: rank, score, series, slice, position, file; sortable.
 
-Rows are rebuilt from :class:`btd_core.study.Finding` lists (the app re-ranks at most a
+Rows are rebuilt from :class:`btd_core.study.records.Finding` lists (the app re-ranks at most a
 few times a second while results arrive).  Every cell that holds text from a file is
 a :class:`rich.text.Text` of :func:`btd_core.safe_text.printable` text, never markup.
 The cursor stays on the same slice across rebuilds (or on the top row).
@@ -14,9 +14,9 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from btd_core.cli.scan import series_label
 from btd_core.safe_text import printable
-from btd_core.scan_command import series_label
-from btd_core.study import Finding
+from btd_core.study.records import Finding
 
 MAX_ROWS = 2000
 """Most rows shown (the highest ranked after sorting by rank); the title says so when cut."""

@@ -64,7 +64,7 @@ class ModelPanel(Static):
         self._set(line, 2)
 
     def show_scorer(self, scorer: Any) -> None:
-        """The card and provider of an open :class:`btd_core.scorer.Scorer`."""
+        """The card and provider of an open :class:`btd_core.engine.scorer.Scorer`."""
         text = provider_line(self.model_name, scorer.provider_in_use)
         text.append("\n")
         text.append_text(card_line(scorer.card))

@@ -21,8 +21,8 @@ from btd_core.safe_text import printable
 from btd_tui.render import RenderRequest, render, strips_text
 
 if TYPE_CHECKING:
-    from btd_core.slice_scoring import SliceView
-    from btd_core.study import SliceResult
+    from btd_core.scoring.tiles import SliceView
+    from btd_core.study.records import SliceResult
 
 
 @dataclass(frozen=True)

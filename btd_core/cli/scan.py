@@ -1,0 +1,198 @@
+"""``btd scan``: audit a study directory headless, with a progress bar and a ranked table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from btd_core.cli.args import (
+    add_engine_arguments,
+    add_score_arguments,
+    engine_options,
+    positive_int,
+)
+from btd_core.safe_text import printable
+
+EXIT_OK = 0
+EXIT_FILES_FAILED = 1
+EXIT_CANNOT_RUN = 2
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``btd scan`` on the main parser's subcommands."""
+    parser = commands.add_parser(
+        "scan",
+        help="score every slice of a study folder and write a forensic report",
+        description="Walk STUDY_DIR (DICOM series found by content, PNG/JPEG/TIFF and .npy "
+        "stacks), score every slice with the ONNX scorer, rank the most suspicious slices and "
+        "write findings.csv, series.csv, files.csv, report.json and PNG overlays into --out. "
+        "Nothing is written into STUDY_DIR. Exit status: 0 all files read, 1 some files failed "
+        "(see files.csv), 2 the audit could not run.",
+    )
+    parser.add_argument("study", type=Path, metavar="STUDY_DIR")
+    parser.add_argument("--model", type=Path, required=True, help="ONNX scorer from btd-export")
+    parser.add_argument("--out", type=Path, required=True, help="report folder (outside STUDY_DIR)")
+    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument(
+        "--stride",
+        type=positive_int,
+        help="pixels between tiles (default: S / 2)",
+    )
+    parser.add_argument(
+        "--patch-at",
+        nargs=2,
+        type=int,
+        metavar=("X", "Y"),
+        help="the paper's mode: score one patch per slice centred at column X, row Y",
+    )
+    add_score_arguments(parser)
+    parser.add_argument("--top", type=int, default=10, help="ranked slices to print (default 10)")
+    parser.add_argument("--overlays", type=int, default=10, help="PNG overlays of the top slices")
+    parser.add_argument(
+        "--no-phi",
+        action="store_true",
+        help="leave patient identifiers (name, ID, study date) out of the report",
+    )
+    add_engine_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Run ``btd scan``; returns the exit status."""
+    from btd_core.audit.pipeline import ScanSettings
+    from btd_core.audit.study_audit import AuditError, audit_study, check_output_outside
+    from btd_core.engine.model_card import ModelCardError
+    from btd_core.engine.scorer import ProviderError, ScorerOutputError
+
+    try:
+        if not args.study.is_dir():
+            raise AuditError(f"{args.study} is not a folder")
+        check_output_outside(args.study, args.out)
+    except AuditError as err:
+        console.print(Text(f"btd scan: {err}", style="red"), soft_wrap=True)
+        return EXIT_CANNOT_RUN
+    settings = ScanSettings(
+        stride=args.stride,
+        keep_views=args.overlays,
+        patch_at=tuple(args.patch_at) if args.patch_at else None,
+        workers=args.workers,
+        score_mode=args.score,
+        window=args.window,
+    )
+    progress = Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("slices"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=console,
+        transient=False,
+    )
+    task = progress.add_task("scan", total=None, note="")
+
+    def on_progress(update) -> None:
+        note = f"{update.files_failed} failed" if update.files_failed else ""
+        progress.update(task, completed=update.slices_done, total=update.slices_total, note=note)
+
+    try:
+        with progress:
+            result = audit_study(
+                args.study,
+                args.model,
+                args.out,
+                provider=args.provider,
+                settings=settings,
+                overlays=args.overlays,
+                include_phi=not args.no_phi,
+                engine=engine_options(args),
+                calibration_path=args.calibration,
+                command_line=sys.argv,
+                on_progress=on_progress,
+            )
+    except (AuditError, ModelCardError, ProviderError, ScorerOutputError, FileNotFoundError) as err:
+        console.print(Text(f"btd scan: {err}", style="red"), soft_wrap=True)
+        return EXIT_CANNOT_RUN
+    _print_summary(console, result, args.top)
+    _print_score_mode(console, result.run.settings, args)
+    return EXIT_FILES_FAILED if result.files_failed else EXIT_OK
+
+
+def series_label(series) -> str:
+    """A short, human name for a series: its description, else the tail of its key."""
+    if series.description:
+        return series.description
+    key = series.key
+    return key if len(key) <= 20 else "…" + key[-16:]
+
+
+def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace) -> None:
+    """Which slice score ran and, when ``auto`` found no calibration, how to get one."""
+    mode = settings["score_mode"]
+    calibration = settings.get("calibration")
+    line = f"slice score: {mode}"
+    if calibration:
+        line += f" (calibration {Path(calibration['file']).name})"
+    console.print(Text(line))
+    if args.score == "auto" and mode == "local":
+        console.print(
+            Text(
+                f"no calibration for this model: btd calibrate --model {args.model} GENUINE_DIR "
+                "makes one, and the calibrated score then runs by default",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
+
+
+def _print_summary(console: Console, result, top: int) -> None:
+    table = Table(title="most suspicious slices", title_justify="left")
+    table.add_column("rank", justify="right")
+    table.add_column("score", no_wrap=True)
+    table.add_column("series", no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("slice", justify="right")
+    table.add_column("pos mm", justify="right", no_wrap=True)
+    table.add_column("where x,y size", no_wrap=True)
+    table.add_column("file", overflow="fold", ratio=1)
+    for finding in result.findings[:top]:
+        location = finding.slice.location
+        table.add_row(
+            str(finding.rank),
+            f"{finding.result.score:.5g}",
+            Text(printable(series_label(finding.series))),
+            str(finding.result.slice_index),
+            "" if location is None else f"{location:.1f}",
+            "{},{} {}".format(*finding.result.region),
+            Text(printable(finding.file.relpath)),
+        )
+    if result.findings:
+        console.print(table)
+    else:
+        console.print(Text("no slice was scored", style="yellow"))
+    counts: dict[str, int] = {}
+    for record in result.discovery.files:
+        counts[record.status] = counts.get(record.status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    if not counts:
+        summary = "none found: the folder holds no files"
+    console.print(Text(f"files: {summary}; provider {result.run.provider}"))
+    for record in result.discovery.files:
+        if record.status == "error":
+            line = Text(f"error: {printable(record.relpath)}: {record.reason}", style="yellow")
+            console.print(line, soft_wrap=True)
+    console.print(Text(f"report: {result.report.sidecar_json.parent}", style="bold"))

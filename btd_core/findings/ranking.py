@@ -1,0 +1,72 @@
+"""Ranking slices across a study: most suspicious first.
+
+Scores of one model are comparable across series because every series is windowed
+by the same model card and scored by the same graph and reduction.  Series (and so
+studies) are ranked by their most suspicious slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from btd_core.study.records import Discovery, Finding, SliceResult
+
+
+def rank(results: Sequence[SliceResult], discovery: Discovery) -> list[Finding]:
+    """Findings ordered by slice score, highest first (rank 1); ties by series and slice."""
+    series_by_key = {s.key: s for s in discovery.series}
+    files_by_path = {str(f.path): f for f in discovery.files}
+    ordered = sorted(results, key=lambda r: (-r.score, r.series_key, r.slice_index))
+    findings = []
+    for position, result in enumerate(ordered, start=1):
+        series = series_by_key[result.series_key]
+        ref = series.slices[result.slice_index]
+        findings.append(
+            Finding(
+                rank=position,
+                result=result,
+                series=series,
+                slice=ref,
+                file=files_by_path[str(ref.path)],
+            )
+        )
+    return findings
+
+
+@dataclass(frozen=True)
+class SeriesFinding:
+    """One series ranked by its most suspicious slice.
+
+    Attributes
+    ----------
+    rank:
+        1 = the series whose top slice scores highest in the audit.
+    top:
+        That slice's finding (its ``rank`` is its place among all slices).
+    slices_scored:
+        Slices of the series that got a score.
+    """
+
+    rank: int
+    top: Finding
+    slices_scored: int
+
+
+def rank_series(findings: Sequence[Finding]) -> list[SeriesFinding]:
+    """Series ordered by their highest slice score (``findings`` ranked, highest first).
+
+    In the calibrated score mode a slice score is a surprise against genuine tissue,
+    comparable across series and studies, so this ranks what to look at first in an
+    audit of many studies.
+    """
+    tops: dict[str, Finding] = {}
+    counts: dict[str, int] = {}
+    for finding in findings:
+        key = finding.result.series_key
+        tops.setdefault(key, finding)
+        counts[key] = counts.get(key, 0) + 1
+    return [
+        SeriesFinding(rank=position, top=top, slices_scored=counts[key])
+        for position, (key, top) in enumerate(tops.items(), start=1)
+    ]

@@ -1,0 +1,403 @@
+"""Forensic reports: ``findings.csv``, ``series.csv``, ``files.csv`` and a ``report.json`` sidecar.
+
+A report is meant to be filed by a hospital forensics team, so it records what was
+run (tool, command line, host, times in UTC, model file and its SHA-256, model card,
+execution provider, settings, library versions), what was examined (every file, with
+size, SHA-256 and status) and what was found (ranked slices; series ranked by their
+most suspicious slice).  Each file is written atomically; the sidecar carries the
+SHA-256 of every other report file.
+
+Text taken from files and DICOM tags (paths, UIDs, descriptions, patient fields,
+reasons) is data, never markup: in the CSV files a cell that a spreadsheet would run
+as a formula is neutralised (see :func:`neutralise_cell`); numbers the writer itself
+formats (such as negative positions in mm) stay numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from btd_core.atomic import atomic_write_bytes
+from btd_core.engine.model_card import ModelCard
+from btd_core.findings.ranking import SeriesFinding, rank_series
+from btd_core.study.records import FileRecord, Finding, Series
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""Leading characters that make a spreadsheet treat a cell as a formula."""
+
+NUL_REPLACEMENT = "\ufffd"
+"""What an embedded NUL character becomes in a CSV cell (U+FFFD, visible, not dropped)."""
+
+TOP_FINDINGS = 20
+"""How many findings the sidecar repeats under ``top_findings``."""
+
+NUMERIC_COLUMNS = frozenset(
+    {"rank", "score", "frame", "slice_index", "slice_location_mm", "size_bytes"}
+    | {"position_x_mm", "position_y_mm", "position_z_mm", "tile_x", "tile_y", "tile_size"}
+    | {"window_x", "window_y", "window_size", "slices_scored", "top_slice_rank"}
+    | {"top_slice_index", "top_window_x", "top_window_y", "top_window_size"}
+)
+"""Columns whose cells the writer formats itself from numbers (never neutralised)."""
+FINDINGS_COLUMNS = (
+    *("rank", "score", "reduction", "file", "file_sha256"),
+    *("study_uid", "series_uid", "sop_instance_uid", "frame", "slice_index"),
+    *("slice_location_mm", "position_x_mm", "position_y_mm", "position_z_mm"),
+    *("tile_x", "tile_y", "tile_size", "score_mode", "window_x", "window_y", "window_size"),
+    *("modality", "series_description"),
+)
+SERIES_COLUMNS = (
+    *("rank", "score", "score_mode", "slices_scored", "top_slice_rank", "top_slice_index"),
+    *("top_file", "top_window_x", "top_window_y", "top_window_size"),
+    *("study_uid", "series_uid", "modality", "series_description"),
+)
+PHI_COLUMNS = ("patient_id", "patient_name", "study_date")
+FILES_COLUMNS = ("file", "size_bytes", "sha256", "kind", "status", "reason")
+FILE_STATUSES = ("pending", "scored", "skipped", "error")
+LIBRARIES = ("numpy", "onnxruntime", "pydicom", "pillow", "rich")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What was run, where and when: everything the sidecar records besides the results.
+
+    ``started_utc`` / ``ended_utc`` must be timezone-aware (they are written in UTC);
+    ``settings`` holds whatever the caller chose (stride in pixels, body-mask
+    threshold, batch size, ...) and must be JSON-serialisable or convertible by ``str``.
+    """
+
+    tool_version: str
+    command_line: list[str]
+    host: str
+    started_utc: datetime
+    ended_utc: datetime
+    study_root: Path
+    model_path: Path
+    model_sha256: str
+    model_card: ModelCard
+    provider: str
+    provider_note: str
+    settings: dict[str, object]
+    library_versions: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Paths of the report files written by :func:`write_report`."""
+
+    findings_csv: Path
+    files_csv: Path
+    sidecar_json: Path
+    series_csv: Path
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the runtime libraries; ``"not installed"`` for a missing one.
+
+    ``onnxruntime`` is provided by either the ``onnxruntime`` or the ``onnxruntime-gpu``
+    distribution; the GPU one is reported as ``"<version> (onnxruntime-gpu)"``.
+    """
+    found = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        found[name] = _distribution_version(name)
+    if found["onnxruntime"] == "not installed":
+        gpu = _distribution_version("onnxruntime-gpu")
+        if gpu != "not installed":
+            found["onnxruntime"] = f"{gpu} (onnxruntime-gpu)"
+    return found
+
+
+def _distribution_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def neutralise_cell(text: str) -> str:
+    """Make one CSV cell of untrusted text safe to open in a spreadsheet.
+
+    Embedded NUL characters become U+FFFD; then, if the text begins with ``=``, ``+``,
+    ``-``, ``@``, a tab or a carriage return, a single quote ``'`` is put in front so
+    the spreadsheet shows it as text instead of running it.  Other text is unchanged.
+    """
+    text = text.replace("\x00", NUL_REPLACEMENT)
+    if text.startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
+
+
+def write_report(
+    out_dir: Path,
+    run: RunInfo,
+    findings: Sequence[Finding],
+    files: Sequence[FileRecord],
+    include_phi: bool = True,
+    extra_files: Sequence[Path] = (),
+    slices_scored: int | None = None,
+) -> ReportFiles:
+    """Write ``findings.csv``, ``series.csv``, ``files.csv`` and ``report.json`` into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir:
+        Output folder, created if needed; must not be (inside) ``run.study_root``.
+    run:
+        What was run (see :class:`RunInfo`).
+    findings:
+        Ranked findings, most suspicious first; all go to the CSV, the first
+        :data:`TOP_FINDINGS` also to the sidecar.
+    files:
+        Every file examined.
+    include_phi:
+        Whether patient ID, patient name and study date are written.
+    extra_files:
+        Files already written into ``out_dir`` (e.g. PNG overlays), absolute or
+        relative to ``out_dir``; their SHA-256 go into the sidecar's ``report_files``.
+    slices_scored:
+        Number of slices scored; defaults to the number of distinct slices in ``findings``.
+
+    Raises
+    ------
+    ValueError
+        When ``out_dir`` is inside the study root (nothing is written then), when a
+        timestamp is naive, or when an extra file lies outside ``out_dir``.
+    """
+    out = _checked_out_dir(out_dir, run.study_root)
+    for stamp in (run.started_utc, run.ended_utc):
+        _iso_utc(stamp)
+    extras = _extra_file_hashes(out, extra_files)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [finding_row(f, run.model_card.reduction, include_phi) for f in findings]
+    columns = FINDINGS_COLUMNS + (PHI_COLUMNS if include_phi else ())
+    series_rows = [series_row(s, include_phi) for s in rank_series(findings)]
+    findings_csv = out / "findings.csv"
+    series_csv = out / "series.csv"
+    files_csv = out / "files.csv"
+    series_columns = SERIES_COLUMNS + (PHI_COLUMNS if include_phi else ())
+    hashes = {
+        findings_csv.name: _write_atomic(findings_csv, _csv_text(columns, rows)),
+        series_csv.name: _write_atomic(series_csv, _csv_text(series_columns, series_rows)),
+        files_csv.name: _write_atomic(files_csv, _files_csv_text(files)),
+        **extras,
+    }
+    if slices_scored is None:
+        slices_scored = len({(f.result.series_key, f.result.slice_index) for f in findings})
+    sidecar = _sidecar(run, rows, files, include_phi, hashes, slices_scored, len(findings))
+    sidecar["series_ranking"] = [_json_value(row) for row in series_rows[:TOP_FINDINGS]]
+    sidecar_json = out / "report.json"
+    text = json.dumps(sidecar, indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    _write_atomic(sidecar_json, text + "\n")
+    return ReportFiles(findings_csv, files_csv, sidecar_json, series_csv)
+
+
+def series_row(ranked: SeriesFinding, include_phi: bool = True) -> dict[str, object]:
+    """One series of :func:`btd_core.findings.ranking.rank_series` as a row of typed values."""
+    top = ranked.top
+    result, series = top.result, top.series
+    row: dict[str, object] = {
+        "rank": ranked.rank,
+        "score": float(result.score),
+        "score_mode": result.score_mode,
+        "slices_scored": ranked.slices_scored,
+        "top_slice_rank": top.rank,
+        "top_slice_index": result.slice_index,
+        "top_file": top.file.relpath,
+        "top_window_x": result.window_x,
+        "top_window_y": result.window_y,
+        "top_window_size": result.window_size,
+        "study_uid": series.study_uid,
+        "series_uid": series.series_uid,
+        "modality": series.modality,
+        "series_description": series.description,
+    }
+    if include_phi:
+        row.update(_phi(series))
+    return row
+
+
+def finding_row(finding: Finding, reduction: str, include_phi: bool = True) -> dict[str, object]:
+    """One finding as a row of typed values (numbers, raw text, ``None`` for absent).
+
+    ``reduction`` is the model card's score reduction (e.g. ``"mean_sq"``); positions
+    and the slice location are in mm, tile coordinates and size in pixels.
+    """
+    result, series, ref = finding.result, finding.series, finding.slice
+    position = ref.position or (None, None, None)
+    row: dict[str, object] = {
+        "rank": finding.rank,
+        "score": float(result.score),
+        "reduction": reduction,
+        "file": finding.file.relpath,
+        "file_sha256": finding.file.sha256,
+        "study_uid": series.study_uid,
+        "series_uid": series.series_uid,
+        "sop_instance_uid": ref.sop_instance_uid,
+        "frame": ref.frame,
+        "slice_index": result.slice_index,
+        "slice_location_mm": ref.location,
+        "position_x_mm": position[0],
+        "position_y_mm": position[1],
+        "position_z_mm": position[2],
+        "tile_x": result.tile_x,
+        "tile_y": result.tile_y,
+        "tile_size": result.tile_size,
+        "score_mode": result.score_mode,
+        "window_x": result.window_x,
+        "window_y": result.window_y,
+        "window_size": result.window_size,
+        "modality": series.modality,
+        "series_description": series.description,
+    }
+    if include_phi:
+        row.update(_phi(series))
+    return row
+
+
+def _phi(series: Series) -> dict[str, object]:
+    """The series' patient fields (left out of reports made with ``include_phi=False``)."""
+    return {
+        "patient_id": series.patient_id,
+        "patient_name": series.patient_name,
+        "study_date": series.study_date,
+    }
+
+
+def _checked_out_dir(out_dir: Path, study_root: Path) -> Path:
+    out = Path(out_dir).expanduser().resolve()
+    root = Path(study_root).expanduser().resolve()
+    if out == root or root in out.parents:
+        raise ValueError(
+            f"refusing to write the report into {out}: it is inside the study root {root} "
+            "(evidence folders are never written into); choose an output folder elsewhere"
+        )
+    return out
+
+
+def _extra_file_hashes(out: Path, extra_files: Sequence[Path]) -> dict[str, str]:
+    hashes: dict[str, str] = {}
+    for extra in extra_files:
+        path = (out / extra).resolve()
+        if out not in path.parents:
+            raise ValueError(f"extra report file {extra} is not inside the output folder {out}")
+        name = path.relative_to(out).as_posix()
+        if name in ("findings.csv", "files.csv", "report.json"):
+            raise ValueError(f"extra report file {extra} would clash with the report's own files")
+        hashes[name] = _file_sha256(path)
+    return hashes
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, text: str) -> str:
+    """Write ``text`` as UTF-8 to a temporary file beside ``path``, then rename; returns SHA-256.
+
+    Lone surrogates (undecodable bytes from tags) are written as ``\\udcXX`` escapes.
+    """
+    data = text.encode("utf-8", errors="backslashreplace")
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _cell(column: str, value: object) -> str:
+    """One CSV cell: ``""`` for ``None``; numbers exact (floats by ``repr``); text neutralised."""
+    if value is None:
+        return ""
+    if column in NUMERIC_COLUMNS:
+        return repr(value) if isinstance(value, float) else str(value)
+    return neutralise_cell(str(value))
+
+
+def _csv_text(columns: Sequence[str], rows: Sequence[dict[str, object]]) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(_cell(c, row[c]) for c in columns)
+    return buffer.getvalue()
+
+
+def _files_csv_text(files: Sequence[FileRecord]) -> str:
+    rows = [
+        {c: getattr(record, "relpath" if c == "file" else c) for c in FILES_COLUMNS}
+        for record in files
+    ]
+    return _csv_text(FILES_COLUMNS, rows)
+
+
+def _iso_utc(stamp: datetime) -> str:
+    if stamp.tzinfo is None or stamp.utcoffset() is None:
+        raise ValueError(
+            f"timestamp {stamp!r} has no time zone; use btd_core.findings.report.utc_now()"
+        )
+    return stamp.astimezone(timezone.utc).isoformat()
+
+
+def _json_value(value: object) -> object:
+    """``value`` with non-finite floats (anywhere inside) as text: JSON has no NaN/inf."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def _sidecar(
+    run: RunInfo,
+    rows: Sequence[dict[str, object]],
+    files: Sequence[FileRecord],
+    include_phi: bool,
+    hashes: dict[str, str],
+    slices_scored: int,
+    n_findings: int,
+) -> dict[str, object]:
+    by_status = {status: 0 for status in FILE_STATUSES}
+    for record in files:
+        by_status[record.status] = by_status.get(record.status, 0) + 1
+    return {
+        "tool": {"name": "btd", "version": run.tool_version},
+        "command_line": list(run.command_line),
+        "host": run.host,
+        "started_utc": _iso_utc(run.started_utc),
+        "ended_utc": _iso_utc(run.ended_utc),
+        "study_root": str(run.study_root),
+        "model": {
+            "path": str(run.model_path),
+            "sha256": run.model_sha256,
+            "card": run.model_card.to_metadata(),
+        },
+        "provider": {"in_use": run.provider, "note": run.provider_note},
+        "settings": _json_value(dict(run.settings)),
+        "library_versions": dict(run.library_versions),
+        "counts": {
+            "files": by_status,
+            "files_total": len(files),
+            "slices_scored": slices_scored,
+            "findings": n_findings,
+        },
+        "include_phi": include_phi,
+        "report_files": hashes,
+        "top_findings": [_json_value(row) for row in rows[:TOP_FINDINGS]],
+    }

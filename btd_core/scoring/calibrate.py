@@ -1,0 +1,102 @@
+"""``btd calibrate``'s work: score genuine scans window by window and fit the tissue table.
+
+The genuine folder is read like a study (same discovery, windowing, tiling and body
+mask as ``btd scan``) and never written into.  Each scored slice contributes its valid
+local windows (at most ``max_windows_per_slice``, drawn at random with a fixed seed,
+so one huge slice does not dominate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from btd_core import __version__
+from btd_core.audit.pipeline import ProgressCallback, scan
+from btd_core.audit.study_audit import AuditError, check_output_outside, open_study
+from btd_core.engine.options import EngineOptions
+from btd_core.engine.scorer import ProviderChoice
+from btd_core.scoring.calibration import Calibration, fit_calibration, sidecar_path
+from btd_core.scoring.tiles import ScanSettings
+from btd_core.scoring.windows import LocalWindows
+
+MAX_WINDOWS_PER_SLICE = 4000
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    """What one calibration produced."""
+
+    path: Path
+    calibration: Calibration
+    slices: int
+    files_failed: list[tuple[str, str]]
+
+
+def calibrate_model(
+    genuine_dir: Path,
+    model: Path,
+    out: Path | None = None,
+    *,
+    provider: ProviderChoice = "auto",
+    settings: ScanSettings | None = None,
+    engine: EngineOptions | None = None,
+    on_progress: ProgressCallback | None = None,
+    max_windows_per_slice: int = MAX_WINDOWS_PER_SLICE,
+    seed: int = 0,
+) -> CalibrationRun:
+    """Calibrate ``model`` on the genuine scans under ``genuine_dir``; write the table.
+
+    ``out`` defaults to the model's sidecar (``MODEL.onnx.calibration.json``).
+
+    Raises
+    ------
+    AuditError
+        The folder is missing, or ``out`` lies inside it (evidence is never written into).
+    btd_core.scoring.calibration.CalibrationError
+        Too few genuine tissue windows.
+    """
+    genuine_dir, model = Path(genuine_dir), Path(model)
+    if not genuine_dir.is_dir():
+        raise AuditError(f"{genuine_dir} is not a folder")
+    out = Path(out) if out is not None else sidecar_path(model)
+    check_output_outside(genuine_dir, out.parent)
+    settings = replace(settings or ScanSettings(), score_mode="local", keep_views=0)
+    rng = np.random.default_rng(seed)
+    kept: list[np.ndarray] = []
+
+    def collect(windows: LocalWindows) -> None:
+        valid = windows.valid.ravel()
+        rows = np.column_stack(
+            [windows.energy.ravel(), windows.intensity.ravel(), windows.texture.ravel()]
+        )[valid]
+        if len(rows) > max_windows_per_slice:
+            rows = rows[rng.choice(len(rows), max_windows_per_slice, replace=False)]
+        kept.append(rows)
+
+    discovery, scorer = open_study(genuine_dir, model, provider, engine)
+    outcome = scan(discovery, scorer, settings, on_progress=on_progress, on_windows=collect)
+    windows = np.concatenate(kept) if kept else np.zeros((0, 3))
+    failed = [(r.relpath, r.reason) for r in discovery.files if r.status == "error"]
+    calibration = fit_calibration(
+        windows[:, 0],
+        windows[:, 1],
+        windows[:, 2],
+        model_sha256=scorer.model_sha256,
+        window=settings.window,
+        stride=settings.window_stride or max(settings.window // 2, 1),
+        slices=len(outcome.results),
+        source={
+            "folder": str(genuine_dir.resolve()),
+            "files": len(discovery.files),
+            "files_failed": len(failed),
+            "model": str(model.resolve()),
+            "modality": scorer.card.modality,
+            "tool_version": __version__,
+            "max_windows_per_slice": max_windows_per_slice,
+        },
+    )
+    calibration.save(out)
+    return CalibrationRun(out, calibration, len(outcome.results), failed)

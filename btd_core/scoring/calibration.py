@@ -1,0 +1,180 @@
+"""Tissue calibration: how much residual energy genuine tissue of each kind produces.
+
+Genuine scans are scored window by window (:mod:`btd_core.scoring.windows`); for each
+cell of a table over the window's intensity (its mean, windowed [0, 1]) and texture
+(its standard deviation), the robust centre and spread of log10 energy are kept: the
+median, and 1.4826 x the median absolute deviation.  A window is then scored by its
+calibrated surprise ``z = (log10 E - centre) / spread`` of its own cell, so that soft
+tissue, which always leaves more residual than lung, does not look tampered by
+itself.  Cells with fewer than :data:`MIN_WINDOWS` genuine windows borrow the
+statistics of their intensity row, then of all windows.
+
+A calibration belongs to one model: it records the ONNX file's SHA-256 and is refused
+for any other file.  It is stored as JSON beside the model
+(``MODEL.onnx.calibration.json``, :func:`sidecar_path`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_NAME = "btd-calibration"
+FORMAT_VERSION = 1
+INTENSITY_BINS = 20
+"""Equal bins of windowed intensity over [0, 1] (CT: 135 HU each over [-700, 2000])."""
+TEXTURE_BINS = 4
+"""Bins of local standard deviation, at the genuine windows' quantiles."""
+MIN_WINDOWS = 30
+"""A cell with fewer genuine windows borrows its row's (then the global) statistics."""
+ENERGY_FLOOR = 1e-12
+"""Added to energies before the logarithm (r^2 means of a flat region can be 0)."""
+MAD_TO_SD = 1.4826
+TEXTURE_TOP = 1.0
+"""Upper edge of the last texture bin (a [0, 1] image's standard deviation is <= 0.5)."""
+
+
+class CalibrationError(ValueError):
+    """A calibration file that cannot be used: unreadable, another model's, or empty."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Robust statistics of log10 residual energy per (intensity, texture) cell."""
+
+    model_sha256: str
+    window: int
+    stride: int
+    intensity_edges: list[float]
+    texture_edges: list[float]
+    centre: list[list[float]]
+    spread: list[list[float]]
+    counts: list[list[int]]
+    windows: int
+    slices: int
+    source: dict[str, object] = field(default_factory=dict)
+    format_name: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    def surprise(
+        self, energy: np.ndarray, intensity: np.ndarray, texture: np.ndarray
+    ) -> np.ndarray:
+        """Calibrated surprise z of windows (same-shaped arrays): 0 = typical genuine tissue."""
+        rows, cols = self._cells(intensity, texture)
+        centre = np.asarray(self.centre)[rows, cols]
+        spread = np.asarray(self.spread)[rows, cols]
+        return (np.log10(np.asarray(energy, dtype=np.float64) + ENERGY_FLOOR) - centre) / spread
+
+    def _cells(self, intensity: np.ndarray, texture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            _bin(self.intensity_edges, intensity),
+            _bin(self.texture_edges, texture),
+        )
+
+    def save(self, path: Path) -> None:
+        """Write the calibration as JSON (atomically: a partial file never appears)."""
+        from btd_core.atomic import atomic_write_bytes
+
+        atomic_write_bytes(Path(path), (json.dumps(asdict(self), indent=1) + "\n").encode())
+
+    @classmethod
+    def load(cls, path: Path, model_sha256: str | None = None) -> Calibration:
+        """Read a calibration; with ``model_sha256``, refuse one made for another model."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CalibrationError(f"{path} is not a readable calibration file ({err})") from None
+        if not isinstance(data, dict) or data.get("format_name") != FORMAT_NAME:
+            raise CalibrationError(f"{path} is not a btd calibration file")
+        if int(data.get("format_version", 0)) > FORMAT_VERSION:
+            raise CalibrationError(f"{path} is from a newer btd; upgrade btd")
+        try:
+            calibration = cls(**data)
+        except TypeError as err:
+            raise CalibrationError(f"{path} is incomplete ({err})") from None
+        if model_sha256 is not None and calibration.model_sha256 != model_sha256:
+            raise CalibrationError(
+                f"{path} was made for another model (SHA-256 {calibration.model_sha256[:12]}..., "
+                f"this one is {model_sha256[:12]}...): run btd calibrate for this model"
+            )
+        return calibration
+
+
+def sidecar_path(model_path: Path) -> Path:
+    """Where a model's calibration lives by default: ``MODEL.onnx.calibration.json``."""
+    return model_path.with_name(model_path.name + ".calibration.json")
+
+
+def fit_calibration(
+    energy: np.ndarray,
+    intensity: np.ndarray,
+    texture: np.ndarray,
+    *,
+    model_sha256: str,
+    window: int,
+    stride: int,
+    slices: int,
+    source: dict[str, object] | None = None,
+) -> Calibration:
+    """Fit the table from genuine windows (1-D arrays of equal length, valid windows only).
+
+    Raises
+    ------
+    CalibrationError
+        With fewer than :data:`MIN_WINDOWS` windows in all.
+    """
+    energy = np.asarray(energy, dtype=np.float64).ravel()
+    intensity = np.asarray(intensity, dtype=np.float64).ravel()
+    texture = np.asarray(texture, dtype=np.float64).ravel()
+    if len(energy) < MIN_WINDOWS:
+        raise CalibrationError(
+            f"only {len(energy)} genuine tissue windows; calibration needs at least "
+            f"{MIN_WINDOWS} (give it more genuine slices)"
+        )
+    logs = np.log10(energy + ENERGY_FLOOR)
+    intensity_edges = np.linspace(0.0, 1.0, INTENSITY_BINS + 1)
+    inner = np.quantile(texture, np.linspace(0, 1, TEXTURE_BINS + 1)[1:-1])
+    texture_edges = np.concatenate([[0.0], np.maximum.accumulate(inner), [TEXTURE_TOP]])
+    global_stats = _robust(logs)
+    centre = np.empty((INTENSITY_BINS, TEXTURE_BINS))
+    spread = np.empty_like(centre)
+    counts = np.zeros((INTENSITY_BINS, TEXTURE_BINS), dtype=int)
+    rows = _bin(intensity_edges, intensity)
+    cols = _bin(texture_edges, texture)
+    for row in range(INTENSITY_BINS):
+        in_row = rows == row
+        row_stats = _robust(logs[in_row]) if in_row.sum() >= MIN_WINDOWS else global_stats
+        for col in range(TEXTURE_BINS):
+            in_cell = in_row & (cols == col)
+            counts[row, col] = int(in_cell.sum())
+            stats = _robust(logs[in_cell]) if counts[row, col] >= MIN_WINDOWS else row_stats
+            centre[row, col], spread[row, col] = stats
+    return Calibration(
+        model_sha256=model_sha256,
+        window=window,
+        stride=stride,
+        intensity_edges=intensity_edges.tolist(),
+        texture_edges=texture_edges.tolist(),
+        centre=centre.tolist(),
+        spread=spread.tolist(),
+        counts=counts.tolist(),
+        windows=len(energy),
+        slices=slices,
+        source=dict(source or {}),
+    )
+
+
+def _bin(edges: list[float] | np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The bin of each value (values outside the edges go to the first / last bin)."""
+    found = np.searchsorted(np.asarray(edges), values, side="right") - 1
+    return np.clip(found, 0, len(edges) - 2)
+
+
+def _robust(logs: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 x MAD) of log energies; the spread is kept above 0.01 decades."""
+    centre = float(np.median(logs))
+    spread = float(MAD_TO_SD * np.median(np.abs(logs - centre)))
+    return centre, max(spread, 0.01)

@@ -1,0 +1,215 @@
+"""Scoring one slice: tiles (or the paper's single patch), body mask, worst tile, heat map.
+
+Used by the scan engine for every slice, and by previews to recompute the heat map of
+any slice on demand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from btd_core.engine.scorer import Scorer
+from btd_core.scoring.windows import WINDOW_PX
+from btd_core.slices.tiling import (
+    BODY_FRACTION,
+    BODY_LEVEL,
+    HeatMap,
+    body_mask,
+    centred_patch_origin,
+    crop_patch,
+    extract_tiles,
+    tile_grid,
+)
+from btd_core.slices.windowing import to_model_range
+from btd_core.study.pixels import read_slice
+from btd_core.study.records import Series, SliceResult
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """How slices are covered.
+
+    Attributes
+    ----------
+    stride:
+        Pixels between tile starts; ``None`` means S / 2 (tiles overlap by half).
+    body_level, body_fraction:
+        Body mask: a tile is scored when at least ``body_fraction`` (0..1) of its pixels
+        are above ``body_level`` (windowed [0, 1]); see :mod:`btd_core.slices.tiling`.
+    keep_views:
+        How many of the highest-scoring slices keep their windowed image and heat map.
+    patch_at:
+        The paper's mode: ``(x, y)`` (column, row, pixels) of the one patch to score
+        per slice, centred there; no tiling, no body mask.
+    workers:
+        Threads that read, decode, window and tile slices ahead of the scorer
+        (>= 1); ``None`` = one per CPU core, at most 8.
+    score_mode:
+        ``"tile"``: slice score = the highest tile score (the card's reduction over a
+        whole S x S tile, the paper's whole-patch mean); ``"local"``: the highest mean
+        r^2 in ``window`` x ``window`` windows over the slice's residual energy map;
+        ``"calibrated"``: the highest calibrated surprise z of those windows against
+        genuine tissue of the same intensity and texture (needs a calibration);
+        ``"auto"``: ``calibrated`` when a calibration is given, else ``local`` (what
+        ``btd scan`` and ``btd audit`` run by default).
+    window, window_stride:
+        Local window side and step, pixels (step default: window / 2).
+    """
+
+    stride: int | None = None
+    body_level: float = BODY_LEVEL
+    body_fraction: float = BODY_FRACTION
+    keep_views: int = 10
+    patch_at: tuple[int, int] | None = None
+    workers: int | None = None
+    score_mode: str = "tile"
+    window: int = WINDOW_PX
+    window_stride: int | None = None
+
+    def stride_for(self, size: int) -> int:
+        """The stride in pixels for tiles of ``size``."""
+        return self.stride if self.stride else max(size // 2, 1)
+
+
+@dataclass(frozen=True)
+class SliceView:
+    """A kept slice: its windowed image [H, W] in [0, 1] and heat map [H, W] (mean r^2)."""
+
+    image: np.ndarray
+    heat: np.ndarray
+
+
+@dataclass(frozen=True)
+class TileSet:
+    """The tiles of one slice that are worth scoring, before scoring.
+
+    Attributes
+    ----------
+    origins:
+        (y, x) top-left corners (pixels) of the kept tiles.
+    tiles:
+        float32 [n, S, S] in [0, 1]: those tiles.
+    tiles_skipped:
+        Tiles the body mask left out.
+    tile_size, stride:
+        S and the stride used, pixels.
+    """
+
+    origins: list[tuple[int, int]]
+    tiles: np.ndarray
+    tiles_skipped: int
+    tile_size: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    """The scored tiles of one slice.
+
+    Attributes
+    ----------
+    origins:
+        (y, x) top-left corners (pixels) of the tiles that were scored.
+    scores:
+        float32 [n]: their scores (the model card's reduction).
+    residuals:
+        float32 [n, 1, S, S]: their residuals in model space [-1, 1].
+    tiles_skipped:
+        Tiles the body mask left out.
+    tile_size, stride:
+        S and the stride used, pixels.
+    """
+
+    origins: list[tuple[int, int]]
+    scores: np.ndarray
+    residuals: np.ndarray
+    tiles_skipped: int
+    tile_size: int
+    stride: int
+
+    @classmethod
+    def of(cls, tile_set: TileSet, scores: np.ndarray, residuals: np.ndarray) -> ImageScores:
+        """The scores of ``tile_set``'s tiles (in its order)."""
+        return cls(
+            origins=tile_set.origins,
+            scores=scores,
+            residuals=residuals,
+            tiles_skipped=tile_set.tiles_skipped,
+            tile_size=tile_set.tile_size,
+            stride=tile_set.stride,
+        )
+
+    def slice_result(self, series_key: str, index: int) -> SliceResult:
+        """The slice's summary: max tile score and where (requires at least one tile)."""
+        worst = int(np.argmax(self.scores))
+        y, x = self.origins[worst]
+        return SliceResult(
+            series_key=series_key,
+            slice_index=index,
+            score=float(self.scores[worst]),
+            tile_x=x,
+            tile_y=y,
+            tile_size=self.tile_size,
+            tiles_scored=len(self.origins),
+            tiles_skipped=self.tiles_skipped,
+        )
+
+    def heat_map(self, shape: tuple[int, ...]) -> np.ndarray:
+        """float32 [H, W]: mean r^2 per pixel over the tiles' inner parts (0 where none)."""
+        return self.energy_map(shape)[0]
+
+    def energy_map(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The heat map [H, W] and where it was measured (bool [H, W])."""
+        heat = HeatMap(shape[0], shape[1], margin=(self.tile_size - self.stride) // 2)
+        for (y, x), residual in zip(self.origins, self.residuals, strict=True):
+            heat.add(y, x, residual[0])
+        return heat.values(), heat.coverage()
+
+
+def select_tiles(image: np.ndarray, size: int, settings: ScanSettings) -> TileSet:
+    """The tiles of one windowed slice [H, W] in [0, 1] to score (tiles or one patch)."""
+    stride = settings.stride_for(size)
+    if settings.patch_at is not None:
+        x, y = settings.patch_at
+        origin = centred_patch_origin(y, x, size)
+        tiles = crop_patch(image, origin[0], origin[1], size)[None]
+        return TileSet([origin], tiles, tiles_skipped=0, tile_size=size, stride=size)
+    grid = tile_grid(image.shape[0], image.shape[1], size, stride)
+    tiles = extract_tiles(image, grid)
+    keep = body_mask(tiles, settings.body_level, settings.body_fraction)
+    kept = [o for o, k in zip(grid.origins, keep, strict=True) if k]
+    return TileSet(kept, tiles[keep], int((~keep).sum()), tile_size=size, stride=stride)
+
+
+def score_tiles(tile_set: TileSet, scorer: Scorer) -> ImageScores:
+    """Score the tiles of one slice."""
+    size = tile_set.tile_size
+    if tile_set.origins:
+        scored = scorer.score(tile_set.tiles, with_residuals=True)
+        assert scored.residuals is not None
+        return ImageScores.of(tile_set, scored.scores, scored.residuals)
+    empty = np.zeros((0, 1, size, size), np.float32)
+    return ImageScores.of(tile_set, np.zeros(0, np.float32), empty)
+
+
+def score_image(image: np.ndarray, scorer: Scorer, settings: ScanSettings) -> ImageScores:
+    """Score one windowed slice [H, W] in [0, 1] by ``settings`` (tiles or one patch)."""
+    return score_tiles(select_tiles(image, scorer.card.patch_size, settings), scorer)
+
+
+def view_slice(
+    series: Series, index: int, scorer: Scorer, settings: ScanSettings
+) -> tuple[SliceView, ImageScores]:
+    """Read, window and score one slice again: its image and heat map for a preview.
+
+    Raises
+    ------
+    btd_core.study.pixels.SliceReadError
+        When the slice cannot be read.
+    """
+    ref = series.slices[index]
+    image = to_model_range(read_slice(series, ref), series, ref, scorer.card.profile)
+    scores = score_image(image, scorer, settings)
+    return SliceView(image=image, heat=scores.heat_map(image.shape)), scores

@@ -1,0 +1,365 @@
+"""Find the slices under a study folder: DICOM, PNG/JPEG/TIFF images and ``.npy`` arrays.
+
+:func:`discover` walks the folder (sorted, deterministic, read-only, symlinks to
+folders never followed), recognises each file by its content, and returns a
+:class:`~btd_core.study.records.Discovery`: every file as a :class:`~btd_core.study.records.FileRecord`
+(with a plain reason when it is skipped or unreadable) and the slices grouped into
+ordered :class:`~btd_core.study.records.Series`.  Pixels are not read here (see
+:mod:`btd_core.study.pixels`); only headers are, and only small records are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from PIL import Image, UnidentifiedImageError
+
+from btd_core.study.dicom_header import DicomHeader, has_dicm_prefix, read_header
+from btd_core.study.file_access import (
+    IMAGE_FORMATS,
+    REASON_NOT_REGULAR,
+    NotRegularFileError,
+    npy_problem,
+    open_regular_file,
+    os_reason,
+    read_npy_header,
+    sha256_of,
+    short_message,
+    walk_entries,
+)
+from btd_core.study.records import (
+    Discovery,
+    FileKind,
+    FileRecord,
+    FileStatus,
+    Series,
+    SeriesKind,
+    SliceRef,
+)
+
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".ima"})
+IMAGE_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"II*\x00",
+    b"MM\x00*",
+    b"II+\x00",
+    b"MM\x00+",
+)
+NPY_MAGIC = b"\x93NUMPY"
+
+REASON_DIR_SYMLINK = "symlink to a directory, not followed"
+REASON_BROKEN_SYMLINK = "broken symlink"
+REASON_EMPTY = "empty file"
+REASON_UNKNOWN = "not a DICOM, image or .npy file"
+REASON_DICOMDIR = "DICOMDIR index (file-set directory): its images are read as files"
+REASON_NO_PIXELS = "DICOM image without pixel data"
+REASON_NO_SIZE = "DICOM image without Rows/Columns (0028,0010/0011)"
+REASON_NO_SOP_CLASS = "not a valid DICOM file: no image and no usable SOP Class UID (0008,0016)"
+
+
+def natural_key(name: str) -> tuple[object, ...]:
+    """Sort key that puts ``slice2`` before ``slice10`` (ties broken by the exact name)."""
+    parts = re.split(r"(\d+)", name)
+    return (*((int(p) if i % 2 else p.lower()) for i, p in enumerate(parts)), name)
+
+
+# --------------------------------------------------------------------------- examining files
+
+
+@dataclass
+class _Member:
+    """One file's slices waiting to join a series (``group`` says which one)."""
+
+    group: tuple[object, ...]
+    base_key: str
+    kind: SeriesKind
+    rows: int
+    columns: int
+    description: str
+    refs: list[SliceRef]
+    header: DicomHeader | None = None
+    relpath: str = ""
+
+
+@dataclass
+class _Found:
+    """One examined file: its report row, and its slices if it has any."""
+
+    record: FileRecord
+    member: _Member | None = None
+
+
+@dataclass
+class _Context:
+    """What the examiners of one file share."""
+
+    path: Path
+    relpath: str
+    size: int | None = None
+    sha256: str | None = None
+    reldir: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reldir = self.relpath.rpartition("/")[0] or "."
+
+    def found(self, kind: FileKind, status: FileStatus, reason: str = "") -> _Found:
+        record = FileRecord(self.path, self.relpath, self.size, self.sha256, kind, status, reason)
+        return _Found(record)
+
+    def pending(self, kind: FileKind, member: _Member) -> _Found:
+        return _Found(self.found(kind, "pending").record, member)
+
+
+def _examine_dicom(fp: BinaryIO, ctx: _Context, kind: FileKind, claims: bool) -> _Found:
+    """A file with the ``DICM`` prefix (``claims``), or any other file tried as bare DICOM."""
+    try:
+        h = read_header(fp)
+    except Exception as exc:
+        if claims:
+            return ctx.found(kind, "error", f"not a valid DICOM file: {short_message(exc)}")
+        return ctx.found("unknown", "skipped", REASON_UNKNOWN)
+    if h.is_dicomdir:
+        return ctx.found("dicomdir", "skipped", REASON_DICOMDIR)
+    if not (h.is_image_class or h.rows or h.columns or h.has_pixel_data):
+        if not h.sop_class_name:
+            return ctx.found("dicom", "error", REASON_NO_SOP_CLASS)
+        return ctx.found("dicom", "skipped", f"no pixel data ({h.sop_class_name})")
+    if not h.has_pixel_data:
+        return ctx.found("dicom", "error", REASON_NO_PIXELS)
+    if not (h.rows and h.columns):
+        return ctx.found("dicom", "error", REASON_NO_SIZE)
+    refs = [
+        SliceRef(
+            path=ctx.path,
+            frame=i if h.number_of_frames > 1 else None,
+            sop_instance_uid=h.sop_instance_uid,
+            instance_number=h.instance_number,
+            position=g.position,
+            location=g.location,
+            rescale_slope=g.rescale_slope,
+            rescale_intercept=g.rescale_intercept,
+            window=g.window,
+        )
+        for i, g in enumerate(h.frames)
+    ]
+    if h.series_uid:
+        group: tuple[object, ...] = ("dicom", h.study_uid, h.series_uid, h.rows, h.columns)
+        base = h.series_uid
+    else:
+        group, base = ("dicom-folder", ctx.reldir, h.rows, h.columns), f"dicom:{ctx.reldir}"
+    member = _Member(group, base, "dicom", h.rows, h.columns, h.series_description, refs, h)
+    return ctx.pending("dicom", member)
+
+
+def _examine_image(fp: BinaryIO, ctx: _Context) -> _Found:
+    """A PNG, JPEG or TIFF file: size and page count from its header (Pillow)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(fp, formats=IMAGE_FORMATS) as im:
+                columns, rows = im.size
+                pages = int(getattr(im, "n_frames", 1)) if im.format == "TIFF" else 1
+    except UnidentifiedImageError:
+        return ctx.found("image", "error", "not a valid image: Pillow cannot identify it")
+    except Exception as exc:
+        return ctx.found("image", "error", f"not a valid image: {short_message(exc)}")
+    if rows <= 0 or columns <= 0:
+        return ctx.found("image", "error", f"not a valid image: size {columns}x{rows}")
+    if pages > 1:
+        refs = [SliceRef(ctx.path, frame=i) for i in range(pages)]
+        group: tuple[object, ...] = ("image-file", ctx.relpath)
+        member = _Member(group, f"image:{ctx.relpath}", "image", rows, columns, ctx.path.name, refs)
+    else:
+        group = ("image", ctx.reldir, rows, columns)
+        name = ctx.path.parent.name
+        member = _Member(group, f"image:{ctx.reldir}", "image", rows, columns, name, [])
+        member.refs.append(SliceRef(ctx.path))
+    return ctx.pending("image", member)
+
+
+def _examine_npy(fp: BinaryIO, ctx: _Context) -> _Found:
+    """A ``.npy`` file: a 2-D slice or a 3-D volume (frames along axis 0), header only."""
+    try:
+        shape, dtype, _, offset = read_npy_header(fp)
+    except Exception as exc:
+        return ctx.found("npy", "error", f"not a valid .npy file: {short_message(exc)}")
+    problem = npy_problem(shape, dtype, (ctx.size or 0) - offset)
+    if problem:
+        return ctx.found("npy", "error", f"not a usable .npy file: {problem}")
+    if len(shape) == 3:
+        refs = [SliceRef(ctx.path, frame=i) for i in range(shape[0])]
+        group: tuple[object, ...] = ("npy-file", ctx.relpath)
+        member = _Member(
+            group, f"npy:{ctx.relpath}", "npy", shape[1], shape[2], ctx.path.name, refs
+        )
+    else:
+        group = ("npy", ctx.reldir, shape[0], shape[1])
+        name = ctx.path.parent.name
+        member = _Member(group, f"npy:{ctx.reldir}", "npy", shape[0], shape[1], name, [])
+        member.refs.append(SliceRef(ctx.path))
+    return ctx.pending("npy", member)
+
+
+def _examine_content(fp: BinaryIO, ctx: _Context) -> _Found:
+    """Recognise an open, non-empty regular file by its first bytes."""
+    fp.seek(0)
+    head = fp.read(132)
+    if has_dicm_prefix(head):
+        return _examine_dicom(fp, ctx, "dicom", claims=True)
+    if head.startswith(IMAGE_MAGIC):
+        return _examine_image(fp, ctx)
+    if head.startswith(NPY_MAGIC):
+        return _examine_npy(fp, ctx)
+    claims = ctx.path.suffix.lower() in DICOM_SUFFIXES
+    return _examine_dicom(fp, ctx, "unknown", claims=claims)
+
+
+def _examine_file(ctx: _Context, hash_files: bool) -> _Found:
+    """Check what the path is (``lstat``/``stat``) before opening it, then examine it."""
+    try:
+        st = os.lstat(ctx.path)
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                st = os.stat(ctx.path)
+            except FileNotFoundError:
+                return ctx.found("unknown", "error", REASON_BROKEN_SYMLINK)
+            if stat.S_ISDIR(st.st_mode):
+                return ctx.found("unknown", "skipped", REASON_DIR_SYMLINK)
+        if not stat.S_ISREG(st.st_mode):
+            return ctx.found("unknown", "skipped", REASON_NOT_REGULAR)
+        fp = open_regular_file(ctx.path)
+    except NotRegularFileError:
+        return ctx.found("unknown", "skipped", REASON_NOT_REGULAR)
+    except OSError as exc:
+        return ctx.found("unknown", "error", os_reason(exc))
+    with fp:
+        try:
+            ctx.size = os.fstat(fp.fileno()).st_size
+            ctx.sha256 = sha256_of(fp) if hash_files else None
+        except OSError as exc:
+            return ctx.found("unknown", "error", os_reason(exc))
+        if ctx.size == 0:
+            return ctx.found("unknown", "error", REASON_EMPTY)
+        return _examine_content(fp, ctx)
+
+
+def _examine(ctx: _Context, hash_files: bool) -> _Found:
+    """Examine one path; whatever goes wrong becomes an error row, never an exception."""
+    try:
+        return _examine_file(ctx, hash_files)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # includes a native library's pyo3 PanicException
+        return ctx.found("unknown", "error", f"could not be examined: {short_message(exc)}")
+
+
+# --------------------------------------------------------------------------- series
+
+
+def _unique(key: str, used: set[str]) -> str:
+    """``key``, or ``key#2``, ``key#3``... when already used."""
+    candidate, n = key, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{key}#{n}"
+    used.add(candidate)
+    return candidate
+
+
+def _order_dicom(entries: list[tuple[SliceRef, str]]) -> tuple[list[SliceRef], str]:
+    """Order DICOM slices: by slice normal, else (one multi-frame file) by frame, else by
+    (0020,0013) Instance Number, else by file name; ties by Instance Number then name."""
+
+    def tie(ref: SliceRef, rel: str) -> tuple[object, ...]:
+        number = ref.instance_number
+        return (number is None, number or 0, natural_key(rel), ref.frame or 0)
+
+    refs = [ref for ref, _ in entries]
+    key: Callable[[tuple[SliceRef, str]], tuple[object, ...]]
+    if all(ref.location is not None for ref in refs):
+        ordering, key = "slice normal", lambda e: (e[0].location, *tie(*e))
+    elif len({ref.path for ref in refs}) == 1 and refs[0].frame is not None:
+        ordering, key = "frame", lambda e: (e[0].frame,)
+    elif all(ref.instance_number is not None for ref in refs):
+        ordering, key = "instance number", lambda e: tie(*e)
+    else:
+        ordering, key = "file name", lambda e: (natural_key(e[1]), e[0].frame or 0)
+    return [ref for ref, _ in sorted(entries, key=key)], ordering
+
+
+def _make_series(key: str, members: list[_Member]) -> Series:
+    """One series from the members of a group (first member gives the series fields)."""
+    first = members[0]
+    series = Series(key=key, kind=first.kind, rows=first.rows, columns=first.columns)
+    entries = [(ref, m.relpath) for m in members for ref in m.refs]
+    if first.header is not None:
+        h = first.header
+        series.study_uid, series.series_uid = h.study_uid, h.series_uid
+        series.modality, series.description = h.modality, h.series_description
+        series.patient_id, series.patient_name = h.patient_id, h.patient_name
+        series.study_date = h.study_date
+        series.slices, series.ordering = _order_dicom(entries)
+    elif len(members) == 1 and first.refs[0].frame is not None:
+        series.description, series.ordering = first.description, "frame"
+        series.slices = list(first.refs)
+    else:
+        series.description, series.ordering = first.description, "file name"
+        series.slices = [ref for ref, _ in sorted(entries, key=lambda e: natural_key(e[1]))]
+    return series
+
+
+def _build_series(found: list[_Found]) -> list[Series]:
+    """Group members by identity (order of first appearance) and make unique keys."""
+    groups: dict[tuple[object, ...], list[_Member]] = {}
+    for item in found:
+        if item.member is not None:
+            item.member.relpath = item.record.relpath
+            groups.setdefault(item.member.group, []).append(item.member)
+    used: set[str] = set()
+    return [_make_series(_unique(ms[0].base_key, used), ms) for ms in groups.values()]
+
+
+def discover(root: Path, hash_files: bool = True) -> Discovery:
+    """Walk a study folder and group what it holds into ordered series (read-only).
+
+    Parameters
+    ----------
+    root:
+        The study folder (a symlink to a folder is accepted for the root itself).
+    hash_files:
+        Compute each file's SHA-256 (streamed, 1 MiB at a time); ``False`` leaves
+        :attr:`FileRecord.sha256` ``None``.
+
+    Returns
+    -------
+    Discovery
+        ``files``: every entry met, sorted by relative path, ``pending`` when part of
+        a series, else ``skipped``/``error`` with a reason; ``series``, in order of
+        first appearance: DICOM grouped by (0020,000D) Study and (0020,000E) Series
+        Instance UID and keyed by the latter (``dicom:<folder>`` when the Series UID is
+        missing), image and ``.npy`` series keyed by folder or file; a group whose
+        slices differ in size is split (``#2``, ...).  Slices are in anatomical order
+        (see :attr:`Series.ordering`).
+
+    Raises
+    ------
+    NotADirectoryError
+        ``root`` is not a folder.
+    """
+    root = Path(os.path.abspath(root))
+    if not root.is_dir():
+        raise NotADirectoryError(f"study folder not found or not a folder: {root}")
+    found: list[_Found] = []
+    for path, relpath, error in walk_entries(root):
+        ctx = _Context(path, relpath)
+        found.append(ctx.found("unknown", "error", error) if error else _examine(ctx, hash_files))
+    found.sort(key=lambda item: item.record.relpath)
+    return Discovery(root=root, series=_build_series(found), files=[f.record for f in found])

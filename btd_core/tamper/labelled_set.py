@@ -1,0 +1,210 @@
+"""``btd tamper``'s work: labelled test sets and tampered studies from genuine scans.
+
+Test set (the public layout, read back by ``btd eval --csv``): for each method x
+kind, ``per_set`` genuine slices are tampered at a random body location (or at a
+given (x, y)); each tampered slice and its genuine original are written as ``.npy``
+(HU for CT), their masks as ``.npy``, and every pair as two rows of ``tamper.csv``:
+``path, x, y, type (tampered | genuine), set, method, kind, source, frame``.
+
+Tampered study: a copy of one DICOM series with some slices tampered in place
+(UIDs kept, as an attacker would), and ``truth.csv`` saying which and where.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+from btd_core.slices.profiles import ModalityProfile
+from btd_core.slices.windowing import modality_mismatch
+from btd_core.study.discovery import discover
+from btd_core.study.pixels import SliceReadError, read_slice
+from btd_core.study.records import Series
+from btd_core.tamper.copy_move import KINDS, Tampering, choose_location, copy_move
+
+METHODS = ("copy-move", "diffusion")
+CSV_COLUMNS = ["path", "x", "y", "type", "set", "method", "kind", "source", "frame"]
+
+Tamperer = Callable[[np.ndarray, str, int, int, int, np.random.Generator], Tampering]
+
+
+@dataclass(frozen=True)
+class TamperedSet:
+    """What ``make_test_set`` wrote."""
+
+    csv_path: Path
+    rows: int
+    sets: dict[str, int]
+    failures: list[str]
+
+
+def tamperer_for(method: str, checkpoint: Path | None, profile: ModalityProfile) -> Tamperer:
+    """The function applying ``method``; diffusion loads ``checkpoint`` (needs torch)."""
+    if method == "copy-move":
+        return copy_move
+    if method != "diffusion":
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if checkpoint is None:
+        raise ValueError("diffusion tampering needs --checkpoint (a .pt of the method's model)")
+    from btd_core.model.checkpoint import load_checkpoint
+    from btd_core.model.inpainting import diffusion_inpaint
+
+    diffusion = load_checkpoint(checkpoint).diffusion
+
+    def inpaint(values, kind, x, y, radius, rng):
+        return diffusion_inpaint(values, kind, x, y, radius, diffusion, profile, rng)
+
+    return inpaint
+
+
+def genuine_slices(data_dir: Path, profile: ModalityProfile) -> list[tuple[Series, int]]:
+    """Every slice under ``data_dir`` whose series fits the modality."""
+    found = discover(data_dir, hash_files=False)
+    return [
+        (series, i)
+        for series in found.series
+        if not modality_mismatch(series, profile)
+        for i in range(len(series.slices))
+    ]
+
+
+def make_test_set(
+    data_dir: Path,
+    out_dir: Path,
+    profile: ModalityProfile,
+    *,
+    per_set: int = 10,
+    methods: Sequence[str] = ("copy-move",),
+    kinds: Sequence[str] = KINDS,
+    radius: tuple[int, int] = (8, 14),
+    at: tuple[int, int] | None = None,
+    checkpoint: Path | None = None,
+    seed: int = 0,
+) -> TamperedSet:
+    """Write a labelled test set into ``out_dir`` (see module doc)."""
+    slices = genuine_slices(data_dir, profile)
+    if not slices:
+        raise ValueError(f"no usable {profile.name.upper()} slices under {data_dir}")
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, object]] = []
+    failures: list[str] = []
+    counts: dict[str, int] = {}
+    for method in methods:
+        tamper = tamperer_for(method, checkpoint, profile)
+        for kind in kinds:
+            name = f"{method}-{kind}"
+            for number in range(per_set):
+                series, index = slices[int(rng.integers(len(slices)))]
+                ref = series.slices[index]
+                try:
+                    values = read_slice(series, ref)
+                    r = int(rng.integers(radius[0], radius[1] + 1))
+                    x, y = at if at else choose_location(values, r, rng)
+                    done = tamper(values, kind, x, y, r, rng)
+                except (SliceReadError, ValueError) as err:
+                    failures.append(f"{name} #{number} ({ref.path.name}): {err}")
+                    continue
+                source = str(ref.path.relative_to(data_dir))
+                for label, pixels in (("tampered", done.values), ("genuine", values)):
+                    path = Path(label) / name / f"{number:04d}.npy"
+                    (out_dir / path).parent.mkdir(parents=True, exist_ok=True)
+                    np.save(out_dir / path, pixels.astype(np.float32))
+                    rows.append(
+                        {
+                            "path": path.as_posix(),
+                            "x": x,
+                            "y": y,
+                            "type": label,
+                            "set": name,
+                            "method": method,
+                            "kind": kind,
+                            "source": source,
+                            "frame": "" if ref.frame is None else ref.frame,
+                        }
+                    )
+                mask_path = out_dir / "masks" / name / f"{number:04d}.npy"
+                mask_path.parent.mkdir(parents=True, exist_ok=True)
+                np.save(mask_path, done.mask > 0)  # every pixel the tampering touched
+                counts[name] = counts.get(name, 0) + 1
+    csv_path = _write_csv(out_dir / "tamper.csv", rows)
+    return TamperedSet(csv_path=csv_path, rows=len(rows), sets=counts, failures=failures)
+
+
+def _write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def tamper_study(
+    series: Series,
+    source_root: Path,
+    out_dir: Path,
+    plan: Sequence[tuple[int, str, str]],
+    profile: ModalityProfile,
+    *,
+    checkpoint: Path | None = None,
+    radius: int = 12,
+    seed: int = 0,
+    truth_path: Path | None = None,
+) -> Path:
+    """Copy a DICOM series into ``out_dir``, tampering slices per ``plan``; return truth.csv.
+
+    The truth table goes to ``truth_path`` (default: ``<out_dir>_truth.csv`` beside it).
+
+    ``plan`` lists ``(slice index, method, kind)``.  Tampered pixels are written back as
+    stored values (through the slice's Rescale Slope/Intercept), UIDs unchanged.
+    """
+    rng = np.random.default_rng(seed)
+    tamperers = {m: tamperer_for(m, checkpoint, profile) for m in {m for _, m, _ in plan}}
+    truth = []
+    for index, ref in enumerate(series.slices):
+        target = out_dir / ref.path.relative_to(source_root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ref.path, target)
+        for planned, method, kind in plan:
+            if planned != index:
+                continue
+            values = read_slice(series, ref)
+            x, y = choose_location(values, radius, rng)
+            done = tamperers[method](values, kind, x, y, radius, rng)
+            _write_pixels(target, done.values, ref.rescale_slope, ref.rescale_intercept)
+            truth.append(
+                {
+                    "file": target.relative_to(out_dir).as_posix(),
+                    "slice_index": index,
+                    "x": x,
+                    "y": y,
+                    "radius": radius,
+                    "method": method,
+                    "kind": kind,
+                }
+            )
+    path = truth_path or out_dir.parent / f"{out_dir.name}_truth.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(
+            handle, fieldnames=["file", "slice_index", "x", "y", "radius", "method", "kind"]
+        )
+        writer.writeheader()
+        writer.writerows(truth)
+    return path
+
+
+def _write_pixels(path: Path, values: np.ndarray, slope: float, intercept: float) -> None:
+    dataset = pydicom.dcmread(path)
+    if dataset.file_meta.TransferSyntaxUID.is_compressed:
+        dataset.decompress()
+    dtype = dataset.pixel_array.dtype
+    info = np.iinfo(dtype)
+    stored = np.clip(np.round((values - intercept) / slope), info.min, info.max).astype(dtype)
+    dataset.PixelData = stored.tobytes()
+    dataset.save_as(path, enforce_file_format=True)
