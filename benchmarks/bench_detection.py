@@ -43,15 +43,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from btd_core.cli.tamper import tamperers_for
 from btd_core.engine.scorer import Scorer
 from btd_core.evaluation.metrics import auroc
 from btd_core.scoring.calibration import Calibration, fit_calibration
-from btd_core.scoring.local import judge_locally
+from btd_core.scoring.strategy import SliceScore
 from btd_core.scoring.tiles import ImageScores, ScanSettings, TileSet, score_tiles, select_tiles
 from btd_core.scoring.windows import local_windows, median_residual
 from btd_core.slices.profiles import CT
 from btd_core.tamper.copy_move import KINDS, choose_location
-from btd_core.tamper.labelled_set import METHODS, tamperer_for
+from btd_core.tamper.labelled_set import METHODS
 
 TRAIN_SLICES = range(0, 24)
 TEST_SLICES = range(24, 48)
@@ -150,16 +151,17 @@ def whole_slice_modes(
     calibration: Calibration,
 ) -> dict[str, float]:
     """The slice score under each mode (the paper's mode: the highest tile mean)."""
-    base = scores.slice_result("s", 0)
-    local = judge_locally(base, image, scores, replace(settings, score_mode="local"), None)
-    calibrated = judge_locally(
-        base, image, scores, replace(settings, score_mode="calibrated"), calibration
+    local = SliceScore.local(calibration.window, calibration.stride)
+    calibrated = SliceScore(
+        "calibrated", calibration.window, calibration.stride, calibration=calibration
     )
+    local_verdict = local.judge("s", 0, image, scores)
+    calibrated_verdict = calibrated.judge("s", 0, image, scores)
     return {
         "a_patch_mean": float(scores.scores.max()),
-        "b_local": local.result.score if local.result else 0.0,
-        "c_calibrated": calibrated.result.score if calibrated.result else -99.0,
-        "d_highpass": highpass_score(image, settings.window),
+        "b_local": local_verdict.result.score if local_verdict else 0.0,
+        "c_calibrated": calibrated_verdict.result.score if calibrated_verdict else -99.0,
+        "d_highpass": highpass_score(image, calibration.window),
     }
 
 
@@ -239,7 +241,8 @@ def main() -> None:
     warnings.simplefilter("ignore")
     volume, label = load_lung1(args.lung1)
     rng = np.random.default_rng(0)
-    settings = ScanSettings(window=args.window)
+    settings = ScanSettings()
+    local = SliceScore.local(args.window)
     if "diffusion" in args.methods and args.model and not (args.attacker or args.checkpoint):
         parser.error("diffusion tampering with --model needs --checkpoint or --attacker")
     with tempfile.TemporaryDirectory() as tmp:
@@ -251,9 +254,7 @@ def main() -> None:
             model, checkpoint = train_model(
                 volume[list(TRAIN_SLICES)], args.train_steps, args.crop, folder
             )
-        tamperers = {
-            method: tamperer_for(method, args.attacker or checkpoint, CT) for method in args.methods
-        }
+        tamperers = tamperers_for(args.methods, args.attacker or checkpoint, CT)
         scorer = Scorer(model, provider="auto")
         print(f"model {model.name} on {scorer.provider_in_use}", flush=True)
 
@@ -262,10 +263,9 @@ def main() -> None:
         for index in TRAIN_SLICES:
             image = CT.to_unit_range(volume[index])
             scores, _ = slice_scores(scorer, image, settings)
-            verdict = judge_locally(
-                scores.slice_result("s", index), image, scores,
-                replace(settings, score_mode="local"), None,
-            )  # fmt: skip
+            verdict = local.judge("s", index, image, scores)
+            if verdict is None or verdict.windows is None:
+                continue
             w = verdict.windows
             collected.append(
                 np.column_stack([w.energy[w.valid], w.intensity[w.valid], w.texture[w.valid]])

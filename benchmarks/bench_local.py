@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from btd_core.scoring import windows as local_energy
 from btd_core.scoring.calibration import fit_calibration
-from btd_core.scoring.local import judge_locally
+from btd_core.scoring.strategy import SliceScore
 from btd_core.scoring.tiles import ImageScores, ScanSettings, select_tiles
 from btd_core.slices.profiles import CT
 from btd_core.slices.tiling import axis_origins
@@ -76,19 +75,20 @@ def main() -> None:
     count = len(tiles.origins)
     residuals = (0.01 * rng.standard_normal((count, 1, 96, 96))).astype(np.float32)
     scores = ImageScores.of(tiles, rng.random(count).astype(np.float32), residuals)
-    base = scores.slice_result("s", 0)
-    local = replace(settings, score_mode="local")
-    windows = judge_locally(base, image, scores, local, None).windows
+    tile, local = SliceScore.tile(), SliceScore.local()
+    verdict = local.judge("s", 0, image, scores)
+    assert verdict is not None and verdict.windows is not None
+    windows = verdict.windows
     valid = windows.valid
     calibration = fit_calibration(
         windows.energy[valid], windows.intensity[valid], windows.texture[valid],
-        model_sha256="0" * 64, window=settings.window, stride=settings.window // 2, slices=1,
+        model_sha256="0" * 64, window=local.window, stride=local.window_stride, slices=1,
     )  # fmt: skip
-    calibrated = replace(settings, score_mode="calibrated")
+    calibrated = SliceScore("calibrated", local.window, local.window_stride, calibration)
     rows = [
-        ("tile (the paper's)", lambda: scores.slice_result("s", 0)),
-        ("local", lambda: judge_locally(base, image, scores, local, None)),
-        ("calibrated", lambda: judge_locally(base, image, scores, calibrated, calibration)),
+        ("tile (the paper's)", lambda: tile.judge("s", 0, image, scores)),
+        ("local", lambda: local.judge("s", 0, image, scores)),
+        ("calibrated", lambda: calibrated.judge("s", 0, image, scores)),
     ]
     print(f"one 512 x 512 CT slice, {count} tiles of 96 px, median of {args.repeat} runs")
     print("| slice score | window sums | ms per slice | 300 slices, s |")

@@ -10,6 +10,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from btd_core.exit_status import ExitStatus
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``btd-export`` argument parser."""
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 style="red",
             )
         )
-        return 2
+        return ExitStatus.CANNOT_RUN
     output = args.output or args.checkpoint.with_suffix(".onnx")
     weights = "ema" if args.ema else "model"
     console.print(Text(f"loading {args.checkpoint} ({weights} weights, weights-only) ..."))
@@ -87,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     except (CheckpointError, ExportError, PrecisionError, ProviderError) as err:
         console.print(Text(f"btd-export: {err}", style="red"))
-        return 1
+        return ExitStatus.CANNOT_RUN
     card = result.card
     console.print(
         Text(
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             style="bold",
         )
     )
-    return 0
+    return ExitStatus.OK
 
 
 if __name__ == "__main__":

@@ -33,9 +33,9 @@ def _ct_like_batch(batch: int, seed: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("batch", [1, 3, 17])
-def test_onnx_matches_library_p_sample(ct_onnx: Path, loaded_checkpoint, batch: int):
+def test_onnx_matches_library_p_sample(exported_ct_onnx: Path, loaded_checkpoint, batch: int):
     x = _ct_like_batch(batch, seed=batch)
-    scorer = Scorer(ct_onnx, provider="cpu", batch_size=8)
+    scorer = Scorer(exported_ct_onnx, provider="cpu", batch_size=8)
     result = scorer.score(x, with_residuals=True)
     reference = p_sample_residual(loaded_checkpoint.diffusion, torch.from_numpy(x)).numpy()
     assert result.residuals is not None and result.residuals.shape == (batch, 1, 96, 96)
@@ -44,8 +44,8 @@ def test_onnx_matches_library_p_sample(ct_onnx: Path, loaded_checkpoint, batch: 
     np.testing.assert_allclose(result.scores, ref_scores, rtol=1e-4)
 
 
-def test_graph_shape_is_the_contract(ct_onnx: Path):
-    model = onnx.load(str(ct_onnx))
+def test_graph_shape_is_the_contract(exported_ct_onnx: Path):
+    model = onnx.load(str(exported_ct_onnx))
     (x,) = model.graph.input
     assert x.name == "x"
     dims = [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim]
@@ -53,10 +53,30 @@ def test_graph_shape_is_the_contract(ct_onnx: Path):
     assert [o.name for o in model.graph.output] == ["residual", "score"]
 
 
-def test_model_card_round_trips_through_the_file(ct_onnx: Path, upstream_checkpoint: Path):
+def test_the_torch_free_test_scorer_has_the_exported_files_interface(
+    exported_ct_onnx: Path, ct_onnx: Path
+):
+    """tests/onnx_scorer.py mimics btd-export: the same inputs, outputs and card keys."""
+
+    def interface(path: Path):
+        model = onnx.load(str(path))
+        shapes = [
+            (
+                v.name,
+                v.type.tensor_type.elem_type,
+                [bool(d.dim_param) or d.dim_value for d in v.type.tensor_type.shape.dim],
+            )
+            for v in [*model.graph.input, *model.graph.output]
+        ]
+        return shapes, sorted(p.key for p in model.metadata_props)
+
+    assert interface(ct_onnx) == interface(exported_ct_onnx)
+
+
+def test_model_card_round_trips_through_the_file(exported_ct_onnx: Path, upstream_checkpoint: Path):
     import hashlib
 
-    card = Scorer(ct_onnx, provider="cpu").card
+    card = Scorer(exported_ct_onnx, provider="cpu").card
     assert card.modality == "ct" and card.patch_size == 96
     assert (card.window_low, card.window_high, card.window_unit) == (-700.0, 2000.0, "HU")
     assert card.reduction == "mean_sq" and card.weights == "model"
@@ -64,7 +84,7 @@ def test_model_card_round_trips_through_the_file(ct_onnx: Path, upstream_checkpo
     assert card.source_name == "CT_model.pt" and card.source_step == 1
     assert card.beta_schedule == "sigmoid" and card.timesteps == 1000
     assert card.posterior_mean_coef1_0 == 1.0 and card.posterior_mean_coef2_0 == 0.0
-    metadata = {p.key: p.value for p in onnx.load(str(ct_onnx)).metadata_props}
+    metadata = {p.key: p.value for p in onnx.load(str(exported_ct_onnx)).metadata_props}
     assert ModelCard.from_metadata(metadata) == card
     assert card.profile == CT
 
@@ -103,7 +123,7 @@ def test_export_of_a_bad_checkpoint_writes_nothing(tmp_path: Path, capsys):
     bad = tmp_path / "CT_model.pt"
     bad.write_bytes(b"\x80\x02not really")
     out = tmp_path / "out.onnx"
-    assert export_main([str(bad), "-o", str(out)]) == 1
+    assert export_main([str(bad), "-o", str(out)]) == 2  # could not run
     assert "btd-export:" in capsys.readouterr().out
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["CT_model.pt"]

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from btd_core.findings.csv_table import neutralise_cell
 from btd_core.findings.report import (
     FILES_COLUMNS,
     FINDINGS_COLUMNS,
@@ -20,7 +21,6 @@ from btd_core.findings.report import (
     SERIES_COLUMNS,
     RunInfo,
     library_versions,
-    neutralise_cell,
     utc_now,
     write_report,
 )

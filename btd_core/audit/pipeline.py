@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from btd_core.engine.scorer import Scorer
-from btd_core.scoring.calibration import Calibration
-from btd_core.scoring.local import check_mode, judge_locally, resolve_auto
+from btd_core.scoring.strategy import SliceScore, resolve_slice_score
 from btd_core.scoring.tiles import ImageScores, ScanSettings, SliceView, TileSet, select_tiles
 from btd_core.scoring.windows import LocalWindows
 from btd_core.slices.windowing import modality_mismatch, to_model_range
@@ -74,7 +73,7 @@ def scan(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     skip: Collection[tuple[str, int]] = (),
-    calibration: Calibration | None = None,
+    slice_score: SliceScore | None = None,
     on_windows: WindowsCallback | None = None,
 ) -> ScanOutcome:
     """Score every slice of every series that fits the model.
@@ -85,15 +84,23 @@ def scan(
     ``(series key, slice index)`` pairs already scored (to resume a cancelled scan):
     they are counted as done and not scored again.
 
-    In the local score modes (``settings.score_mode``), ``on_windows`` receives every
-    scored slice's :class:`btd_core.scoring.windows.LocalWindows` (calibration collects
-    them); ``calibration`` is required by the ``calibrated`` mode, and ``auto`` runs
-    ``calibrated`` when one is given, else ``local``.
+    ``slice_score`` turns each slice's scored tiles into its score
+    (:class:`btd_core.scoring.strategy.SliceScore`); by default ``auto`` for the scorer's
+    model (calibrated when its sidecar calibration exists, else local).  In the local
+    modes ``on_windows`` receives every scored slice's
+    :class:`btd_core.scoring.windows.LocalWindows` (calibration collects them).
+
+    Raises
+    ------
+    btd_core.scoring.strategy.ScoreModeError
+        Only when ``slice_score`` is not given and the model's sidecar is unusable.
     """
     settings = settings or ScanSettings()
-    settings = resolve_auto(settings, calibration)
-    check_mode(settings, calibration)
-    run = _Run(discovery, scorer, settings, on_progress, calibration, on_windows)
+    if slice_score is None:
+        slice_score = resolve_slice_score(
+            model_path=scorer.model_path, model_sha256=scorer.model_sha256
+        )
+    run = _Run(discovery, scorer, settings, slice_score, on_progress, on_windows)
     skip = set(skip)
     for series in discovery.series:
         reason = modality_mismatch(series, scorer.card.profile)
@@ -287,12 +294,12 @@ class _Run:
         discovery: Discovery,
         scorer: Scorer,
         settings: ScanSettings,
+        slice_score: SliceScore,
         on_progress: ProgressCallback | None,
-        calibration: Calibration | None = None,
         on_windows: WindowsCallback | None = None,
     ) -> None:
         self.scorer = scorer
-        self.calibration = calibration
+        self.slice_score = slice_score
         self.on_windows = on_windows
         self.settings = settings
         self.on_progress = on_progress
@@ -343,34 +350,25 @@ class _Run:
             self.outcome.background_slices += 1
             return None
         self.outcome.tiles_scored += len(scores.origins)
-        result: SliceResult | None = scores.slice_result(series.key, index)
-        heat = None
-        if self.settings.score_mode != "tile":
-            assert result is not None
-            verdict = judge_locally(result, image, scores, self.settings, self.calibration)
-            if self.on_windows is not None:
-                self.on_windows(verdict.windows)
-            result, heat = verdict.result, verdict.heat_map
-        if result is None:
+        verdict = self.slice_score.judge(series.key, index, image, scores)
+        if verdict is None:
             self.outcome.background_slices += 1
             return None
-        self.outcome.results.append(result)
-        self._keep_view(result, image, scores, heat)
-        return result
+        if verdict.windows is not None and self.on_windows is not None:
+            self.on_windows(verdict.windows)
+        self.outcome.results.append(verdict.result)
+        self._keep_view(verdict.result, image, verdict.heat)
+        return verdict.result
 
     def _keep_view(
-        self,
-        result: SliceResult,
-        image: np.ndarray,
-        scores: ImageScores,
-        heat: Callable[[], np.ndarray] | None = None,
+        self, result: SliceResult, image: np.ndarray, heat: Callable[[], np.ndarray]
     ) -> None:
         """Keep the slice's image and heat map if it is among the top; the heat map is
-        made only then (``heat``: how; default the tile mode's)."""
+        made only then."""
         limit = self.settings.keep_views
         if limit <= 0 or (len(self._heap) >= limit and result.score <= self._heap[0][0]):
             return
-        view = SliceView(image=image, heat=heat() if heat else scores.heat_map(image.shape))
+        view = SliceView(image=image, heat=heat())
         self._counter += 1
         item = (result.score, self._counter, (result.series_key, result.slice_index), view)
         if len(self._heap) < limit:

@@ -1,9 +1,15 @@
-"""Argument types shared by the ``btd`` subcommands."""
+"""The arguments shared by the ``btd`` subcommands: declared once, read back once.
+
+Nothing here imports onnxruntime or torch, so ``btd --help`` stays quick.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from btd_core.engine.options import PROVIDER_CHOICES, EngineOptions
+from btd_core.scoring.strategy import SCORE_CHOICES, ScoreRequest
 
 
 def positive_int(text: str) -> int:
@@ -58,10 +64,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def engine_options(args: argparse.Namespace):
-    """The :class:`btd_core.engine.scorer.EngineOptions` asked for by :func:`add_engine_arguments`."""
-    from btd_core.engine.options import EngineOptions
-
+def engine_options(args: argparse.Namespace) -> EngineOptions:
+    """The engine options asked for by :func:`add_engine_arguments`."""
     return EngineOptions(
         batch_size=args.batch_size,
         threads=args.threads,
@@ -76,7 +80,7 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     """How slices are scored: the tile mode (the paper's) or the local window modes."""
     parser.add_argument(
         "--score",
-        choices=("auto", "calibrated", "local", "tile"),
+        choices=SCORE_CHOICES,
         default="auto",
         help="slice score: calibrated = highest surprise of a small window against genuine "
         "tissue of its kind (needs btd calibrate); local = highest mean r^2 in small windows; "
@@ -86,11 +90,38 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--window",
         type=positive_int,
-        default=24,
-        help="local window side in pixels (default 24)",
+        help="local window side in pixels (default: the calibration's, else 24)",
     )
     parser.add_argument(
         "--calibration",
         type=Path,
         help="calibration file for --score calibrated/auto (default: MODEL.onnx.calibration.json)",
     )
+
+
+def score_request(args: argparse.Namespace) -> ScoreRequest:
+    """The slice score asked for by :func:`add_score_arguments`."""
+    return ScoreRequest(mode=args.score, window=args.window, calibration_path=args.calibration)
+
+
+def add_model_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--model``: the ONNX scorer."""
+    parser.add_argument(
+        "--model", type=Path, required=required, help="ONNX scorer made by btd-export"
+    )
+
+
+def add_provider_argument(parser: argparse.ArgumentParser) -> None:
+    """``--provider``: where onnxruntime runs the model."""
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDER_CHOICES,
+        default="auto",
+        help="auto: CUDA if it really works, else the CPU; cuda: an error unless CUDA is "
+        "active; cpu: the CPU",
+    )
+
+
+def add_stride_argument(parser: argparse.ArgumentParser) -> None:
+    """``--stride``: pixels between tiles."""
+    parser.add_argument("--stride", type=positive_int, help="pixels between tiles (default: S / 2)")

@@ -7,17 +7,16 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.text import Text
 
 from btd_core.cli.args import (
     add_engine_arguments,
+    add_model_argument,
+    add_provider_argument,
     add_score_arguments,
+    add_stride_argument,
     engine_options,
-    positive_int,
 )
-
-EXIT_OK = 0
-EXIT_CANNOT_RUN = 2
+from btd_core.cli.failures import cannot_run
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -33,21 +32,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Nothing is written into STUDY_DIR.",
     )
     parser.add_argument("study", type=Path, metavar="STUDY_DIR")
-    parser.add_argument("--model", type=Path, help="ONNX scorer from btd-export")
-    parser.add_argument(
-        "--provider",
-        choices=("auto", "cuda", "cpu"),
-        default="auto",
-        help="auto: CUDA if it really works, else CPU; cuda: an error unless CUDA is active",
-    )
+    add_model_argument(parser, required=False)
+    add_provider_argument(parser)
     parser.add_argument(
         "--ascii", action="store_true", help="preview with an ASCII ramp (no colour blocks)"
     )
-    parser.add_argument(
-        "--stride",
-        type=positive_int,
-        help="pixels between tiles (default: S / 2)",
-    )
+    add_stride_argument(parser)
     parser.add_argument(
         "--no-autostart",
         dest="autostart",
@@ -64,16 +54,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_tui.config import ConfigError, resolve_model
 
     if not args.study.is_dir():
-        console.print(Text(f"btd audit: {args.study} is not a folder", style="red"), soft_wrap=True)
-        return EXIT_CANNOT_RUN
+        return cannot_run(console, "btd audit", f"{args.study} is not a folder")
     try:
         model = resolve_model(args.model)
     except ConfigError as err:
-        console.print(Text(f"btd audit: {err}", style="red"), soft_wrap=True)
-        return EXIT_CANNOT_RUN
+        return cannot_run(console, "btd audit", err)
     if not model.is_file():
-        console.print(Text(f"btd audit: no such model file: {model}", style="red"), soft_wrap=True)
-        return EXIT_CANNOT_RUN
+        return cannot_run(console, "btd audit", f"no such model file: {model}")
     from btd_tui.factory import create_app
 
     app = create_app(

@@ -9,11 +9,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from btd_core.cli.args import add_engine_arguments, engine_options, positive_int
-
-EXIT_OK = 0
-EXIT_FILES_FAILED = 1
-EXIT_CANNOT_RUN = 2
+from btd_core.cli.args import (
+    add_engine_arguments,
+    add_model_argument,
+    add_provider_argument,
+    add_stride_argument,
+    engine_options,
+    positive_int,
+)
+from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.exit_status import ExitStatus
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -29,12 +34,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "model. Nothing is written into GENUINE_DIR.",
     )
     parser.add_argument("genuine", type=Path, metavar="GENUINE_DIR")
-    parser.add_argument("--model", type=Path, required=True, help="ONNX scorer from btd-export")
+    add_model_argument(parser)
     parser.add_argument("--out", type=Path, help="calibration file to write")
-    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto")
-    parser.add_argument("--stride", type=positive_int, help="pixels between tiles (default S/2)")
+    add_provider_argument(parser)
+    add_stride_argument(parser)
     parser.add_argument(
-        "--window", type=positive_int, default=24, help="local window side, px (default 24)"
+        "--window",
+        type=positive_int,
+        default=24,
+        help="local window side, px (default 24); scans then use the same window",
     )
     add_engine_arguments(parser)
     parser.set_defaults(run=run)
@@ -42,11 +50,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd calibrate``; returns the exit status."""
-    from btd_core.audit.study_audit import AuditError
-    from btd_core.engine.model_card import ModelCardError
-    from btd_core.engine.scorer import ProviderError, ScorerOutputError
-    from btd_core.scoring.calibrate import calibrate_model
-    from btd_core.scoring.calibration import CalibrationError
+    from btd_core.audit.calibrate import calibrate_model
     from btd_core.scoring.tiles import ScanSettings
 
     progress = Progress(
@@ -58,7 +62,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console=console,
     )
     task = progress.add_task("calibrate", total=None)
-    settings = ScanSettings(stride=args.stride, window=args.window, workers=args.workers)
+    settings = ScanSettings(stride=args.stride, workers=args.workers)
     try:
         with progress:
             done = calibrate_model(
@@ -67,22 +71,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 args.out,
                 provider=args.provider,
                 settings=settings,
+                window=args.window,
                 engine=engine_options(args),
                 on_progress=lambda p: progress.update(
                     task, completed=p.slices_done, total=p.slices_total
                 ),
             )
-    except (
-        AuditError,
-        CalibrationError,
-        ModelCardError,
-        ProviderError,
-        ScorerOutputError,
-        FileNotFoundError,
-        OSError,
-    ) as err:
-        console.print(Text(f"btd calibrate: {err}", style="red"), soft_wrap=True)
-        return EXIT_CANNOT_RUN
+    except (*cannot_run_errors(), OSError) as err:
+        return cannot_run(console, "btd calibrate", err)
     calibration = done.calibration
     filled = sum(count >= 30 for row in calibration.counts for count in row)
     cells = sum(len(row) for row in calibration.counts)
@@ -96,4 +92,4 @@ def run(args: argparse.Namespace, console: Console) -> int:
     )
     for path, reason in done.files_failed:
         console.print(Text(f"not read: {path}: {reason}", style="yellow"), soft_wrap=True)
-    return EXIT_FILES_FAILED if done.files_failed else EXIT_OK
+    return ExitStatus.SOME_FAILED if done.files_failed else ExitStatus.OK

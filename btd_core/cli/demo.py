@@ -10,6 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
+from btd_core.cli.args import add_provider_argument
+from btd_core.exit_status import ExitStatus
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``btd demo``."""
@@ -24,7 +27,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--headless", action="store_true", help="no app: scan and print")
     parser.add_argument("--out", type=Path, default=Path("btd-demo-report"), help="report folder")
     parser.add_argument("--fresh", action="store_true", help="rebuild the demo model and study")
-    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto")
+    add_provider_argument(parser)
     parser.set_defaults(run=run)
 
 
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         from btd_core.cli.demo_build import DEMO_STEPS, cache_dir, ensure_demo
     except ImportError as err:  # pragma: no cover - the train extra is missing
         console.print(Text(f"btd demo needs the train extra: pip install 'btd[train]' ({err})"))
-        return 2
+        return ExitStatus.CANNOT_RUN
     console.print(Text(f"demo files: {cache_dir() / 'demo'}"))
     progress = Progress(
         TextColumn("training the demo model"), BarColumn(), MofNCompleteColumn(), console=console
@@ -49,13 +52,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
         if launched is not None:
             return launched
     from btd_core.audit.study_audit import audit_study
-    from btd_core.cli.scan import _print_summary
+    from btd_core.cli.scan import print_audit_summary
 
     with console.status("scoring the demo study ..."):
         result = audit_study(files.study, files.model, args.out, provider=args.provider)
-    _print_summary(console, result, top=10)
+    print_audit_summary(console, result, top=10)
     _print_truth(console, files, result)
-    return 0
+    return ExitStatus.OK
 
 
 def _print_truth(console: Console, files, result) -> None:
@@ -84,4 +87,4 @@ def _launch_app(files, args: argparse.Namespace, console: Console) -> int | None
         console.print(Text("the terminal app is not available; scanning headless"))
         return None
     create_app(files.study, files.model, provider=args.provider).run()
-    return 0
+    return ExitStatus.OK

@@ -84,12 +84,13 @@ def write_genuine_series(folder: Path, source: str, count: int, seed: int) -> No
 
 def ensure_demo(fresh: bool = False, on_step=None) -> DemoFiles:
     """Make (or reuse) the demo model and study in :func:`cache_dir`; return their paths."""
+    from btd_core.audit.calibrate import calibrate_model
     from btd_core.model.train import train
     from btd_core.model.train_config import TrainConfig
-    from btd_core.scoring.calibrate import calibrate_model
     from btd_core.scoring.calibration import sidecar_path
     from btd_core.slices.profiles import CT
     from btd_core.study.discovery import discover
+    from btd_core.cli.tamper import tamperers_for
     from btd_core.tamper.labelled_set import tamper_study
     from export.onnx_export import export_scorer
 
@@ -127,6 +128,7 @@ def ensure_demo(fresh: bool = False, on_step=None) -> DemoFiles:
     train(config, resume=not fresh, on_progress=on_step)
     export_scorer(files.checkpoint, files.model, modality="ct")
     calibrate_model(genuine, files.model, calibration)
+    tamperers = tamperers_for(("copy-move", "diffusion"), files.checkpoint, CT)
     for (name, plan), truth in zip(PLAN.items(), files.truth, strict=True):
         (series,) = discover(genuine / name).series
         tamper_study(
@@ -135,7 +137,7 @@ def ensure_demo(fresh: bool = False, on_step=None) -> DemoFiles:
             files.study / name,
             plan,
             CT,
-            checkpoint=files.checkpoint,
+            tamperers=tamperers,
             radius=14,
             seed=11,
             truth_path=truth,

@@ -9,14 +9,6 @@ scores.csv), 2 the evaluation could not run.
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import io
-import json
-import socket
-import sys
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,27 +17,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from btd_core.cli.args import add_engine_arguments, engine_options
+from btd_core.cli.args import (
+    add_engine_arguments,
+    add_model_argument,
+    add_provider_argument,
+    add_score_arguments,
+    add_stride_argument,
+    engine_options,
+    score_request,
+)
+from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
 
 if TYPE_CHECKING:  # imported lazily at run time: ``btd --help`` stays quick
-    from btd_core.engine.scorer import Scorer
     from btd_core.evaluation.evaluate import EvalResult
     from btd_core.evaluation.testset import EvalItem
 
-EXIT_OK = 0
-EXIT_ROWS_FAILED = 1
-EXIT_CANNOT_RUN = 2
-SCORE_COLUMNS = (
-    *("set", "path", "x", "y", "label", "raw_label", "score", "status", "reason"),
-    *("frame", "csv_file", "csv_row"),
-)
-METRIC_COLUMNS = (
-    *("set", "n_genuine", "n_tampered", "auroc", "average_precision"),
-    *("tpr_at_1pct_fpr", "tpr_at_5pct_fpr"),
-)
-TEXT_COLUMNS = frozenset({"set", "path", "raw_label", "status", "reason", "csv_file"})
-"""Cells holding text (from files, or ours): neutralised; the others are numbers we format."""
 ERRORS_SHOWN = 10
 
 
@@ -58,12 +46,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "tampered from genuine ones. Input: TESTSET_DIR in the public BTD layout "
         "(CT/injection/CT_injection.csv, ..., MRI/MRI_removal.csv), or --csv FILE in the "
         "same layout (path,x,y,type and optional set/method column), or --genuine DIR "
-        "--tampered DIR (whole slices, max tile score). The 'type' values are not guessed: "
+        "--tampered DIR (whole slices). Each patch or slice gets the slice score of --score, as in "
+        "btd scan. The 'type' values are not guessed: "
         "map them with --label. Writes scores.csv, metrics.csv, roc.png and eval.json into "
         "--out. Exit status: 0 all rows scored, 1 some rows failed, 2 cannot run.",
     )
     parser.add_argument("testset", nargs="?", type=Path, metavar="TESTSET_DIR")
-    parser.add_argument("--model", type=Path, required=True, help="ONNX scorer from btd-export")
+    add_model_argument(parser)
     parser.add_argument("--out", type=Path, required=True, help="folder for the results")
     parser.add_argument(
         "--label",
@@ -82,7 +71,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--genuine", type=Path, metavar="DIR", help="folder of genuine slices")
     parser.add_argument("--tampered", type=Path, metavar="DIR", help="folder of tampered slices")
-    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto")
+    add_provider_argument(parser)
+    add_stride_argument(parser)
+    add_score_arguments(parser)
     add_engine_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -118,50 +109,25 @@ def _items(args: argparse.Namespace, modality: str) -> tuple[str, list[EvalItem]
     return "testset", discover_sets(args.testset, mapping, modality), mapping
 
 
-def _check_output_outside(args: argparse.Namespace) -> None:
-    """Refuse an output folder inside an input folder (inputs are never written into)."""
-    from btd_core.evaluation.testset import TestSetError
-
-    out = args.out.resolve()
-    for folder in (args.testset, args.genuine, args.tampered):
-        if folder is not None and (out == folder.resolve() or folder.resolve() in out.parents):
-            raise TestSetError(
-                f"the output folder {args.out} is inside the input folder {folder}; inputs "
-                "are never written into: choose an output folder outside it"
-            )
-
-
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd eval``; returns the exit status."""
-    from btd_core.engine.model_card import ModelCardError
-    from btd_core.engine.scorer import ProviderError, Scorer
+    import sys
+
+    from btd_core.audit.pipeline import ScanSettings
+    from btd_core.engine.opening import open_scorer
     from btd_core.evaluation.evaluate import EvalError, check_modality, evaluate
+    from btd_core.evaluation.report import EvalRun, write_eval_report
     from btd_core.evaluation.testset import TestSetError
-    from btd_core.findings.report import utc_now
+    from btd_core.findings.provenance import utc_now
+    from btd_core.study.evidence import check_output_outside
 
     started = utc_now()
-
-    def fail(message: str) -> int:
-        console.print(Text(f"btd eval: {message}", style="red"), soft_wrap=True)
-        return EXIT_CANNOT_RUN
-
+    errors = (*cannot_run_errors(), TestSetError, EvalError)
     try:
-        _check_output_outside(args)
-    except TestSetError as err:
-        return fail(str(err))
-    try:
-        scorer = Scorer(args.model, provider=args.provider, engine=engine_options(args))
-    except FileNotFoundError:
-        return fail(f"no such model file: {args.model}")
-    except (ModelCardError, ProviderError) as err:
-        return fail(str(err))
-    except Exception as err:  # onnxruntime's own errors for a file that is not ONNX
-        return fail(f"{args.model} is not a readable ONNX model: {err}")
-    try:
+        check_output_outside(args.out, args.testset, args.genuine, args.tampered)
+        scorer = open_scorer(args.model, args.provider, engine_options(args))
+        slice_score = score_request(args).resolve(args.model, scorer.model_sha256)
         mode, items, mapping = _items(args, scorer.card.modality)
-    except TestSetError as err:
-        return fail(str(err))
-    try:
         if not items:
             raise EvalError("nothing to evaluate: no rows or slices were found")
         check_modality(items, scorer.card.profile)
@@ -172,126 +138,31 @@ def run(args: argparse.Namespace, console: Console) -> int:
             result = evaluate(
                 items,
                 scorer,
+                ScanSettings(stride=args.stride),
                 on_progress=lambda done, total: progress.update(task, completed=done),
+                slice_score=slice_score,
             )
-    except EvalError as err:
-        return fail(str(err))
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        sidecar = _sidecar(args, mode, items, mapping, scorer, result, started)
-        _write_outputs(args.out, result, sidecar, args.model.name)
-    except OSError as err:
-        return fail(f"cannot write the results into {args.out}: {err}")
-    _print_summary(console, result, args.out)
-    return EXIT_ROWS_FAILED if result.rows_failed else EXIT_OK
-
-
-def _cell(column: str, value: object) -> str:
-    from btd_core.findings.report import neutralise_cell
-
-    if value is None:
-        return ""
-    if column in TEXT_COLUMNS:
-        return neutralise_cell(str(value))
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _csv_bytes(columns: Sequence[str], rows: Sequence[dict[str, object]]) -> bytes:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(_cell(c, row[c]) for c in columns)
-    return buffer.getvalue().encode("utf-8", errors="backslashreplace")
-
-
-def _score_rows(result: EvalResult) -> list[dict[str, object]]:
-    rows = []
-    for r in result.rows:
-        item = r.item
-        source = (None, None) if item.csv_path is None else (str(item.csv_path), item.row_number)
-        values = (item.set_name, item.shown_path, item.x, item.y, item.label, item.raw_label)
-        values += (r.score, r.status, r.reason, item.frame, *source)
-        rows.append(dict(zip(SCORE_COLUMNS, values, strict=True)))
-    return rows
-
-
-def _write_outputs(out: Path, result: EvalResult, sidecar: dict[str, object], model: str) -> None:
-    """``scores.csv``, ``metrics.csv``, ``roc.png``, then ``eval.json`` (atomically each)."""
-    from btd_core.atomic import atomic_write_bytes
-    from btd_core.evaluation.roc_plot import write_roc_png
-
-    metric_rows = [
-        {column: getattr(m, "set_name" if column == "set" else column) for column in METRIC_COLUMNS}
-        for m in result.metrics
-    ]
-    hashes = {}
-    for name, columns, rows in (
-        ("scores.csv", SCORE_COLUMNS, _score_rows(result)),
-        ("metrics.csv", METRIC_COLUMNS, metric_rows),
-    ):
-        data = _csv_bytes(columns, rows)
-        atomic_write_bytes(out / name, data)
-        hashes[name] = hashlib.sha256(data).hexdigest()
-    curves = dict(result.curves)
-    if len(result.metrics) <= 2:  # a single set: "all" would repeat it
-        curves.pop("all", None)
-    write_roc_png(out / "roc.png", curves, title=f"ROC curves, btd eval ({model})")
-    hashes["roc.png"] = hashlib.sha256((out / "roc.png").read_bytes()).hexdigest()
-    notes = [{**row, "note": m.note} for row, m in zip(metric_rows, result.metrics, strict=True)]
-    sidecar = {**sidecar, "metrics": notes, "output_files": hashes}
-    text = json.dumps(sidecar, indent=2, ensure_ascii=False, allow_nan=False, default=str)
-    atomic_write_bytes(out / "eval.json", (text + "\n").encode("utf-8", errors="backslashreplace"))
-
-
-def _sidecar(
-    args: argparse.Namespace,
-    mode: str,
-    items: Sequence[EvalItem],
-    mapping: dict[str, int],
-    scorer: Scorer,
-    result: EvalResult,
-    started: datetime,
-) -> dict[str, object]:
-    """What was run, on what (every CSV read, with its SHA-256), with which model and
-    libraries, and when (UTC)."""
-    from btd_core import __version__
-    from btd_core.findings.report import library_versions, utc_now
-
+    except errors as err:
+        return cannot_run(console, "btd eval", err)
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     arguments.pop("run", None)
     arguments["csv"] = [str(p) for p in args.csv]
-    csvs = sorted({str(item.csv_path) for item in items if item.csv_path is not None})
-    statuses = [r.status for r in result.rows]
-    return {
-        "tool": {"name": "btd", "command": "eval", "version": __version__},
-        "command_line": list(sys.argv),
-        "arguments": arguments,
-        "host": socket.gethostname(),
-        "started_utc": started.isoformat(),
-        "ended_utc": utc_now().isoformat(),
-        "model": {
-            "path": str(args.model),
-            "sha256": scorer.model_sha256,
-            "card": scorer.card.to_metadata(),
-        },
-        "provider": {
-            "in_use": scorer.provider_in_use,
-            "note": scorer.provider_note,
-            "batch_size": scorer.batch_size,
-        },
-        "library_versions": library_versions(),
-        "label_mapping": {
-            name: sorted(v for v, label in mapping.items() if label == value)
-            for name, value in (("tampered", 1), ("genuine", 0))
-        },
-        "inputs": {
-            "mode": mode,
-            **{k: arguments[k] for k in ("testset", "genuine", "tampered")},
-            "csv_files": {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in csvs},
-        },
-        "counts": {status: statuses.count(status) for status in ("ok", "error", "skipped")},
-    }
+    evaluated = EvalRun(
+        mode=mode,
+        items=items,
+        label_mapping=mapping,
+        arguments=arguments,
+        model_path=args.model,
+        started_utc=started,
+        slice_score=slice_score.record(),
+    )
+    try:
+        write_eval_report(args.out, result, evaluated, scorer, sys.argv)
+    except OSError as err:
+        return cannot_run(console, "btd eval", f"cannot write the results into {args.out}: {err}")
+    console.print(Text(f"slice score: {slice_score.mode}"))
+    _print_summary(console, result, args.out)
+    return ExitStatus.SOME_FAILED if result.rows_failed else ExitStatus.OK
 
 
 def _rate(value: float | None) -> str:

@@ -19,31 +19,26 @@ from btd_core.cli import eval as eval_command
 from btd_core.cli import scan as scan_command
 from btd_core.cli import tamper as tamper_command
 from btd_core.cli import train as train_command
+from btd_core.cli.args import add_provider_argument
+from btd_core.cli.failures import cannot_run
+from btd_core.exit_status import ExitStatus
 
 
 def _card(args: argparse.Namespace, console: Console) -> int:
     from btd_core.cli.card_view import card_table
-    from btd_core.engine.model_card import ModelCardError
-    from btd_core.engine.scorer import ProviderError, Scorer
+    from btd_core.engine.opening import ModelOpenError, open_scorer
 
     try:
-        scorer = Scorer(args.model, provider=args.provider)
-    except FileNotFoundError:
-        console.print(Text(f"btd: no such model file: {args.model}", style="red"))
-        return 2
-    except (ModelCardError, ProviderError) as err:
-        console.print(Text(f"btd: {err}", style="red"))
-        return 2
-    except Exception as err:  # onnxruntime's own errors for a file that is not ONNX
-        console.print(Text(f"btd: {args.model} is not a readable ONNX model: {err}", style="red"))
-        return 2
+        scorer = open_scorer(args.model, provider=args.provider)
+    except ModelOpenError as err:
+        return cannot_run(console, "btd", err)
     console.print(card_table(scorer.card, title=f"{args.model}"))
     console.print(Text(f"ONNX file SHA-256: {scorer.model_sha256}"))
     line = f"provider in use: {scorer.provider_in_use} (batch {scorer.batch_size})"
     console.print(Text(line, style="bold"))
     if scorer.provider_note:
         console.print(Text(f"note: {scorer.provider_note}", style="yellow"))
-    return 0
+    return ExitStatus.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,12 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "window, score reduction, source checkpoint hash) and which provider runs it.",
     )
     card.add_argument("model", help="the .onnx file written by btd-export")
-    card.add_argument(
-        "--provider",
-        choices=("auto", "cuda", "cpu"),
-        default="auto",
-        help="auto: CUDA if it really works, else CPU; cuda: fail unless CUDA is active",
-    )
+    add_provider_argument(card)
     card.set_defaults(run=_card)
     scan_command.add_parser(commands)
     from btd_core.cli import audit as audit_command  # btd audit: the terminal app
@@ -88,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
-        return 0
+        return ExitStatus.OK
     return int(args.run(args, Console()))
 
 

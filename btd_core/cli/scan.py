@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -20,15 +21,20 @@ from rich.text import Text
 
 from btd_core.cli.args import (
     add_engine_arguments,
+    add_model_argument,
+    add_provider_argument,
     add_score_arguments,
+    add_stride_argument,
     engine_options,
-    positive_int,
+    score_request,
 )
+from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
+from btd_core.study.records import series_label
 
-EXIT_OK = 0
-EXIT_FILES_FAILED = 1
-EXIT_CANNOT_RUN = 2
+if TYPE_CHECKING:  # imported when a command runs: btd --help stays quick
+    from btd_core.audit.study_audit import AuditResult
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -43,14 +49,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "(see files.csv), 2 the audit could not run.",
     )
     parser.add_argument("study", type=Path, metavar="STUDY_DIR")
-    parser.add_argument("--model", type=Path, required=True, help="ONNX scorer from btd-export")
+    add_model_argument(parser)
     parser.add_argument("--out", type=Path, required=True, help="report folder (outside STUDY_DIR)")
-    parser.add_argument("--provider", choices=("auto", "cuda", "cpu"), default="auto")
-    parser.add_argument(
-        "--stride",
-        type=positive_int,
-        help="pixels between tiles (default: S / 2)",
-    )
+    add_provider_argument(parser)
+    add_stride_argument(parser)
     parser.add_argument(
         "--patch-at",
         nargs=2,
@@ -73,24 +75,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd scan``; returns the exit status."""
     from btd_core.audit.pipeline import ScanSettings
-    from btd_core.audit.study_audit import AuditError, audit_study, check_output_outside
-    from btd_core.engine.model_card import ModelCardError
-    from btd_core.engine.scorer import ProviderError, ScorerOutputError
+    from btd_core.audit.study_audit import audit_study
+    from btd_core.study.evidence import check_output_outside
 
+    if not args.study.is_dir():
+        return cannot_run(console, "btd scan", f"{args.study} is not a folder")
+    errors = cannot_run_errors()
     try:
-        if not args.study.is_dir():
-            raise AuditError(f"{args.study} is not a folder")
-        check_output_outside(args.study, args.out)
-    except AuditError as err:
-        console.print(Text(f"btd scan: {err}", style="red"), soft_wrap=True)
-        return EXIT_CANNOT_RUN
+        check_output_outside(args.out, args.study, what="report folder", inputs_are="study")
+    except errors as err:
+        return cannot_run(console, "btd scan", err)
     settings = ScanSettings(
         stride=args.stride,
         keep_views=args.overlays,
         patch_at=tuple(args.patch_at) if args.patch_at else None,
         workers=args.workers,
-        score_mode=args.score,
-        window=args.window,
     )
     progress = Progress(
         TextColumn("scoring"),
@@ -121,24 +120,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 overlays=args.overlays,
                 include_phi=not args.no_phi,
                 engine=engine_options(args),
-                calibration_path=args.calibration,
+                score=score_request(args),
                 command_line=sys.argv,
                 on_progress=on_progress,
             )
-    except (AuditError, ModelCardError, ProviderError, ScorerOutputError, FileNotFoundError) as err:
-        console.print(Text(f"btd scan: {err}", style="red"), soft_wrap=True)
-        return EXIT_CANNOT_RUN
-    _print_summary(console, result, args.top)
+    except errors as err:
+        return cannot_run(console, "btd scan", err)
+    print_audit_summary(console, result, args.top)
     _print_score_mode(console, result.run.settings, args)
-    return EXIT_FILES_FAILED if result.files_failed else EXIT_OK
-
-
-def series_label(series) -> str:
-    """A short, human name for a series: its description, else the tail of its key."""
-    if series.description:
-        return series.description
-    key = series.key
-    return key if len(key) <= 20 else "…" + key[-16:]
+    return ExitStatus.SOME_FAILED if result.files_failed else ExitStatus.OK
 
 
 def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace) -> None:
@@ -160,7 +150,8 @@ def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace
         )
 
 
-def _print_summary(console: Console, result, top: int) -> None:
+def print_audit_summary(console: Console, result: AuditResult, top: int) -> None:
+    """The ranked table of the ``top`` slices, file counts, errors and the report folder."""
     table = Table(title="most suspicious slices", title_justify="left")
     table.add_column("rank", justify="right")
     table.add_column("score", no_wrap=True)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.text import Text
 
 from btd_core.cli.args import positive_int
+from btd_core.cli.failures import cannot_run
+from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
+
+if TYPE_CHECKING:
+    from btd_core.slices.profiles import ModalityProfile
+    from btd_core.tamper.labelled_set import Tamperer
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -47,26 +55,53 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_core.tamper.labelled_set import make_test_set
 
     if not args.data_dir.is_dir():
-        console.print(Text(f"btd tamper: {args.data_dir} is not a folder", style="red"))
-        return 2
+        return cannot_run(console, "btd tamper", f"{args.data_dir} is not a folder")
+    profile = profile_for(args.modality)
     try:
         result = make_test_set(
             args.data_dir,
             args.out,
-            profile_for(args.modality),
+            profile,
             per_set=args.per_set,
             methods=args.methods,
             kinds=args.kinds,
             radius=tuple(args.radius),
             at=tuple(args.at) if args.at else None,
-            checkpoint=args.checkpoint,
+            tamperers=tamperers_for(args.methods, args.checkpoint, profile),
             seed=args.seed,
         )
     except (ValueError, ImportError) as err:
-        console.print(Text(f"btd tamper: {err}", style="red"), soft_wrap=True)
-        return 2
+        return cannot_run(console, "btd tamper", err)
     for line in result.failures:
         console.print(Text(f"failed: {printable(line)}", style="yellow"), soft_wrap=True)
     sets = ", ".join(f"{name} {n}" for name, n in result.sets.items())
     console.print(Text(f"wrote {result.rows} rows ({sets}) to {result.csv_path}"), soft_wrap=True)
-    return 1 if result.failures else 0
+    return ExitStatus.SOME_FAILED if result.failures else ExitStatus.OK
+
+
+def tamperers_for(
+    methods: Sequence[str], checkpoint: Path | None, profile: ModalityProfile
+) -> dict[str, Tamperer]:
+    """The functions applying ``methods``: copy-move, and diffusion inpainting with the
+    model of ``checkpoint`` (needs the train extra).
+
+    Raises
+    ------
+    ValueError
+        An unknown method, or diffusion without a checkpoint.
+    ImportError
+        Diffusion without the train extra.
+    """
+    from btd_core.tamper.labelled_set import COPY_MOVE, METHODS
+
+    tamperers = dict(COPY_MOVE)
+    for method in methods:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if "diffusion" in methods:
+        if checkpoint is None:
+            raise ValueError("diffusion tampering needs --checkpoint (a .pt of the method's model)")
+        from btd_core.model.inpainting import diffusion_tamperer
+
+        tamperers["diffusion"] = diffusion_tamperer(checkpoint, profile)
+    return tamperers

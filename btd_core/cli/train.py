@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
 
 _FLAGS = {
@@ -74,15 +75,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
         from btd_core.model.train import train
     except ImportError as err:
         console.print(Text(f"btd train needs the train extra: pip install 'btd[train]' ({err})"))
-        return 2
+        return ExitStatus.CANNOT_RUN
     try:
         config = config_from_args(args)
     except (ValueError, OSError) as err:
         console.print(Text(f"btd train: {err}", style="red"), soft_wrap=True)
-        return 2
+        return ExitStatus.CANNOT_RUN
     if not args.data_dir.is_dir():
         console.print(Text(f"btd train: {args.data_dir} is not a folder", style="red"))
-        return 2
+        return ExitStatus.CANNOT_RUN
     progress = Progress(
         TextColumn("training"),
         BarColumn(),
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             result = train(config, resume=not args.no_resume, on_progress=on_progress)
     except ValueError as err:
         console.print(Text(f"btd train: {err}", style="red"), soft_wrap=True)
-        return 2
+        return ExitStatus.CANNOT_RUN
     for line in result.left_out[:20]:
         console.print(Text(f"left out: {printable(line)}", style="yellow"), soft_wrap=True)
     console.print(
@@ -117,4 +118,4 @@ def run(args: argparse.Namespace, console: Console) -> int:
         ),
         soft_wrap=True,
     )
-    return 0
+    return ExitStatus.OK

@@ -7,6 +7,7 @@ The arithmetic's precision is not among them: it is a property of the ONNX file
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 OPTIMIZATIONS = ("all", "extended", "basic", "disable")
 """onnxruntime graph optimisation levels, by name."""
@@ -15,6 +16,12 @@ CUDNN_SEARCHES = ("exhaustive", "heuristic", "default")
 DEFAULT_CUDNN_SEARCH = "heuristic"
 """Measured on an H200 (96 px, fp16, batch 512): the same patches/s as onnxruntime's
 exhaustive default (3,910 vs 3,912) with the session ready in 1.1 s instead of 2.5 s."""
+
+
+ProviderChoice = Literal["auto", "cuda", "cpu"]
+"""Where to run: ``auto`` (CUDA if it really works, else the CPU), ``cuda`` (an error
+unless CUDA is active) or ``cpu``."""
+PROVIDER_CHOICES: tuple[ProviderChoice, ...] = ("auto", "cuda", "cpu")
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,17 @@ import hashlib
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
 
 from btd_core.engine.model_card import ModelCard, ModelCardError
-from btd_core.engine.options import DEFAULT_CUDNN_SEARCH, EngineOptions
+from btd_core.engine.options import (
+    DEFAULT_CUDNN_SEARCH,
+    PROVIDER_CHOICES,
+    EngineOptions,
+    ProviderChoice,
+)
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -53,8 +57,6 @@ __all__ = [
     "cuda_batch_limit",
 ]
 
-ProviderChoice = Literal["auto", "cuda", "cpu"]
-PROVIDER_CHOICES: tuple[str, ...] = ("auto", "cuda", "cpu")
 
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"

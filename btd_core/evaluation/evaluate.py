@@ -9,7 +9,11 @@ CSV rows (patch mode)
     exactly as ``btd scan --patch-at`` does (:func:`~btd_core.slices.tiling.centred_patch_origin` and
     :func:`~btd_core.slices.tiling.crop_patch`).
 Folder items (whole slice)
-    Read and windowed as ``btd scan`` does; the score is the slice's maximum tile score.
+    Read, windowed and tiled as ``btd scan`` does.
+
+Either way the score is the slice score asked for
+(:class:`btd_core.scoring.strategy.SliceScore`: by default ``auto``, as ``btd scan``),
+over the one patch or over the whole slice.
 
 Memory stays small: files are read one at a time, each once however many rows point
 at it, and only S x S patches wait for the next batch.  A row that cannot be scored
@@ -27,7 +31,8 @@ import numpy as np
 from btd_core.engine.scorer import Scorer
 from btd_core.evaluation import metrics
 from btd_core.evaluation.testset import EvalItem
-from btd_core.scoring.tiles import ScanSettings, score_image
+from btd_core.scoring.strategy import SliceScore, resolve_slice_score
+from btd_core.scoring.tiles import ImageScores, ScanSettings, score_image
 from btd_core.slices.profiles import ModalityProfile
 from btd_core.slices.tiling import centred_patch_origin, crop_patch
 from btd_core.slices.windowing import modality_mismatch, to_model_range
@@ -132,6 +137,7 @@ def evaluate(
     settings: ScanSettings | None = None,
     chunk_size: int = 256,
     on_progress: ProgressCallback | None = None,
+    slice_score: SliceScore | None = None,
 ) -> EvalResult:
     """Score every item and compute the metrics per set and pooled (``"all"``).
 
@@ -147,6 +153,9 @@ def evaluate(
         Patches collected before one call of :meth:`Scorer.score` (which batches again).
     on_progress:
         See :data:`ProgressCallback`.
+    slice_score:
+        How a patch's or slice's scored tiles become its score; default ``auto`` for
+        the scorer's model (calibrated with its sidecar calibration, else local).
 
     Raises
     ------
@@ -156,7 +165,11 @@ def evaluate(
     if not items:
         raise EvalError("nothing to evaluate: no rows or slices were found")
     check_modality(items, scorer.card.profile)
-    run = _Scoring(scorer, settings or ScanSettings(), max(chunk_size, 1))
+    if slice_score is None:
+        slice_score = resolve_slice_score(
+            model_path=scorer.model_path, model_sha256=scorer.model_sha256
+        )
+    run = _Scoring(scorer, settings or ScanSettings(), slice_score, max(chunk_size, 1))
     groups: dict[tuple[Path, int | None, bool], list[int]] = {}
     for index, item in enumerate(items):
         if item.problem:
@@ -222,9 +235,12 @@ def compute_metrics(
 class _Scoring:
     """State of one evaluation: results by item index, and patches waiting for a batch."""
 
-    def __init__(self, scorer: Scorer, settings: ScanSettings, chunk_size: int) -> None:
+    def __init__(
+        self, scorer: Scorer, settings: ScanSettings, slice_score: SliceScore, chunk_size: int
+    ) -> None:
         self.scorer = scorer
         self.settings = settings
+        self.slice_score = slice_score
         self.chunk_size = chunk_size
         self.size = scorer.card.patch_size
         self.outcome: dict[int, ItemScore] = {}
@@ -271,20 +287,40 @@ class _Scoring:
         """Score the waiting patches."""
         if not self.patches:
             return
-        scores = self.scorer.score(np.stack(self.patches)).scores
-        for score, owners in zip(scores, self.owners, strict=True):
+        windows = self.slice_score.uses_windows
+        scored = self.scorer.score(np.stack(self.patches), with_residuals=windows)
+        for i, owners in enumerate(self.owners):
+            score: float | None = float(scored.scores[i])
+            if windows:
+                assert scored.residuals is not None
+                patch = ImageScores(
+                    origins=[(0, 0)],
+                    scores=scored.scores[i : i + 1],
+                    residuals=scored.residuals[i : i + 1],
+                    tiles_skipped=0,
+                    tile_size=self.size,
+                    stride=self.size,
+                )
+                verdict = self.slice_score.judge("", 0, self.patches[i], patch)
+                score = None if verdict is None else verdict.result.score
             for index in owners:
-                self.outcome[index] = ItemScore(self.items.pop(index), float(score), "ok")
+                item = self.items.pop(index)
+                if score is None:
+                    reason = "not scored: no window of the patch lies in tissue"
+                    self.outcome[index] = ItemScore(item, None, "skipped", reason)
+                else:
+                    self.outcome[index] = ItemScore(item, score, "ok")
         self.patches, self.owners = [], []
 
     def _score_whole(self, image: np.ndarray, items: list[EvalItem], indices: list[int]) -> None:
-        result = score_image(image, self.scorer, self.settings)
+        scores = score_image(image, self.scorer, self.settings)
+        verdict = self.slice_score.judge("", 0, image, scores)
         for index, item in zip(indices, items, strict=True):
-            if not result.origins:
-                reason = "not scored: every tile is air/background (body mask)"
+            if verdict is None:
+                reason = "not scored: every tile or window is air/background (body mask)"
                 self.outcome[index] = ItemScore(item, None, "skipped", reason)
             else:
-                self.outcome[index] = ItemScore(item, float(result.scores.max()), "ok")
+                self.outcome[index] = ItemScore(item, verdict.result.score, "ok")
 
     def _read(self, item: EvalItem) -> np.ndarray:
         """The item's slice windowed to [0, 1] (see the module docstring)."""

@@ -9,34 +9,32 @@ SHA-256 of every other report file.
 
 Text taken from files and DICOM tags (paths, UIDs, descriptions, patient fields,
 reasons) is data, never markup: in the CSV files a cell that a spreadsheet would run
-as a formula is neutralised (see :func:`neutralise_cell`); numbers the writer itself
+as a formula is neutralised (see :func:`btd_core.findings.csv_table.neutralise_cell`); numbers the writer itself
 formats (such as negative positions in mm) stay numbers.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import math
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
+from datetime import datetime
 from pathlib import Path
 
 from btd_core.atomic import atomic_write_bytes
 from btd_core.engine.model_card import ModelCard
+from btd_core.findings.csv_table import csv_bytes
+from btd_core.findings.provenance import (  # noqa: F401 (re-exported)
+    iso_utc,
+    library_versions,
+    model_record,
+    utc_now,
+)
 from btd_core.findings.ranking import SeriesFinding, rank_series
+from btd_core.study.evidence import check_output_outside
 from btd_core.study.records import FileRecord, Finding, Series
-
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-"""Leading characters that make a spreadsheet treat a cell as a formula."""
-
-NUL_REPLACEMENT = "\ufffd"
-"""What an embedded NUL character becomes in a CSV cell (U+FFFD, visible, not dropped)."""
 
 TOP_FINDINGS = 20
 """How many findings the sidecar repeats under ``top_findings``."""
@@ -63,7 +61,6 @@ SERIES_COLUMNS = (
 PHI_COLUMNS = ("patient_id", "patient_name", "study_date")
 FILES_COLUMNS = ("file", "size_bytes", "sha256", "kind", "status", "reason")
 FILE_STATUSES = ("pending", "scored", "skipped", "error")
-LIBRARIES = ("numpy", "onnxruntime", "pydicom", "pillow", "rich")
 
 
 @dataclass(frozen=True)
@@ -98,47 +95,6 @@ class ReportFiles:
     files_csv: Path
     sidecar_json: Path
     series_csv: Path
-
-
-def utc_now() -> datetime:
-    """The current time, timezone-aware, in UTC."""
-    return datetime.now(timezone.utc)
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python and the runtime libraries; ``"not installed"`` for a missing one.
-
-    ``onnxruntime`` is provided by either the ``onnxruntime`` or the ``onnxruntime-gpu``
-    distribution; the GPU one is reported as ``"<version> (onnxruntime-gpu)"``.
-    """
-    found = {"python": platform.python_version()}
-    for name in LIBRARIES:
-        found[name] = _distribution_version(name)
-    if found["onnxruntime"] == "not installed":
-        gpu = _distribution_version("onnxruntime-gpu")
-        if gpu != "not installed":
-            found["onnxruntime"] = f"{gpu} (onnxruntime-gpu)"
-    return found
-
-
-def _distribution_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def neutralise_cell(text: str) -> str:
-    """Make one CSV cell of untrusted text safe to open in a spreadsheet.
-
-    Embedded NUL characters become U+FFFD; then, if the text begins with ``=``, ``+``,
-    ``-``, ``@``, a tab or a carriage return, a single quote ``'`` is put in front so
-    the spreadsheet shows it as text instead of running it.  Other text is unchanged.
-    """
-    text = text.replace("\x00", NUL_REPLACEMENT)
-    if text.startswith(FORMULA_STARTS):
-        return "'" + text
-    return text
 
 
 def write_report(
@@ -177,9 +133,10 @@ def write_report(
         When ``out_dir`` is inside the study root (nothing is written then), when a
         timestamp is naive, or when an extra file lies outside ``out_dir``.
     """
-    out = _checked_out_dir(out_dir, run.study_root)
+    check_output_outside(out_dir, run.study_root, what="report folder", inputs_are="study root")
+    out = Path(out_dir).expanduser().resolve()
     for stamp in (run.started_utc, run.ended_utc):
-        _iso_utc(stamp)
+        iso_utc(stamp)
     extras = _extra_file_hashes(out, extra_files)
     out.mkdir(parents=True, exist_ok=True)
     rows = [finding_row(f, run.model_card.reduction, include_phi) for f in findings]
@@ -190,9 +147,11 @@ def write_report(
     files_csv = out / "files.csv"
     series_columns = SERIES_COLUMNS + (PHI_COLUMNS if include_phi else ())
     hashes = {
-        findings_csv.name: _write_atomic(findings_csv, _csv_text(columns, rows)),
-        series_csv.name: _write_atomic(series_csv, _csv_text(series_columns, series_rows)),
-        files_csv.name: _write_atomic(files_csv, _files_csv_text(files)),
+        findings_csv.name: _write_atomic(findings_csv, csv_bytes(columns, rows, NUMERIC_COLUMNS)),
+        series_csv.name: _write_atomic(
+            series_csv, csv_bytes(series_columns, series_rows, NUMERIC_COLUMNS)
+        ),
+        files_csv.name: _write_atomic(files_csv, _files_csv(files)),
         **extras,
     }
     if slices_scored is None:
@@ -201,7 +160,7 @@ def write_report(
     sidecar["series_ranking"] = [_json_value(row) for row in series_rows[:TOP_FINDINGS]]
     sidecar_json = out / "report.json"
     text = json.dumps(sidecar, indent=2, ensure_ascii=False, allow_nan=False, default=str)
-    _write_atomic(sidecar_json, text + "\n")
+    _write_atomic(sidecar_json, (text + "\n").encode("utf-8", errors="backslashreplace"))
     return ReportFiles(findings_csv, files_csv, sidecar_json, series_csv)
 
 
@@ -277,17 +236,6 @@ def _phi(series: Series) -> dict[str, object]:
     }
 
 
-def _checked_out_dir(out_dir: Path, study_root: Path) -> Path:
-    out = Path(out_dir).expanduser().resolve()
-    root = Path(study_root).expanduser().resolve()
-    if out == root or root in out.parents:
-        raise ValueError(
-            f"refusing to write the report into {out}: it is inside the study root {root} "
-            "(evidence folders are never written into); choose an output folder elsewhere"
-        )
-    return out
-
-
 def _extra_file_hashes(out: Path, extra_files: Sequence[Path]) -> dict[str, str]:
     hashes: dict[str, str] = {}
     for extra in extra_files:
@@ -309,48 +257,18 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, text: str) -> str:
-    """Write ``text`` as UTF-8 to a temporary file beside ``path``, then rename; returns SHA-256.
-
-    Lone surrogates (undecodable bytes from tags) are written as ``\\udcXX`` escapes.
-    """
-    data = text.encode("utf-8", errors="backslashreplace")
+def _write_atomic(path: Path, data: bytes) -> str:
+    """Write ``data`` to a temporary file beside ``path``, then rename; returns SHA-256."""
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
-def _cell(column: str, value: object) -> str:
-    """One CSV cell: ``""`` for ``None``; numbers exact (floats by ``repr``); text neutralised."""
-    if value is None:
-        return ""
-    if column in NUMERIC_COLUMNS:
-        return repr(value) if isinstance(value, float) else str(value)
-    return neutralise_cell(str(value))
-
-
-def _csv_text(columns: Sequence[str], rows: Sequence[dict[str, object]]) -> str:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow(_cell(c, row[c]) for c in columns)
-    return buffer.getvalue()
-
-
-def _files_csv_text(files: Sequence[FileRecord]) -> str:
+def _files_csv(files: Sequence[FileRecord]) -> bytes:
     rows = [
         {c: getattr(record, "relpath" if c == "file" else c) for c in FILES_COLUMNS}
         for record in files
     ]
-    return _csv_text(FILES_COLUMNS, rows)
-
-
-def _iso_utc(stamp: datetime) -> str:
-    if stamp.tzinfo is None or stamp.utcoffset() is None:
-        raise ValueError(
-            f"timestamp {stamp!r} has no time zone; use btd_core.findings.report.utc_now()"
-        )
-    return stamp.astimezone(timezone.utc).isoformat()
+    return csv_bytes(FILES_COLUMNS, rows, NUMERIC_COLUMNS)
 
 
 def _json_value(value: object) -> object:
@@ -380,14 +298,10 @@ def _sidecar(
         "tool": {"name": "btd", "version": run.tool_version},
         "command_line": list(run.command_line),
         "host": run.host,
-        "started_utc": _iso_utc(run.started_utc),
-        "ended_utc": _iso_utc(run.ended_utc),
+        "started_utc": iso_utc(run.started_utc),
+        "ended_utc": iso_utc(run.ended_utc),
         "study_root": str(run.study_root),
-        "model": {
-            "path": str(run.model_path),
-            "sha256": run.model_sha256,
-            "card": run.model_card.to_metadata(),
-        },
+        "model": model_record(run.model_path, run.model_sha256, run.model_card),
         "provider": {"in_use": run.provider, "note": run.provider_note},
         "settings": _json_value(dict(run.settings)),
         "library_versions": dict(run.library_versions),

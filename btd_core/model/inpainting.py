@@ -10,12 +10,15 @@ the new content is what the generative model makes of it, as in a real attack.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from btd_core.model.diffusion import GaussianDiffusion
 from btd_core.slices.profiles import ModalityProfile
 from btd_core.tamper.copy_move import KINDS, Tampering, round_mask
+from btd_core.tamper.labelled_set import Tamperer
 
 SOFT_TISSUE_UNIT = (40.0 + 700.0) / 2700.0
 """A soft-tissue mass (+40 HU) on the CT window, in [0, 1]."""
@@ -84,3 +87,16 @@ def diffusion_inpaint(
     full_mask = np.zeros(values.shape, np.float32)
     full_mask[oy : oy + size, ox : ox + size] = local
     return Tampering(tampered, full_mask, x, y, radius, kind, "diffusion")
+
+
+def diffusion_tamperer(checkpoint: Path, profile: ModalityProfile) -> Tamperer:
+    """The ``diffusion`` method of :mod:`btd_core.tamper.labelled_set`: inpainting with
+    the model of ``checkpoint`` (loaded once, weights only)."""
+    from btd_core.model.checkpoint import load_checkpoint
+
+    diffusion = load_checkpoint(checkpoint).diffusion
+
+    def inpaint(values, kind, x, y, radius, rng):
+        return diffusion_inpaint(values, kind, x, y, radius, diffusion, profile, rng)
+
+    return inpaint

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from btd_core.engine.scorer import Scorer
-from btd_core.scoring.windows import WINDOW_PX
 from btd_core.slices.tiling import (
     BODY_FRACTION,
     BODY_LEVEL,
@@ -24,7 +23,7 @@ from btd_core.slices.tiling import (
 )
 from btd_core.slices.windowing import to_model_range
 from btd_core.study.pixels import read_slice
-from btd_core.study.records import Series, SliceResult
+from btd_core.study.records import Series
 
 
 @dataclass(frozen=True)
@@ -46,16 +45,9 @@ class ScanSettings:
     workers:
         Threads that read, decode, window and tile slices ahead of the scorer
         (>= 1); ``None`` = one per CPU core, at most 8.
-    score_mode:
-        ``"tile"``: slice score = the highest tile score (the card's reduction over a
-        whole S x S tile, the paper's whole-patch mean); ``"local"``: the highest mean
-        r^2 in ``window`` x ``window`` windows over the slice's residual energy map;
-        ``"calibrated"``: the highest calibrated surprise z of those windows against
-        genuine tissue of the same intensity and texture (needs a calibration);
-        ``"auto"``: ``calibrated`` when a calibration is given, else ``local`` (what
-        ``btd scan`` and ``btd audit`` run by default).
-    window, window_stride:
-        Local window side and step, pixels (step default: window / 2).
+
+    How the scored tiles become the slice's score is not a setting of the coverage:
+    it is the :class:`btd_core.scoring.strategy.SliceScore`, resolved once per scan.
     """
 
     stride: int | None = None
@@ -64,9 +56,6 @@ class ScanSettings:
     keep_views: int = 10
     patch_at: tuple[int, int] | None = None
     workers: int | None = None
-    score_mode: str = "tile"
-    window: int = WINDOW_PX
-    window_stride: int | None = None
 
     def stride_for(self, size: int) -> int:
         """The stride in pixels for tiles of ``size``."""
@@ -141,20 +130,12 @@ class ImageScores:
             stride=tile_set.stride,
         )
 
-    def slice_result(self, series_key: str, index: int) -> SliceResult:
-        """The slice's summary: max tile score and where (requires at least one tile)."""
+    def worst_tile(self) -> tuple[float, int, int]:
+        """(score, x, y) of the highest-scoring tile: its top-left column and row, pixels
+        (requires at least one tile; the first of equal scores wins)."""
         worst = int(np.argmax(self.scores))
         y, x = self.origins[worst]
-        return SliceResult(
-            series_key=series_key,
-            slice_index=index,
-            score=float(self.scores[worst]),
-            tile_x=x,
-            tile_y=y,
-            tile_size=self.tile_size,
-            tiles_scored=len(self.origins),
-            tiles_skipped=self.tiles_skipped,
-        )
+        return float(self.scores[worst]), x, y
 
     def heat_map(self, shape: tuple[int, ...]) -> np.ndarray:
         """float32 [H, W]: mean r^2 per pixel over the tiles' inner parts (0 where none)."""

@@ -199,3 +199,12 @@ class Finding:
     series: Series
     slice: SliceRef
     file: FileRecord
+
+
+def series_label(series: Series) -> str:
+    """A short, human name for a series: its description, else the tail of its key
+    (at most 17 characters).  Raw text from the files: make it printable to show it."""
+    if series.description:
+        return series.description
+    key = series.key
+    return key if len(key) <= 20 else "…" + key[-16:]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,23 +44,19 @@ class TamperedSet:
     failures: list[str]
 
 
-def tamperer_for(method: str, checkpoint: Path | None, profile: ModalityProfile) -> Tamperer:
-    """The function applying ``method``; diffusion loads ``checkpoint`` (needs torch)."""
-    if method == "copy-move":
-        return copy_move
-    if method != "diffusion":
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if checkpoint is None:
-        raise ValueError("diffusion tampering needs --checkpoint (a .pt of the method's model)")
-    from btd_core.model.checkpoint import load_checkpoint
-    from btd_core.model.inpainting import diffusion_inpaint
+COPY_MOVE: Mapping[str, Tamperer] = {"copy-move": copy_move}
+"""The tampering method that needs no model; ``diffusion`` comes from
+:func:`btd_core.model.inpainting.diffusion_tamperer` (torch world), wired by the caller."""
 
-    diffusion = load_checkpoint(checkpoint).diffusion
 
-    def inpaint(values, kind, x, y, radius, rng):
-        return diffusion_inpaint(values, kind, x, y, radius, diffusion, profile, rng)
-
-    return inpaint
+def _tamperer(tamperers: Mapping[str, Tamperer], method: str) -> Tamperer:
+    if method not in tamperers:
+        known = ", ".join(METHODS)
+        raise ValueError(
+            f"tampering method {method!r} is not available here; methods: {known} "
+            "(diffusion needs the train extra and --checkpoint)"
+        )
+    return tamperers[method]
 
 
 def genuine_slices(data_dir: Path, profile: ModalityProfile) -> list[tuple[Series, int]]:
@@ -84,10 +80,13 @@ def make_test_set(
     kinds: Sequence[str] = KINDS,
     radius: tuple[int, int] = (8, 14),
     at: tuple[int, int] | None = None,
-    checkpoint: Path | None = None,
+    tamperers: Mapping[str, Tamperer] = COPY_MOVE,
     seed: int = 0,
 ) -> TamperedSet:
-    """Write a labelled test set into ``out_dir`` (see module doc)."""
+    """Write a labelled test set into ``out_dir`` (see module doc).
+
+    ``tamperers`` maps each of ``methods`` to the function that applies it.
+    """
     slices = genuine_slices(data_dir, profile)
     if not slices:
         raise ValueError(f"no usable {profile.name.upper()} slices under {data_dir}")
@@ -96,7 +95,7 @@ def make_test_set(
     failures: list[str] = []
     counts: dict[str, int] = {}
     for method in methods:
-        tamper = tamperer_for(method, checkpoint, profile)
+        tamper = _tamperer(tamperers, method)
         for kind in kinds:
             name = f"{method}-{kind}"
             for number in range(per_set):
@@ -152,7 +151,7 @@ def tamper_study(
     plan: Sequence[tuple[int, str, str]],
     profile: ModalityProfile,
     *,
-    checkpoint: Path | None = None,
+    tamperers: Mapping[str, Tamperer] = COPY_MOVE,
     radius: int = 12,
     seed: int = 0,
     truth_path: Path | None = None,
@@ -165,7 +164,8 @@ def tamper_study(
     stored values (through the slice's Rescale Slope/Intercept), UIDs unchanged.
     """
     rng = np.random.default_rng(seed)
-    tamperers = {m: tamperer_for(m, checkpoint, profile) for m in {m for _, m, _ in plan}}
+    for method in {m for _, m, _ in plan}:
+        _tamperer(tamperers, method)
     truth = []
     for index, ref in enumerate(series.slices):
         target = out_dir / ref.path.relative_to(source_root)

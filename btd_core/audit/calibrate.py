@@ -15,12 +15,14 @@ import numpy as np
 
 from btd_core import __version__
 from btd_core.audit.pipeline import ProgressCallback, scan
-from btd_core.audit.study_audit import AuditError, check_output_outside, open_study
+from btd_core.audit.study_audit import AuditError, open_study
 from btd_core.engine.options import EngineOptions
 from btd_core.engine.scorer import ProviderChoice
 from btd_core.scoring.calibration import Calibration, fit_calibration, sidecar_path
+from btd_core.scoring.strategy import SliceScore
 from btd_core.scoring.tiles import ScanSettings
-from btd_core.scoring.windows import LocalWindows
+from btd_core.scoring.windows import WINDOW_PX, LocalWindows
+from btd_core.study.evidence import check_output_outside
 
 MAX_WINDOWS_PER_SLICE = 4000
 
@@ -42,6 +44,8 @@ def calibrate_model(
     *,
     provider: ProviderChoice = "auto",
     settings: ScanSettings | None = None,
+    window: int = WINDOW_PX,
+    window_stride: int | None = None,
     engine: EngineOptions | None = None,
     on_progress: ProgressCallback | None = None,
     max_windows_per_slice: int = MAX_WINDOWS_PER_SLICE,
@@ -49,7 +53,9 @@ def calibrate_model(
 ) -> CalibrationRun:
     """Calibrate ``model`` on the genuine scans under ``genuine_dir``; write the table.
 
-    ``out`` defaults to the model's sidecar (``MODEL.onnx.calibration.json``).
+    ``out`` defaults to the model's sidecar (``MODEL.onnx.calibration.json``).  The
+    windows are ``window`` px every ``window_stride`` px (default half the window); the
+    calibration records both, and a scan with other windows refuses it.
 
     Raises
     ------
@@ -62,8 +68,9 @@ def calibrate_model(
     if not genuine_dir.is_dir():
         raise AuditError(f"{genuine_dir} is not a folder")
     out = Path(out) if out is not None else sidecar_path(model)
-    check_output_outside(genuine_dir, out.parent)
-    settings = replace(settings or ScanSettings(), score_mode="local", keep_views=0)
+    check_output_outside(out, genuine_dir, what="calibration file", inputs_are="genuine folder")
+    settings = replace(settings or ScanSettings(), keep_views=0)
+    slice_score = SliceScore.local(window, window_stride)
     rng = np.random.default_rng(seed)
     kept: list[np.ndarray] = []
 
@@ -77,7 +84,14 @@ def calibrate_model(
         kept.append(rows)
 
     discovery, scorer = open_study(genuine_dir, model, provider, engine)
-    outcome = scan(discovery, scorer, settings, on_progress=on_progress, on_windows=collect)
+    outcome = scan(
+        discovery,
+        scorer,
+        settings,
+        on_progress=on_progress,
+        slice_score=slice_score,
+        on_windows=collect,
+    )
     windows = np.concatenate(kept) if kept else np.zeros((0, 3))
     failed = [(r.relpath, r.reason) for r in discovery.files if r.status == "error"]
     calibration = fit_calibration(
@@ -85,8 +99,8 @@ def calibrate_model(
         windows[:, 1],
         windows[:, 2],
         model_sha256=scorer.model_sha256,
-        window=settings.window,
-        stride=settings.window_stride or max(settings.window // 2, 1),
+        window=slice_score.window,
+        stride=slice_score.window_stride,
         slices=len(outcome.results),
         source={
             "folder": str(genuine_dir.resolve()),

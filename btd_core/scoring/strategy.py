@@ -1,0 +1,316 @@
+"""The slice score: how a slice's scored tiles become one number and a place.
+
+One :class:`SliceScore` is resolved once, before a scan starts, from what the user asked
+for (mode, calibration, window) by :func:`resolve_slice_score`; the scan, the previews,
+``btd eval`` and the benchmarks then all judge slices with it (:meth:`SliceScore.judge`).
+
+Modes
+-----
+``tile``
+    The highest whole-tile score (the model card's reduction over an S x S tile): the
+    paper's whole-patch mean.
+``local``
+    The highest mean r^2 in ``window`` x ``window`` windows over the slice's residual
+    energy map (:mod:`btd_core.scoring.windows`), in tissue only.
+``calibrated``
+    The highest surprise z of those windows against what genuine tissue of the same
+    intensity and texture produces (:mod:`btd_core.scoring.calibration`).
+``auto``
+    Asked for, never run: ``calibrated`` when a calibration is at hand (a named file,
+    or the model's sidecar ``MODEL.onnx.calibration.json``), else ``local``.  The best
+    measured modes (``benchmarks/bench_detection.py``); the default everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from btd_core.scoring.calibration import Calibration, CalibrationError, sidecar_path
+from btd_core.scoring.tiles import ImageScores
+from btd_core.scoring.windows import WINDOW_PX, LocalWindows, local_windows
+from btd_core.slices.tiling import BODY_LEVEL
+from btd_core.study.records import SliceResult
+
+ScoreMode = Literal["tile", "local", "calibrated"]
+SCORE_MODES: tuple[ScoreMode, ...] = ("tile", "local", "calibrated")
+"""The modes a scan runs."""
+SCORE_CHOICES = ("auto", "calibrated", "local", "tile")
+"""What a user may ask for (``--score``); ``auto`` is the default."""
+
+_DESCRIPTIONS = {
+    "tile": "max tile score ({reduction})",
+    "local": "max over local windows of mean r^2",
+    "calibrated": "max over local windows of the calibrated surprise z vs genuine tissue",
+}
+
+
+class ScoreModeError(ValueError):
+    """The slice score asked for cannot run: no calibration, another model's, another
+    window's, or an unknown mode.  The message says what to do."""
+
+
+@dataclass(frozen=True)
+class SliceVerdict:
+    """One slice judged.
+
+    Attributes
+    ----------
+    result:
+        The slice's score and where it is worst.
+    heat:
+        Makes the float32 [H, W] map to show (made on demand: only kept slices need
+        it): mean r^2 per pixel (``tile``, ``local``) or per pixel the highest surprise
+        z of the windows over it, at least 0 (``calibrated``).
+    windows:
+        The slice's local windows (``None`` in the ``tile`` mode); calibration collects them.
+    values:
+        [ny, nx] each window's score (mean r^2 or z), ``None`` in the ``tile`` mode.
+    """
+
+    result: SliceResult
+    heat: Callable[[], np.ndarray]
+    windows: LocalWindows | None = None
+    values: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SliceScore:
+    """A resolved slice score (see the module docstring).
+
+    Attributes
+    ----------
+    mode:
+        ``tile``, ``local`` or ``calibrated`` (never ``auto``).
+    window, window_stride:
+        Local window side and step, pixels (>= 1); unused by ``tile``.
+    calibration:
+        The tissue table of the ``calibrated`` mode (``None`` otherwise).
+    calibration_path:
+        Where it was read from, recorded in the report.
+    body_level:
+        Windowed [0, 1] intensity under which a window is background, not tissue.
+    """
+
+    mode: ScoreMode = "local"
+    window: int = WINDOW_PX
+    window_stride: int = WINDOW_PX // 2
+    calibration: Calibration | None = None
+    calibration_path: Path | None = None
+    body_level: float = BODY_LEVEL
+
+    def __post_init__(self) -> None:
+        if self.mode not in SCORE_MODES:
+            raise ScoreModeError(
+                f"unknown score mode {self.mode!r}; choose from {', '.join(SCORE_CHOICES)}"
+            )
+        if self.mode == "calibrated" and self.calibration is None:
+            raise ScoreModeError(
+                "the calibrated score needs the model's calibration: run btd calibrate first"
+            )
+
+    @classmethod
+    def tile(cls) -> SliceScore:
+        """The paper's whole-patch score."""
+        return cls(mode="tile")
+
+    @classmethod
+    def local(cls, window: int = WINDOW_PX, window_stride: int | None = None) -> SliceScore:
+        """Raw local windows of ``window`` px, every ``window_stride`` (default half) px."""
+        return cls(mode="local", window=window, window_stride=window_stride or max(window // 2, 1))
+
+    @property
+    def uses_windows(self) -> bool:
+        """Whether slices are judged by local windows (``local``, ``calibrated``)."""
+        return self.mode != "tile"
+
+    def describe(self, reduction: str) -> str:
+        """One line for the report: what the slice score is (``reduction``: the card's)."""
+        return _DESCRIPTIONS[self.mode].format(reduction=reduction)
+
+    def record(self) -> dict[str, object]:
+        """The report's record of this slice score."""
+        calibration = None
+        if self.calibration is not None and self.calibration_path is not None:
+            data = self.calibration_path.read_bytes()
+            calibration = {
+                "file": str(self.calibration_path.resolve()),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        return {
+            "score_mode": self.mode,
+            "window_px": self.window if self.uses_windows else None,
+            "window_stride_px": self.window_stride if self.uses_windows else None,
+            "calibration": calibration,
+        }
+
+    def judge(
+        self, series_key: str, index: int, image: np.ndarray, scores: ImageScores
+    ) -> SliceVerdict | None:
+        """Judge one slice from its scored tiles; ``None`` when nothing of it was scored
+        (no tile, or in the local modes no window in tissue).
+
+        ``image`` is the windowed slice, float32 [H, W] in [0, 1].
+        """
+        if not scores.origins:
+            return None
+        tile_score, tile_x, tile_y = scores.worst_tile()
+        common = {
+            "series_key": series_key,
+            "slice_index": index,
+            "tile_x": tile_x,
+            "tile_y": tile_y,
+            "tile_size": scores.tile_size,
+            "tiles_scored": len(scores.origins),
+            "tiles_skipped": scores.tiles_skipped,
+        }
+        if not self.uses_windows:
+            result = SliceResult(score=tile_score, score_mode="tile", **common)
+            return SliceVerdict(result, heat=lambda: scores.heat_map(image.shape))
+        energy_map, covered = scores.energy_map(image.shape)
+        windows = local_windows(
+            image,
+            energy_map,
+            covered,
+            window=self.window,
+            stride=self.window_stride,
+            body_level=self.body_level,
+        )
+        if self.calibration is not None:
+            values = self.calibration.surprise(windows.energy, windows.intensity, windows.texture)
+
+            def heat() -> np.ndarray:
+                return paint_windows(windows, values, energy_map.shape)
+
+        else:
+            values = windows.energy
+
+            def heat() -> np.ndarray:
+                return energy_map
+
+        worst = windows.worst(values)
+        if worst is None:
+            return None
+        score, x, y = worst
+        result = SliceResult(
+            score=score,
+            window_x=x,
+            window_y=y,
+            window_size=windows.window,
+            score_mode=self.mode,
+            **common,
+        )
+        return SliceVerdict(result, heat=heat, windows=windows, values=values)
+
+
+def resolve_slice_score(
+    mode: str = "auto",
+    *,
+    model_path: Path | None = None,
+    model_sha256: str | None = None,
+    calibration_path: Path | None = None,
+    window: int | None = None,
+    window_stride: int | None = None,
+) -> SliceScore:
+    """The slice score to run for what was asked: done once, before a scan starts.
+
+    ``mode``: one of :data:`SCORE_CHOICES`.  ``calibrated`` reads ``calibration_path``
+    (default: the model's sidecar), checks that it belongs to the model
+    (``model_sha256``) and was made with the same window and window step; ``auto`` is
+    ``calibrated`` when a calibration file is named or the sidecar exists, else
+    ``local``.  ``window`` / ``window_stride`` (pixels) default to the calibration's
+    own, else 24 and half the window.
+
+    Raises
+    ------
+    ScoreModeError
+        An unknown mode; ``calibrated`` with no calibration file; a calibration that is
+        damaged, of another model, or made for another window or window step.  Never a
+        quiet step down from ``calibrated`` to ``local``.
+    """
+    if mode not in SCORE_CHOICES:
+        raise ScoreModeError(f"unknown score mode {mode!r}; choose from {', '.join(SCORE_CHOICES)}")
+    if mode == "tile":
+        return SliceScore.tile()
+    sidecar = sidecar_path(Path(model_path)) if model_path is not None else None
+    wanted = mode == "calibrated" or (
+        mode == "auto"
+        and (calibration_path is not None or (sidecar is not None and sidecar.is_file()))
+    )
+    if not wanted:
+        return SliceScore.local(window or WINDOW_PX, window_stride)
+    path = Path(calibration_path) if calibration_path is not None else sidecar
+    if path is None or not path.is_file():
+        raise ScoreModeError(
+            f"the calibrated score needs {path or 'a calibration file'}: make it with "
+            f"btd calibrate --model {model_path} GENUINE_DIR (or give --calibration)"
+        )
+    try:
+        calibration = Calibration.load(path, model_sha256)
+    except CalibrationError as err:
+        raise ScoreModeError(str(err)) from None
+    window = window or calibration.window
+    window_stride = window_stride or max(window // 2, 1)
+    if (window, window_stride) != (calibration.window, calibration.stride):
+        raise ScoreModeError(
+            f"the calibration {path} was made with {calibration.window} px windows every "
+            f"{calibration.stride} px, this scan asks for {window} px every {window_stride} px: "
+            f"scan with --window {calibration.window}, or calibrate again with "
+            f"btd calibrate --window {window}"
+        )
+    return SliceScore(
+        mode="calibrated",
+        window=window,
+        window_stride=window_stride,
+        calibration=calibration,
+        calibration_path=path,
+    )
+
+
+def paint_windows(windows: LocalWindows, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """float32 [H, W]: per pixel the highest value of the valid windows over it, at least 0."""
+    canvas = np.zeros(shape[:2], dtype=np.float32)
+    size = windows.window
+    for row, y in enumerate(windows.ys):
+        for col, x in enumerate(windows.xs):
+            if windows.valid[row, col] and values[row, col] > 0:
+                patch = canvas[y : y + size, x : x + size]
+                np.maximum(patch, np.float32(values[row, col]), out=patch)
+    return canvas
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """The slice score a user asked for (``--score``, ``--window``, ``--calibration``),
+    before it is resolved against a model (:meth:`resolve`).
+
+    Attributes
+    ----------
+    mode:
+        One of :data:`SCORE_CHOICES` (default ``auto``).
+    window, window_stride:
+        Local window side and step, pixels; ``None``: the calibration's, else 24 and half.
+    calibration_path:
+        A calibration file; ``None``: the model's sidecar.
+    """
+
+    mode: str = "auto"
+    window: int | None = None
+    window_stride: int | None = None
+    calibration_path: Path | None = None
+
+    def resolve(self, model_path: Path | None, model_sha256: str | None) -> SliceScore:
+        """The :class:`SliceScore` to run with this model (:func:`resolve_slice_score`)."""
+        return resolve_slice_score(
+            self.mode,
+            model_path=model_path,
+            model_sha256=model_sha256,
+            calibration_path=self.calibration_path,
+            window=self.window,
+            window_stride=self.window_stride,
+        )
