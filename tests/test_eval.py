@@ -93,6 +93,7 @@ def test_public_layout_end_to_end(ct_onnx: Path, tmp_path: Path):
     root = build_public_ct_set(tmp_path / "testset")
     out = tmp_path / "eval"
     argv = ["eval", "--model", str(ct_onnx), str(root), "--out", str(out), "--provider", "cpu"]
+    argv += ["--score", "tile"]  # the paper's whole-patch score, checked by hand below
     assert main([*argv, *LABELS]) == 0
 
     scores = read_rows(out / "scores.csv")
@@ -218,7 +219,12 @@ def test_csv_mode_is_tolerant_of_column_names_and_reads_3d_slices(ct_onnx: Path,
     assert scores[0]["score"] == scores[3]["score"]  # the same patch, read once
 
 
-def test_folder_pair_scores_whole_slices(ct_onnx: Path, tmp_path: Path):
+@pytest.mark.parametrize("mode", ["auto", "tile", "local", "calibrated"])
+def test_folder_pair_scores_whole_slices(ct_onnx: Path, tmp_path: Path, mode: str):
+    """Each --score mode scores whole slices as the scan's slice score does."""
+    from btd_core.audit.calibrate import calibrate_model
+    from btd_core.scoring.strategy import ScoreRequest
+
     genuine, tampered = tmp_path / "genuine", tmp_path / "tampered"
     genuine.mkdir()
     tampered.mkdir()
@@ -227,7 +233,13 @@ def test_folder_pair_scores_whole_slices(ct_onnx: Path, tmp_path: Path):
         np.save(tampered / f"t{i}.npy", hu_crop(i + 2, tampered=True)[16:112])
     out = tmp_path / "eval"
     argv = ["eval", "--model", str(ct_onnx), "--genuine", str(genuine), "--tampered"]
-    assert main([*argv, str(tampered), "--out", str(out)]) == 0
+    argv += [str(tampered), "--out", str(out), "--score", mode]
+    calibration = None
+    if mode == "calibrated":
+        calibration = tmp_path / "calibration.json"
+        calibrate_model(genuine, ct_onnx, calibration, provider="cpu")
+        argv += ["--calibration", str(calibration)]
+    assert main(argv) == 0
     metrics = {row["set"]: row for row in read_rows(out / "metrics.csv")}
     assert (metrics["folders"]["n_genuine"], metrics["folders"]["n_tampered"]) == ("2", "2")
     scores = read_rows(out / "scores.csv")
@@ -240,7 +252,16 @@ def test_folder_pair_scores_whole_slices(ct_onnx: Path, tmp_path: Path):
     scorer = Scorer(ct_onnx, provider="cpu")
     image = scorer.card.profile.to_unit_range(np.load(genuine / "g1.npy"))
     whole = score_image(image, scorer, ScanSettings())
-    assert float(scores[1]["score"]) == pytest.approx(float(whole.scores.max()), rel=1e-5)
+    request = ScoreRequest(mode, calibration_path=calibration)
+    slice_score = request.resolve(ct_onnx, scorer.model_sha256)
+    assert slice_score.mode == ("local" if mode == "auto" else mode)
+    verdict = slice_score.judge("", 0, image, whole)
+    assert verdict is not None
+    assert float(scores[1]["score"]) == pytest.approx(verdict.result.score, rel=1e-5)
+    if mode == "tile":
+        assert verdict.result.score == pytest.approx(float(whole.scores.max()))
+    sidecar = json.loads((out / "eval.json").read_text())
+    assert sidecar["slice_score"]["score_mode"] == slice_score.mode
     assert float(metrics["folders"]["auroc"]) == pytest.approx(
         auroc([0, 0, 1, 1], [float(r["score"]) for r in scores])
     )

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from btd_core.audit.pipeline import ScanSettings
-from btd_core.audit.study_audit import AuditError, audit_study
+from btd_core.audit.study_audit import audit_study
+from btd_core.study.evidence import OutputInsideEvidence
 from btd_core.cli.main import main as btd_main
 from tests.study_builder import tree_fingerprint, write_series
 
@@ -35,10 +36,16 @@ def planted_study(tmp_path_factory: pytest.TempPathFactory):
     return root, head, abdomen
 
 
-def test_planted_anomaly_ranks_first(planted_study, trained_ct_onnx: Path, tmp_path: Path):
+LEARNED = pytest.param("trained_ct_onnx", marks=[pytest.mark.slow, pytest.mark.torch])
+"""The briefly trained U-Net, exported by btd-export: the same ranking from a learned model."""
+
+
+@pytest.mark.parametrize("model", ["ct_onnx", LEARNED])
+def test_planted_anomaly_ranks_first(planted_study, model: str, request, tmp_path: Path):
     root, _, abdomen = planted_study
     before = tree_fingerprint(root)
-    result = audit_study(root, trained_ct_onnx, tmp_path / "report", provider="cpu")
+    model_path = request.getfixturevalue(model)
+    result = audit_study(root, model_path, tmp_path / "report", provider="cpu")
     assert tree_fingerprint(root) == before
     assert len(result.findings) == 7 and result.files_failed == 0
     top = result.findings[0]
@@ -64,11 +71,11 @@ def test_planted_anomaly_ranks_first(planted_study, trained_ct_onnx: Path, tmp_p
     assert (tmp_path / "report" / "overlays" / "rank001.png").stat().st_size > 1000
 
 
-def test_papers_mode_scores_one_patch_per_slice(planted_study, trained_ct_onnx, tmp_path):
+def test_papers_mode_scores_one_patch_per_slice(planted_study, ct_onnx, tmp_path):
     root, _, abdomen = planted_study
     x, y, size = abdomen.planted_box
     settings = ScanSettings(patch_at=(x + size // 2, y + size // 2))
-    result = audit_study(root, trained_ct_onnx, tmp_path / "r", provider="cpu", settings=settings)
+    result = audit_study(root, ct_onnx, tmp_path / "r", provider="cpu", settings=settings)
     assert all(f.result.tiles_scored == 1 for f in result.findings)
     assert result.findings[0].file.path == abdomen.files[abdomen.planted_index]
     assert result.outcome.tiles_skipped == 0
@@ -77,7 +84,7 @@ def test_papers_mode_scores_one_patch_per_slice(planted_study, trained_ct_onnx, 
 def test_report_inside_the_study_is_refused(planted_study, ct_onnx, capsys):
     root, _, _ = planted_study
     before = tree_fingerprint(root)
-    with pytest.raises(AuditError, match="inside the study"):
+    with pytest.raises(OutputInsideEvidence, match="inside the study"):
         audit_study(root, ct_onnx, root / "head" / "report")
     code = btd_main(["scan", str(root), "--model", str(ct_onnx), "--out", str(root / "r")])
     assert code == 2 and "inside the study" in capsys.readouterr().out
@@ -242,6 +249,7 @@ def test_npy_png_and_enhanced_multiframe_series(tmp_path: Path, ct_onnx: Path):
 
 def test_resume_scores_only_what_is_left_and_previews_match(tmp_path: Path, ct_scorer):
     from btd_core.audit.pipeline import scan
+    from btd_core.scoring.strategy import SliceScore
     from btd_core.scoring.tiles import view_slice
     from btd_core.study.discovery import discover
 
@@ -265,8 +273,9 @@ def test_resume_scores_only_what_is_left_and_previews_match(tmp_path: Path, ct_s
     assert all(f.status == "scored" for f in discovery.files)
     series = discovery.series[0]
     view, scores = view_slice(series, 2, ct_scorer, settings)
-    again = scores.slice_result(series.key, 2)
-    assert again == next(r for r in second.results if r.slice_index == 2)
+    verdict = SliceScore.local().judge(series.key, 2, view.image, scores)  # the default: auto
+    assert verdict is not None
+    assert verdict.result == next(r for r in second.results if r.slice_index == 2)
     assert view.heat.shape == view.image.shape == (128, 128) and view.heat.max() > 0
 
 

@@ -15,6 +15,7 @@ from btd_core.audit.pipeline import scan
 from btd_core.engine.scorer import Scorer
 from btd_core.findings.ranking import rank
 from btd_core.scoring.calibration import Calibration, sidecar_path
+from btd_core.scoring.strategy import ScoreModeError, ScoreRequest, SliceScore
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.study.discovery import discover
 from tests.study_builder import tree_fingerprint, write_series
@@ -36,6 +37,7 @@ def mixed_study(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.torch
+@pytest.mark.slow  # a high-pass finds the block in either mode: this needs a learned model
 def test_small_anomaly_ranks_first_locally_where_the_whole_tile_mean_misses_it(
     mixed_study, trained_ct_onnx: Path
 ):
@@ -43,8 +45,9 @@ def test_small_anomaly_ranks_first_locally_where_the_whole_tile_mean_misses_it(
     discovery = discover(root)
     scorer = Scorer(trained_ct_onnx, provider="cpu")
     tops = {}
-    for mode in ("tile", "local"):
-        outcome = scan(discovery, scorer, ScanSettings(score_mode=mode))
+    for mode in (SliceScore.tile(), SliceScore.local()):
+        outcome = scan(discovery, scorer, ScanSettings(), slice_score=mode)
+        mode = mode.mode
         tops[mode] = rank(outcome.results, discovery)[0]
     assert tops["tile"].file.path != planted  # tissue, not the block, wins the tile mode
     local = tops["local"]
@@ -109,7 +112,7 @@ def test_a_calibration_of_another_model_is_refused(tmp_path: Path):
     other = write_tiny_scorer(tmp_path / "other.onnx", patch_size=64)
     genuine = tmp_path / "genuine"
     write_fixed_series(genuine / "ct", 3)
-    from btd_core.scoring.calibrate import calibrate_model
+    from btd_core.audit.calibrate import calibrate_model
 
     calibrate_model(genuine, other, sidecar_path(model), provider="cpu")
     out = tmp_path / "report"
@@ -127,13 +130,13 @@ def test_a_calibration_of_another_model_is_refused(tmp_path: Path):
 
 
 def test_calibration_output_inside_the_genuine_folder_is_refused(tmp_path: Path):
-    from btd_core.audit.study_audit import AuditError
-    from btd_core.scoring.calibrate import calibrate_model
+    from btd_core.audit.calibrate import calibrate_model
+    from btd_core.study.evidence import OutputInsideEvidence
 
     model = write_tiny_scorer(tmp_path / "tiny.onnx")
     genuine = tmp_path / "genuine"
     write_fixed_series(genuine / "ct", 2)
-    with pytest.raises(AuditError, match="never written into"):
+    with pytest.raises(OutputInsideEvidence, match="never written into"):
         calibrate_model(genuine, model, genuine / "cal.json", provider="cpu")
     assert not (genuine / "cal.json").exists()
 
@@ -143,11 +146,15 @@ def test_tile_mode_rows_have_no_window(tmp_path: Path):
     study = tmp_path / "study"
     write_fixed_series(study / "ct", 2)
     discovery = discover(study)
-    outcome = scan(discovery, Scorer(model, provider="cpu"), ScanSettings(stride=32))
+    scorer = Scorer(model, provider="cpu")
+    outcome = scan(discovery, scorer, ScanSettings(stride=32), slice_score=SliceScore.tile())
     assert all(r.window_size is None and r.score_mode == "tile" for r in outcome.results)
     assert all(r.region == (r.tile_x, r.tile_y, r.tile_size) for r in outcome.results)
-    with pytest.raises(ValueError, match="btd calibrate"):
-        scan(discovery, Scorer(model, provider="cpu"), ScanSettings(score_mode="calibrated"))
+    with pytest.raises(ScoreModeError, match="btd calibrate"):
+        SliceScore(mode="calibrated")
+    # the library's default is auto: local for a model without a calibration
+    outcome = scan(discovery, scorer, ScanSettings(stride=32))
+    assert {r.score_mode for r in outcome.results} == {"local"}
 
 
 @pytest.mark.parametrize("command", ["scan", "calibrate"])
@@ -165,25 +172,50 @@ def test_a_missing_model_is_named_before_the_study_is_walked(tmp_path: Path, com
 
 def test_auto_mode_refuses_a_sidecar_of_another_model(tmp_path: Path):
     """``auto`` never steps down to ``local`` past a calibration that is there but foreign."""
-    from btd_core.audit.study_audit import AuditError, settle_score_mode
-    from btd_core.scoring.calibrate import calibrate_model
+    from btd_core.audit.calibrate import calibrate_model
 
     model = write_tiny_scorer(tmp_path / "tiny.onnx")
     other = write_tiny_scorer(tmp_path / "other.onnx", patch_size=64)
     genuine = tmp_path / "genuine"
     write_fixed_series(genuine / "ct", 3)
-    scorer = Scorer(model, provider="cpu")
-    auto = ScanSettings(score_mode="auto")
-    settled, calibration, path = settle_score_mode(auto, model, None, scorer)
-    assert (settled.score_mode, calibration, path) == ("local", None, None)
-    with pytest.raises(AuditError, match="btd calibrate"):
-        settle_score_mode(auto, model, tmp_path / "missing.json", scorer)  # named: must exist
+    sha = Scorer(model, provider="cpu").model_sha256
+    auto = ScoreRequest()
+    settled = auto.resolve(model, sha)
+    assert (settled.mode, settled.calibration, settled.calibration_path) == ("local", None, None)
+    with pytest.raises(ScoreModeError, match="btd calibrate"):  # a named file must exist
+        ScoreRequest(calibration_path=tmp_path / "missing.json").resolve(model, sha)
     calibrate_model(genuine, other, sidecar_path(model), provider="cpu")
-    with pytest.raises(AuditError, match="made for another model"):
-        settle_score_mode(auto, model, None, scorer)
+    with pytest.raises(ScoreModeError, match="made for another model"):
+        auto.resolve(model, sha)
     calibrate_model(genuine, model, provider="cpu")
-    settled, calibration, path = settle_score_mode(auto, model, None, scorer)
-    assert settled.score_mode == "calibrated" and calibration is not None
-    assert path == sidecar_path(model)
-    tile = ScanSettings(score_mode="tile")
-    assert settle_score_mode(tile, model, None, scorer) == (tile, None, None)
+    settled = auto.resolve(model, sha)
+    assert settled.mode == "calibrated" and settled.calibration is not None
+    assert settled.calibration_path == sidecar_path(model)
+    assert ScoreRequest("tile").resolve(model, sha) == SliceScore.tile()
+
+
+def test_a_calibration_made_for_another_window_is_refused(tmp_path: Path):
+    """A calibration records its window and step; a scan with other windows refuses it,
+    and without --window the scan takes the calibration's own."""
+    from btd_core.audit.calibrate import calibrate_model
+
+    model = write_tiny_scorer(tmp_path / "tiny.onnx")
+    genuine = tmp_path / "genuine"
+    write_fixed_series(genuine / "ct", 3)
+    sha = Scorer(model, provider="cpu").model_sha256
+    calibrate_model(genuine, model, provider="cpu", window=16)
+    settled = ScoreRequest().resolve(model, sha)
+    assert (settled.mode, settled.window, settled.window_stride) == ("calibrated", 16, 8)
+    with pytest.raises(ScoreModeError, match="--window 16"):
+        ScoreRequest(window=24).resolve(model, sha)
+    with pytest.raises(ScoreModeError, match="16 px windows every 8 px"):
+        ScoreRequest("calibrated", window=16, window_stride=4).resolve(model, sha)
+    study = tmp_path / "study"
+    write_fixed_series(study / "ct", 1, series_number=2)
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "btd_core.cli.main", "scan", str(study), "--model"]
+    command += [str(model), "--out", str(out), "--window", "32", "--provider", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "btd calibrate --window 32" in " ".join(done.stdout.split())
+    assert not out.exists()

@@ -45,6 +45,7 @@ class ScanProgress:
     files_failed: int
     current: str
     result: SliceResult | None = None
+    key: tuple[str, int] | None = None
 
 
 @dataclass
@@ -334,6 +335,7 @@ class _Run:
                     files_failed=len(self.errors),
                     current=ref.path.name,
                     result=result,
+                    key=(prepared.series.key, prepared.index),
                 )
             )
 

@@ -15,6 +15,7 @@ from btd_core.cli.args import (
     add_score_arguments,
     add_stride_argument,
     engine_options,
+    score_request,
 )
 from btd_core.cli.failures import cannot_run
 
@@ -73,9 +74,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         command_line=sys.argv,
         engine=engine_options(args),
         workers=args.workers,
-        score_mode=args.score,
-        window=args.window,
-        calibration_path=args.calibration,
+        score=score_request(args),
     )
     result = app.run()
     return int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)

@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from btd_core.cli.args import (
@@ -18,6 +17,7 @@ from btd_core.cli.args import (
     positive_int,
 )
 from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.cli.progress import slice_progress
 from btd_core.exit_status import ExitStatus
 
 
@@ -53,15 +53,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_core.audit.calibrate import calibrate_model
     from btd_core.scoring.tiles import ScanSettings
 
-    progress = Progress(
-        TextColumn("calibrating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("slices"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    task = progress.add_task("calibrate", total=None)
+    progress, on_progress = slice_progress(console, "calibrating")
     settings = ScanSettings(stride=args.stride, workers=args.workers)
     try:
         with progress:
@@ -73,9 +65,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 settings=settings,
                 window=args.window,
                 engine=engine_options(args),
-                on_progress=lambda p: progress.update(
-                    task, completed=p.slices_done, total=p.slices_total
-                ),
+                on_progress=on_progress,
             )
     except (*cannot_run_errors(), OSError) as err:
         return cannot_run(console, "btd calibrate", err)

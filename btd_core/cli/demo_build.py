@@ -85,12 +85,12 @@ def write_genuine_series(folder: Path, source: str, count: int, seed: int) -> No
 def ensure_demo(fresh: bool = False, on_step=None) -> DemoFiles:
     """Make (or reuse) the demo model and study in :func:`cache_dir`; return their paths."""
     from btd_core.audit.calibrate import calibrate_model
+    from btd_core.cli.tamper import tamperers_for
     from btd_core.model.train import train
     from btd_core.model.train_config import TrainConfig
     from btd_core.scoring.calibration import sidecar_path
     from btd_core.slices.profiles import CT
     from btd_core.study.discovery import discover
-    from btd_core.cli.tamper import tamperers_for
     from btd_core.tamper.labelled_set import tamper_study
     from export.onnx_export import export_scorer
 

@@ -8,14 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -29,6 +21,7 @@ from btd_core.cli.args import (
     score_request,
 )
 from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.cli.progress import slice_progress
 from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
 from btd_core.study.records import series_label
@@ -91,24 +84,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         patch_at=tuple(args.patch_at) if args.patch_at else None,
         workers=args.workers,
     )
-    progress = Progress(
-        TextColumn("scoring"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("slices"),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[note]}"),
-        console=console,
-        transient=False,
-    )
-    task = progress.add_task("scan", total=None, note="")
-
-    def on_progress(update) -> None:
-        note = f"{update.files_failed} failed" if update.files_failed else ""
-        progress.update(task, completed=update.slices_done, total=update.slices_total, note=note)
-
+    progress, on_progress = slice_progress(console, "scoring")
     try:
         with progress:
             result = audit_study(
