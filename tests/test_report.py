@@ -24,6 +24,7 @@ from btd_core.findings.report import (
     utc_now,
     write_report,
 )
+from btd_core.safe_text import printable
 from btd_core.study.records import FileRecord, Finding, Series, SliceRef, SliceResult
 from tests.test_model_card import make_card
 
@@ -166,17 +167,19 @@ def test_formula_like_text_is_neutralised(study: Path, tmp_path: Path, hostile: 
     record = FileRecord(study / "x", hostile, None, None, "unknown", "error", reason=hostile)
     files = write_report(tmp_path / "out", make_run(study), [finding], [finding.file, record])
     (row,) = read_csv(files.findings_csv)
+    shown = printable(hostile)  # a leading tab or CR is written as \t or \r
+    quoted = "'" + shown if shown.startswith(("=", "+", "-", "@")) else shown
     for column in ("file", "patient_name", "series_description", "patient_id"):
-        assert row[column].startswith("'"), column
-        assert row[column][1:].startswith(hostile)
+        assert row[column] == (quoted + ".dcm" if column == "file" else quoted), column
+        assert not row[column].startswith(DANGEROUS)
     assert float(row["position_x_mm"]) == -120.5
     (series_row,) = read_csv(files.series_csv)
     for column in ("file", "patient_name", "series_description", "patient_id"):
         assert series_row["top_file" if column == "file" else column] == row[column], column
     error_row = read_csv(files.files_csv)[1]
-    assert error_row["file"] == error_row["reason"] == "'" + hostile
+    assert error_row["file"] == error_row["reason"] == quoted
     sidecar = json.loads(files.sidecar_json.read_text(encoding="utf-8"))
-    assert sidecar["top_findings"][0]["patient_name"] == hostile  # JSON keeps the raw text
+    assert sidecar["top_findings"][0]["patient_name"] == shown  # JSON: not a spreadsheet
 
 
 def test_commas_quotes_newlines_and_nul_round_trip(study: Path, tmp_path: Path) -> None:
@@ -184,9 +187,40 @@ def test_commas_quotes_newlines_and_nul_round_trip(study: Path, tmp_path: Path) 
     finding = make_finding(study, description=tricky, patient_name="A\x00B")
     files = write_report(tmp_path / "out", make_run(study), [finding], [finding.file])
     (row,) = read_csv(files.findings_csv)
-    assert row["series_description"] == tricky
-    assert row["patient_name"] == "A\ufffdB"
+    assert row["series_description"] == 'Head, "neck"\\nline two; ünïcode'  # one line
+    assert row["patient_name"] == "A\\x00B"
     assert "\x00" not in files.findings_csv.read_text(encoding="utf-8")
+
+
+TERMINAL_ATTACKS = [
+    "\x1b[2J\x1b[H",  # clear the screen of whoever runs cat findings.csv
+    "ok\rEVIL",  # a carriage return that hides the start of the line
+    "a\nb",  # a line that is not a row
+    "\x9b31mred",  # C1 control sequence introducer
+    "name\u202egpj.exe",  # right-to-left override
+    "bell\x07del\x7f",
+]
+
+
+@pytest.mark.parametrize("hostile", TERMINAL_ATTACKS)
+def test_control_characters_are_escaped_in_every_csv_and_json(
+    study: Path, tmp_path: Path, hostile: str
+) -> None:
+    finding = make_finding(
+        study, relpath=hostile + ".dcm", patient_name=hostile, description=hostile,
+        patient_id=hostile, key=hostile,
+    )  # fmt: skip
+    record = FileRecord(study / "x", hostile, None, None, "unknown", "error", reason=hostile)
+    run = make_run(study, command_line=["btd", "scan", hostile])
+    files = write_report(tmp_path / "out", run, [finding], [finding.file, record])
+    for path in (files.findings_csv, files.series_csv, files.files_csv, files.sidecar_json):
+        text = path.read_text(encoding="utf-8")
+        body = text.replace("\r\n", "").replace("\n", "")  # the files' own line ends
+        assert all(c.isprintable() for c in body), (
+            path.name,
+            [c for c in body if not c.isprintable()],
+        )
+        assert printable(hostile) in text.replace("\\\\", "\\"), path.name
 
 
 def test_series_are_ranked_by_their_most_suspicious_slice(study: Path, tmp_path: Path) -> None:
@@ -302,16 +336,17 @@ def test_library_versions_and_utc_now() -> None:
 
 @pytest.mark.parametrize("text", [*HOSTILE, "-12.5", "=1\x00"])
 def test_neutralise_cell_examples(text: str) -> None:
-    assert neutralise_cell(text) == "'" + text.replace("\x00", "\ufffd")
+    shown = printable(text)
+    assert neutralise_cell(text) == ("'" + shown if shown[0] in "=+-@" else shown)
 
 
 @given(st.text())
-def test_neutralise_cell_never_starts_dangerous(text: str) -> None:
+def test_neutralise_cell_never_starts_dangerous_nor_holds_control_characters(text: str) -> None:
     out = neutralise_cell(text)
     assert not out.startswith(DANGEROUS)
-    assert "\x00" not in out
+    assert out.isprintable() or out == ""
 
 
-@given(st.text().filter(lambda s: "\x00" not in s and not s.startswith(DANGEROUS)))
+@given(st.text().filter(lambda s: s.isprintable() and not s.startswith(DANGEROUS)))
 def test_neutralise_cell_keeps_safe_text(text: str) -> None:
     assert neutralise_cell(text) == text

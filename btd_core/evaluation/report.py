@@ -10,7 +10,6 @@ files.  Each file is written atomically; text cells are formula-safe
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +25,7 @@ from btd_core.findings.provenance import (
     command_line,
     host_name,
     iso_utc,
+    json_bytes,
     library_versions,
     model_record,
     tool_record,
@@ -108,8 +108,7 @@ def write_eval_report(
         "metrics": notes,
         "output_files": hashes,
     }
-    text = json.dumps(sidecar, indent=2, ensure_ascii=False, allow_nan=False, default=str)
-    atomic_write_bytes(out / "eval.json", (text + "\n").encode("utf-8", errors="backslashreplace"))
+    atomic_write_bytes(out / "eval.json", json_bytes(sidecar))
     return hashes
 
 

@@ -1,9 +1,12 @@
 """CSV files a forensics team can open in a spreadsheet safely (every report's tables).
 
-Text from files and tags is data: a cell that a spreadsheet would run as a formula is
-neutralised (:func:`neutralise_cell`); numbers the writer formats itself are written
-exactly (floats by ``repr``).  Rows end in CRLF (RFC 4180), text is UTF-8, and lone
-surrogates from undecodable tags are written as ``\\udcXX`` escapes.
+Text from files and tags is data: its control and other non-printable characters (ESC,
+CR, LF, NUL, DEL, C1 codes, bidirectional overrides, ...) are written as visible escapes
+(``\\x1b``, ``\\n``, ...), so ``cat findings.csv`` cannot clear a screen or hide a line,
+and a cell that a spreadsheet would run as a formula is neutralised
+(:func:`neutralise_cell`); numbers the writer formats itself are written exactly (floats by
+``repr``).  Rows end in CRLF (RFC 4180), text is UTF-8, and lone surrogates from
+undecodable tags are written as ``\\udcXX`` escapes.
 """
 
 from __future__ import annotations
@@ -12,21 +15,23 @@ import csv
 import io
 from collections.abc import Collection, Mapping, Sequence
 
+from btd_core.safe_text import printable
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """Leading characters that make a spreadsheet treat a cell as a formula."""
 
-NUL_REPLACEMENT = "\ufffd"
-"""What an embedded NUL character becomes in a CSV cell (U+FFFD, visible, not dropped)."""
 
 
 def neutralise_cell(text: str) -> str:
-    """Make one CSV cell of untrusted text safe to open in a spreadsheet.
+    """Make one CSV cell of untrusted text safe to show and to open in a spreadsheet.
 
-    Embedded NUL characters become U+FFFD; then, if the text begins with ``=``, ``+``,
-    ``-``, ``@``, a tab or a carriage return, a single quote ``'`` is put in front so
-    the spreadsheet shows it as text instead of running it.  Other text is unchanged.
+    Every non-printable character becomes its visible escape
+    (:func:`btd_core.safe_text.printable`: ``\\x1b``, ``\\t``, ``\\n``, ``\\x00``, ...);
+    then, if the text begins with ``=``, ``+``, ``-`` or ``@``, a single quote ``'`` is
+    put in front so the spreadsheet shows it as text instead of running it.  Printable
+    text that does not start like a formula is unchanged.
     """
-    text = text.replace("\x00", NUL_REPLACEMENT)
+    text = printable(text)
     if text.startswith(FORMULA_STARTS):
         return "'" + text
     return text

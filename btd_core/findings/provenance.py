@@ -3,6 +3,8 @@ model and provider (``report.json`` of ``btd scan``, ``eval.json`` of ``btd eval
 
 from __future__ import annotations
 
+import json
+import math
 import platform
 import socket
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from btd_core import __version__
 from btd_core.engine.model_card import ModelCard
+from btd_core.safe_text import printable
 
 LIBRARIES = ("numpy", "onnxruntime", "pydicom", "pillow", "rich")
 
@@ -82,3 +85,26 @@ def tool_record(command: str | None = None) -> dict[str, str]:
         record["command"] = command
     record["version"] = __version__
     return record
+
+
+def json_safe(value: object) -> object:
+    """``value`` ready for a JSON sidecar: every string (keys too) with its non-printable
+    characters as visible escapes (:func:`btd_core.safe_text.printable`; JSON itself would
+    let C1 codes and bidirectional overrides through raw), and non-finite floats as text
+    (JSON has no NaN or infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def json_bytes(value: object) -> bytes:
+    """A sidecar's file content: :func:`json_safe` ``value``, indented, UTF-8 (lone
+    surrogates as ``\\udcXX``), with a final newline; other objects by ``str``."""
+    text = json.dumps(json_safe(value), indent=2, ensure_ascii=False, allow_nan=False, default=str)
+    return (text + "\n").encode("utf-8", errors="backslashreplace")

@@ -16,8 +16,6 @@ formats (such as negative positions in mm) stay numbers.
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +26,8 @@ from btd_core.engine.model_card import ModelCard
 from btd_core.findings.csv_table import csv_bytes
 from btd_core.findings.provenance import (  # noqa: F401 (re-exported)
     iso_utc,
+    json_bytes,
+    json_safe,
     library_versions,
     model_record,
     utc_now,
@@ -157,10 +157,9 @@ def write_report(
     if slices_scored is None:
         slices_scored = len({(f.result.series_key, f.result.slice_index) for f in findings})
     sidecar = _sidecar(run, rows, files, include_phi, hashes, slices_scored, len(findings))
-    sidecar["series_ranking"] = [_json_value(row) for row in series_rows[:TOP_FINDINGS]]
+    sidecar["series_ranking"] = [json_safe(row) for row in series_rows[:TOP_FINDINGS]]
     sidecar_json = out / "report.json"
-    text = json.dumps(sidecar, indent=2, ensure_ascii=False, allow_nan=False, default=str)
-    _write_atomic(sidecar_json, (text + "\n").encode("utf-8", errors="backslashreplace"))
+    _write_atomic(sidecar_json, json_bytes(sidecar))
     return ReportFiles(findings_csv, files_csv, sidecar_json, series_csv)
 
 
@@ -271,17 +270,6 @@ def _files_csv(files: Sequence[FileRecord]) -> bytes:
     return csv_bytes(FILES_COLUMNS, rows, NUMERIC_COLUMNS)
 
 
-def _json_value(value: object) -> object:
-    """``value`` with non-finite floats (anywhere inside) as text: JSON has no NaN/inf."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    return value
-
-
 def _sidecar(
     run: RunInfo,
     rows: Sequence[dict[str, object]],
@@ -303,7 +291,7 @@ def _sidecar(
         "study_root": str(run.study_root),
         "model": model_record(run.model_path, run.model_sha256, run.model_card),
         "provider": {"in_use": run.provider, "note": run.provider_note},
-        "settings": _json_value(dict(run.settings)),
+        "settings": json_safe(dict(run.settings)),
         "library_versions": dict(run.library_versions),
         "counts": {
             "files": by_status,
@@ -313,5 +301,5 @@ def _sidecar(
         },
         "include_phi": include_phi,
         "report_files": hashes,
-        "top_findings": [_json_value(row) for row in rows[:TOP_FINDINGS]],
+        "top_findings": [json_safe(row) for row in rows[:TOP_FINDINGS]],
     }

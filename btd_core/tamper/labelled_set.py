@@ -12,7 +12,6 @@ Tampered study: a copy of one DICOM series with some slices tampered in place
 
 from __future__ import annotations
 
-import csv
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from btd_core.findings.csv_table import csv_bytes
 from btd_core.slices.profiles import ModalityProfile
 from btd_core.slices.windowing import modality_mismatch
 from btd_core.study.discovery import discover
@@ -30,6 +30,8 @@ from btd_core.tamper.copy_move import KINDS, Tampering, choose_location, copy_mo
 
 METHODS = ("copy-move", "diffusion")
 CSV_COLUMNS = ["path", "x", "y", "type", "set", "method", "kind", "source", "frame"]
+TRUTH_COLUMNS = ["file", "slice_index", "x", "y", "radius", "method", "kind"]
+NUMERIC_COLUMNS = frozenset({"x", "y", "frame", "slice_index", "radius"})
 
 Tamperer = Callable[[np.ndarray, str, int, int, int, np.random.Generator], Tampering]
 
@@ -136,11 +138,9 @@ def make_test_set(
 
 
 def _write_csv(path: Path, rows: list[dict[str, object]]) -> Path:
+    """``tamper.csv``: text cells formula- and control-character-safe, like every report."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    path.write_bytes(csv_bytes(CSV_COLUMNS, rows, NUMERIC_COLUMNS))
     return path
 
 
@@ -190,12 +190,7 @@ def tamper_study(
                 }
             )
     path = truth_path or out_dir.parent / f"{out_dir.name}_truth.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(
-            handle, fieldnames=["file", "slice_index", "x", "y", "radius", "method", "kind"]
-        )
-        writer.writeheader()
-        writer.writerows(truth)
+    path.write_bytes(csv_bytes(TRUTH_COLUMNS, truth, NUMERIC_COLUMNS))
     return path
 
 
