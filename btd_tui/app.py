@@ -2,28 +2,34 @@
 
 Layout: the model card and provider on top; the study tree and the ranked slices on
 the left, the slice preview on the right; the scan's progress line and the log below.
-Everything slow runs in thread workers (:mod:`btd_tui.jobs`) that post messages
-(:mod:`btd_tui.messages`); the app updates its state and widgets on its own thread.
-Preview handling lives in :class:`btd_tui.preview_control.PreviewControl`.
+
+The app owns the audit's state: the request (:class:`~btd_tui.state.AuditRequest`), the
+phase (a reactive :class:`~btd_tui.state.ScanPhase`: its watcher rewrites the progress
+line), and, once the study and the model are loaded, the
+:class:`~btd_tui.state.AuditSession`.  Everything slow runs in thread workers
+(:class:`btd_tui.jobs.AuditWorkers`) that post messages (:mod:`btd_tui.messages`); the
+app hands them to its two controllers, :class:`~btd_tui.scan_view.ScanView` (scan,
+tree, table, log) and :class:`~btd_tui.preview_control.PreviewControl` (the preview),
+which were given the widgets they update.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
+from textual.reactive import reactive
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Tree
-from textual.worker import Worker
+from textual.widgets import Footer, Tree
 
 from btd_core.safe_text import printable
 from btd_tui import messages as msg
@@ -33,7 +39,10 @@ from btd_tui.palette import AuditCommands
 from btd_tui.preview_control import PreviewControl
 from btd_tui.scan_view import ScanView
 from btd_tui.screens.error import ErrorScreen
+from btd_tui.screens.export import ExportScreen, default_report_folder
 from btd_tui.screens.help import HelpScreen
+from btd_tui.serial_scorer import SerialScorer
+from btd_tui.state import AuditRequest, AuditSession, ScanPhase
 from btd_tui.widgets.findings_table import FindingsTable
 from btd_tui.widgets.log_panel import LogPanel
 from btd_tui.widgets.model_panel import ModelPanel
@@ -41,12 +50,18 @@ from btd_tui.widgets.scan_status import ScanStatus
 from btd_tui.widgets.slice_preview import SlicePreview
 from btd_tui.widgets.study_tree import NodeData, StudyTree
 
+if TYPE_CHECKING:
+    from btd_core.engine.options import EngineOptions
+    from btd_core.scoring.strategy import ScoreRequest, SliceScore
+    from btd_core.scoring.tiles import ScanSettings
+    from btd_core.study.records import Discovery
+
 TABLE_REFRESH_S = 0.5
-"""How often the ranked table is rebuilt at most while results arrive."""
+"""How often the ranked table is re-ranked at most while results arrive."""
 
 
-class BtdApp(AuditWorkers, App[int]):
-    """Audit one study folder with one ONNX scorer (see :func:`btd_tui.factory.create_app`)."""
+class BtdApp(App[int]):
+    """Audit one study folder with one ONNX scorer (see :func:`create_app`)."""
 
     CSS_PATH = "btd.tcss"
     TITLE = "btd audit"
@@ -55,72 +70,70 @@ class BtdApp(AuditWorkers, App[int]):
     VERTICAL_BREAKPOINTS: ClassVar = [(0, "-short"), (36, "-tall")]
     BINDINGS: ClassVar[list[BindingType]] = KEYS
 
-    def __init__(
-        self,
-        study_dir: Path,
-        model: Path,
-        *,
-        provider: str = "auto",
-        ascii: bool = False,
-        autostart: bool = True,
-        settings: Any = None,
-        stride: int | None = None,
-        command_line: Sequence[str] | None = None,
-        engine: Any = None,
-        workers: int | None = None,
-        score_mode: str = "auto",
-        window: int = 24,
-        calibration_path: Path | None = None,
-    ) -> None:
+    phase: reactive[ScanPhase] = reactive(ScanPhase.LOADING, init=False)
+    """Where the audit is; setting it rewrites the progress line."""
+
+    def __init__(self, request: AuditRequest) -> None:
         super().__init__()
-        self.study_dir = Path(study_dir)
-        self.model_path = Path(model)
-        self.provider = provider
-        self.start_ascii = ascii
-        self.autostart = autostart
-        self.settings = settings
-        self.stride = stride
-        self.engine = engine
-        self.read_workers = workers
-        self.score_mode = score_mode
-        self.window = window
-        self.calibration_path = calibration_path
-        self.calibration: Any = None
-        self.command_line = list(command_line if command_line is not None else sys.argv)
-        self.discovery: Any = None
-        self.scorer: Any = None
+        self.request = request
+        self.study_dir = request.study_dir
+        self.model_path = request.model_path
+        self.discovery: Discovery | None = None
+        self.scorer: SerialScorer | None = None
+        self.settings: ScanSettings | None = None
+        self.slice_score: SliceScore | None = None
+        self.session: AuditSession | None = None
         self.fatal_error: str | None = None
-        self.stop_event = threading.Event()
-        self.scan_worker: Worker[None] | None = None
-        self.scan_view = ScanView(self)
-        self.preview = PreviewControl(self)
         self.first_draw: float | None = None
+        self.jobs = AuditWorkers(self, request)
+        self.model_panel = ModelPanel(self.model_path.name, request.provider, id="model-panel")
+        self.study_tree = StudyTree(str(self.study_dir), id="study-tree")
+        self.findings = FindingsTable(id="findings")
+        self.slice_preview = SlicePreview(ascii=request.ascii, id="preview")
+        self.scan_status = ScanStatus(id="scan-status")
+        self.log_panel = LogPanel(id="log")
+        self.scan_view = ScanView(
+            self,
+            self.jobs,
+            status=self.scan_status,
+            log=self.log_panel,
+            tree=self.study_tree,
+            table=self.findings,
+        )
+        self.preview = PreviewControl(
+            self, self.jobs, self.scan_view, preview=self.slice_preview, log=self.log_panel
+        )
 
     def compose(self) -> ComposeResult:
         """Model panel; tree + table | preview; progress line; log; footer."""
-        yield ModelPanel(self.model_path.name, self.provider, id="model-panel")
+        yield self.model_panel
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield StudyTree(str(self.study_dir), id="study-tree")
-                yield FindingsTable(id="findings")
-            yield SlicePreview(ascii=self.start_ascii, id="preview")
-        yield ScanStatus(id="scan-status")
-        yield LogPanel(id="log")
+                yield self.study_tree
+                yield self.findings
+            yield self.slice_preview
+        yield self.scan_status
+        yield self.log_panel
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         """Draw at once; walk the study and open the model in threads."""
-        self.query_one("#study-tree", StudyTree).border_title = Text(printable(self.study_dir))
-        self.query_one(LogPanel).border_title = "log"
-        self.query_one(ScanStatus).set_state("loading", "bold")
-        self.query_one(LogPanel).entry(f"study folder: {self.study_dir}")
-        self.query_one(FindingsTable).focus()
-        self._load_discovery()
-        self._load_scorer()
+        self.study_tree.border_title = Text(printable(self.study_dir))
+        self.log_panel.border_title = "log"
+        self.scan_status.show_phase(self.phase)
+        self.log_panel.entry(f"study folder: {self.study_dir}")
+        self.findings.focus()
+        self.jobs.load()
         self.set_interval(TABLE_REFRESH_S, self.scan_view.flush)
         self.call_after_refresh(self._drawn)
 
-    def say(self, message: str, *, title: str = "", severity: Any = "information") -> None:
+    def watch_phase(self, phase: ScanPhase) -> None:
+        """The progress line's first label follows the phase."""
+        self.scan_status.show_phase(phase)
+
+    def say(
+        self, message: str, *, title: str = "", severity: SeverityLevel = "information"
+    ) -> None:
         """A notification whose text is shown literally (paths and errors are never markup)."""
         self.notify(printable(message), title=printable(title), severity=severity, markup=False)
 
@@ -141,72 +154,72 @@ class BtdApp(AuditWorkers, App[int]):
         self._fatal("the study folder cannot be read", message.error)
 
     def on_scorer_ready(self, message: msg.ScorerReady) -> None:
-        """Show the model card and provider; start when discovery is done too."""
-        self.scorer = message.scorer
-        if self.settings is None:
-            from btd_core.scoring.tiles import ScanSettings
+        """Show the model card and provider; resolve the slice score asked for (once: one
+        that cannot run is an error on screen); start when discovery is done too."""
+        from btd_core.scoring.strategy import ScoreModeError, ScoreRequest
+        from btd_core.scoring.tiles import ScanSettings
 
-            self.settings = ScanSettings(
-                stride=self.stride,
-                workers=self.read_workers,
-                score_mode=self.score_mode,
-                window=self.window,
-            )
-        self.query_one(ModelPanel).show_scorer(self.scorer)
-        from btd_core.audit.study_audit import AuditError, settle_score_mode
-
+        scorer = message.scorer
+        self.scorer = scorer
+        self.model_panel.show_scorer(scorer)
+        request = self.request
+        score = request.score or ScoreRequest()
         try:
-            self.settings, self.calibration, self.calibration_path = settle_score_mode(
-                self.settings, self.model_path, self.calibration_path, self.scorer
-            )
-        except AuditError as err:
-            self._fatal("no calibration for this model", str(err))
+            self.slice_score = score.resolve(self.model_path, scorer.model_sha256)
+        except ScoreModeError as err:
+            self._fatal(f"the slice score ({score.mode}) cannot run", str(err))
             return
+        self.settings = request.settings or ScanSettings(
+            stride=request.stride, workers=request.workers
+        )
         self._maybe_ready()
 
     def on_scorer_failed(self, message: msg.ScorerFailed) -> None:
         """Bad model or CUDA not active: an error on screen, no scoring."""
-        self.query_one(ModelPanel).show_error(message.title, message.error)
+        self.model_panel.show_error(message.title, message.error)
         self._fatal(message.title, message.error)
 
     def _fatal(self, title: str, error: str) -> None:
         self.fatal_error = f"{title}: {error}"
-        self.scan_view.set_phase("error")
-        self.query_one(LogPanel).error(self.fatal_error)
+        self.phase = ScanPhase.ERROR
+        self.log_panel.error(self.fatal_error)
         self.push_screen(ErrorScreen(title, error))
 
     def _maybe_ready(self) -> None:
-        if self.discovery is None or self.scorer is None or self.fatal_error:
+        """Once the study is walked and the model open: log the model and score, start."""
+        discovery, scorer = self.discovery, self.scorer
+        settings, slice_score = self.settings, self.slice_score
+        if discovery is None or scorer is None or settings is None or slice_score is None:
             return
-        log = self.query_one(LogPanel)  # logged here, after discovery: a stable order
-        log.entry(f"model {self.model_path.name}: provider {self.scorer.provider_in_use}")
-        if self.scorer.provider_note:
-            log.warning(f"provider note: {self.scorer.provider_note}")
-        mode = self.settings.score_mode
-        if self.calibration_path is not None:
-            log.entry(f"slice score: {mode} (calibration {self.calibration_path.name})")
-        else:
-            log.entry(f"slice score: {mode}")
-        if self.score_mode == "auto" and mode == "local":
+        if self.fatal_error or self.session is not None:
+            return
+        self.session = AuditSession(discovery, scorer, settings, slice_score)
+        log = self.log_panel  # logged here, after discovery: a stable order
+        log.entry(f"model {self.model_path.name}: provider {scorer.provider_in_use}")
+        if scorer.provider_note:
+            log.warning(f"provider note: {scorer.provider_note}")
+        line = f"slice score: {slice_score.mode}"
+        if slice_score.calibration_path is not None:
+            line += f" (calibration {slice_score.calibration_path.name})"
+        log.entry(line)
+        asked = self.request.score.mode if self.request.score is not None else "auto"
+        if asked == "auto" and slice_score.mode == "local":
             log.warning("no calibration for this model: btd calibrate makes one")
-        self.scan_view.ready(self.discovery, self.scorer.card, self.settings.keep_views)
-        if self.autostart:
+        self.scan_view.ready(self.session)
+        if self.request.autostart:
             self.action_start_scan()
 
     def on_scan_progressed(self, message: msg.ScanProgressed) -> None:
         """One slice done: counters, tree, table (throttled)."""
-        if message.run_id == self.scan_view.run_id:
-            self.scan_view.progressed(message.progress)
+        self.scan_view.progressed(message)
 
     def on_scan_finished(self, message: msg.ScanFinished) -> None:
         """A run ended (done or cancelled)."""
-        if message.run_id == self.scan_view.run_id:
-            self.scan_view.finished(message.outcome)
+        self.scan_view.finished(message)
 
     def on_scan_failed(self, message: msg.ScanFailed) -> None:
         """A run broke on an unexpected error: logged, the app stays."""
-        if message.run_id == self.scan_view.run_id:
-            self.scan_view.failed(message.error)
+        self.scan_view.failed(message)
 
     def on_preview_ready(self, message: msg.PreviewReady) -> None:
         """A slice's picture was computed."""
@@ -226,9 +239,9 @@ class BtdApp(AuditWorkers, App[int]):
 
     # -- widget events -----------------------------------------------------------------
 
-    @on(DataTable.RowHighlighted, "#findings")
-    def _row_highlighted(self) -> None:
-        self.preview.cursor_moved()
+    @on(FindingsTable.SliceHighlighted)
+    def _slice_highlighted(self, message: FindingsTable.SliceHighlighted) -> None:
+        self.preview.cursor_moved(message.slice_key)
 
     @on(Tree.NodeSelected, "#study-tree")
     def _node_selected(self, event: Tree.NodeSelected[NodeData]) -> None:
@@ -255,20 +268,32 @@ class BtdApp(AuditWorkers, App[int]):
         self.scan_view.cancel()
 
     def action_export(self) -> None:
-        """Ask for a report folder, then write the report there (thread)."""
-        self.scan_view.export()
+        """Ask for a report folder (a dialog), then write the report there (thread)."""
+        problem = self.scan_view.export_problem()
+        if problem:
+            self.say(problem, title="export", severity="warning")
+            return
+        from btd_core.findings.report import utc_now
+
+        default = default_report_folder(utc_now().strftime("%Y%m%dT%H%M%SZ"))
+
+        def chosen(folder: Path | None) -> None:
+            if folder is not None:
+                self.scan_view.export_to(folder)
+
+        self.push_screen(ExportScreen(self.study_dir, default), chosen)
 
     def action_toggle_heat(self) -> None:
         """Heat map on/off."""
-        self.query_one(SlicePreview).toggle_heat()
+        self.slice_preview.toggle_heat()
 
     def action_toggle_ascii(self) -> None:
         """ASCII ramp / colour half-blocks."""
-        self.query_one(SlicePreview).toggle_ascii()
+        self.slice_preview.toggle_ascii()
 
     def action_zoom(self) -> None:
         """Zoom on the worst tile, or back to the whole slice."""
-        self.query_one(SlicePreview).toggle_zoom()
+        self.slice_preview.toggle_zoom()
 
     def action_next_slice(self) -> None:
         """The next slice of the previewed series."""
@@ -280,7 +305,7 @@ class BtdApp(AuditWorkers, App[int]):
 
     def action_sort(self) -> None:
         """Sort the ranked table by the next column."""
-        self.query_one(FindingsTable).next_sort()
+        self.findings.next_sort()
 
     def action_help(self) -> None:
         """Show every key binding."""
@@ -291,18 +316,12 @@ class BtdApp(AuditWorkers, App[int]):
 
     async def action_quit(self) -> None:
         """Quit; a running scan stops after its current slice."""
-        self._stop_threads()
+        self.jobs.stop(self.scorer)
         self.exit(0)
 
     def on_unmount(self) -> None:
         """Let the scan and preview threads end soon."""
-        self._stop_threads()
-
-    def _stop_threads(self) -> None:
-        self.stop_event.set()  # the scan checks it before each slice
-        closing = getattr(self.scorer, "closing", None)
-        if closing is not None:
-            closing.set()  # previews waiting for the scorer give up
+        self.jobs.stop(self.scorer)
 
 
 def create_app(
@@ -311,15 +330,13 @@ def create_app(
     provider: str = "auto",
     ascii: bool = False,
     autostart: bool = True,
-    settings: Any = None,
+    settings: ScanSettings | None = None,
     *,
     stride: int | None = None,
     command_line: Sequence[str] | None = None,
-    engine: Any = None,
+    engine: EngineOptions | None = None,
     workers: int | None = None,
-    score_mode: str = "auto",
-    window: int = 24,
-    calibration_path: Path | None = None,
+    score: ScoreRequest | None = None,
 ) -> BtdApp:
     """The audit app for ``study_dir`` scored by the ONNX scorer ``model``.
 
@@ -328,23 +345,26 @@ def create_app(
     ``"auto"``, ``"cuda"`` (an error on screen unless CUDA is active, never a silent
     fallback) or ``"cpu"``; ``ascii``: start the preview in ASCII mode; ``autostart``:
     score as soon as the study and model are loaded (else on ``s``); ``settings``: a
-    :class:`btd_core.scoring.tiles.ScanSettings` (default ``ScanSettings(stride=stride)``);
-    ``command_line``: recorded in exported reports (default ``sys.argv``); ``engine``: a
+    :class:`btd_core.scoring.tiles.ScanSettings` (default
+    ``ScanSettings(stride=stride, workers=workers)``); ``command_line``: recorded in
+    exported reports (default ``sys.argv``); ``engine``: a
     :class:`btd_core.engine.scorer.EngineOptions`; ``workers``: slice-reading threads;
-    ``score_mode``, ``window``, ``calibration_path``: as ``btd scan --score``.
+    ``score``: the slice score asked for (:class:`btd_core.scoring.strategy.ScoreRequest`,
+    as ``btd scan --score/--window/--calibration``; default auto), resolved once the
+    model is open: one that cannot run (no calibration, another model's) is an error
+    on screen.
     """
-    return BtdApp(
-        Path(study_dir),
-        Path(model),
+    request = AuditRequest(
+        study_dir=Path(study_dir),
+        model_path=Path(model),
         provider=provider,
         ascii=ascii,
         autostart=autostart,
         settings=settings,
         stride=stride,
-        command_line=command_line,
-        engine=engine,
         workers=workers,
-        score_mode=score_mode,
-        window=window,
-        calibration_path=calibration_path,
+        engine=engine,
+        score=score,
+        command_line=tuple(command_line if command_line is not None else sys.argv),
     )
+    return BtdApp(request)

@@ -1,8 +1,10 @@
 """What the app's thread workers run: plain functions that post messages, never touch widgets.
 
-Each takes a ``post`` callable (``App.post_message``, thread safe) and reports what it
-did with one of :mod:`btd_tui.messages`.  The heavy imports (onnxruntime, pydicom) happen
-here, in the worker thread, so that the first screen draws before they are loaded.
+Each function takes a ``post`` callable (``App.post_message``, thread safe) and reports
+what it did with one of :mod:`btd_tui.messages`.  The heavy imports (onnxruntime,
+pydicom) happen here, in the worker thread, so that the first screen draws before they
+are loaded.  :class:`AuditWorkers` starts them as Textual thread workers and keeps typed
+references to the running ones.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from textual import work
+from textual.app import App
 from textual.message import Message
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from btd_tui.messages import (
     DiscoveryFailed,
@@ -30,8 +32,16 @@ from btd_tui.messages import (
     ScorerFailed,
     ScorerReady,
 )
+from btd_tui.serial_scorer import SerialScorer
+from btd_tui.state import AuditRequest, AuditSession, SliceKey
 
-Post = Callable[[Message], Any]
+if TYPE_CHECKING:
+    from btd_core.audit.pipeline import ScanOutcome
+    from btd_core.engine.options import EngineOptions
+    from btd_core.study.records import Series
+
+Post = Callable[[Message], object]
+"""Posts a message to the app (``App.post_message``: thread safe)."""
 
 
 def load_discovery(study_dir: Path, post: Post) -> None:
@@ -46,79 +56,46 @@ def load_discovery(study_dir: Path, post: Post) -> None:
     post(DiscoveryReady(discovery))
 
 
-class SerialScorer:
-    """A :class:`btd_core.engine.scorer.Scorer` whose ``score`` runs one call at a time.
-
-    The scan and the previews share one onnxruntime session from two threads; run
-    together, their activations add up (peak memory about doubles) and they fight for
-    the same cores.  Serialised, a preview waits for the slice being scored, then runs.
-    Everything else is the wrapped scorer's.
-    """
-
-    def __init__(self, scorer: Any) -> None:
-        self.scorer = scorer
-        self.closing = threading.Event()
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.scorer, name)
-
-    def score(self, patches: Any, with_residuals: bool = False) -> Any:
-        """The wrapped scorer's ``score``, under the lock; refused once the app closes
-        (so that a waiting preview does not delay quitting by a whole slice)."""
-        with self._lock:
-            if self.closing.is_set():
-                raise RuntimeError("the app is closing")
-            return self.scorer.score(patches, with_residuals=with_residuals)
-
-
-def load_scorer(model: Path, provider: str, post: Post, engine: Any = None) -> None:
+def load_scorer(
+    model: Path, provider: str, post: Post, engine: EngineOptions | None = None
+) -> None:
     """Open the ONNX scorer; post :class:`ScorerReady`, or :class:`ScorerFailed` with the reason.
 
-    A requested-but-inactive CUDA is an error (``ProviderError``), never a silent fallback.
+    A requested-but-inactive CUDA is an error, never a silent fallback; every failure is
+    explained as ``btd scan`` explains it (:func:`btd_core.engine.opening.open_scorer`).
     """
     try:
-        from btd_core.engine.model_card import ModelCardError
-        from btd_core.engine.scorer import ProviderError, Scorer
+        from btd_core.engine.opening import ModelOpenError, open_scorer
     except Exception as err:  # onnxruntime missing or broken
         post(ScorerFailed("onnxruntime cannot be loaded", f"{type(err).__name__}: {err}"))
         return
     try:
-        scorer = Scorer(model, provider=provider, engine=engine)  # type: ignore[arg-type]
-    except ProviderError as err:
-        post(ScorerFailed(f"provider {provider} is not available", str(err)))
-    except ModelCardError as err:
-        post(ScorerFailed("not a btd scorer", str(err)))
-    except FileNotFoundError:
-        post(ScorerFailed("model file not found", f"no such model file: {model}"))
-    except Exception as err:  # onnxruntime's own errors for a file that is not ONNX
-        post(ScorerFailed("model cannot be opened", f"{model} is not a readable ONNX model: {err}"))
+        scorer = open_scorer(model, provider, engine)  # type: ignore[arg-type]
+    except ModelOpenError as err:
+        post(ScorerFailed(err.title, str(err)))
     else:
         post(ScorerReady(SerialScorer(scorer)))
 
 
 def run_scan(
     run_id: int,
-    discovery: Any,
-    scorer: Any,
-    settings: Any,
-    skip: Collection[tuple[str, int]],
+    session: AuditSession,
+    skip: Collection[SliceKey],
     post: Post,
     should_stop: Callable[[], bool],
-    calibration: Any = None,
 ) -> None:
     """One scan run: a :class:`ScanProgressed` after every slice, then :class:`ScanFinished`."""
     from btd_core.audit.pipeline import scan
 
     try:
         outcome = scan(
-            discovery,
-            scorer,
-            settings,
+            session.discovery,
+            session.scorer,
+            session.settings,
             on_progress=lambda progress: post(ScanProgressed(run_id, progress)),
             should_stop=should_stop,
             skip=skip,
-            calibration=calibration,
+            slice_score=session.slice_score,
         )
     except Exception as err:  # an engine bug must not kill the app silently
         post(ScanFailed(run_id, f"{type(err).__name__}: {err}"))
@@ -127,48 +104,45 @@ def run_scan(
 
 
 def preview_slice(
-    series: Any,
+    series: Series,
     index: int,
-    scorer: Any,
-    settings: Any,
+    session: AuditSession,
     post: Post,
     cancelled: Callable[[], bool],
-    calibration: Any = None,
 ) -> None:
     """Read, window and score one slice again for the preview (image + heat map).
 
-    In the local score modes the heat map and the boxed region are the local ones (the
-    calibrated surprise map in the ``calibrated`` mode), as in the scan.
+    The slice is judged by the scan's own slice score, so the heat map and the boxed
+    region are the scan's (local windows, or the calibrated surprise map).
     """
-    from btd_core.scoring.local import judge_locally
     from btd_core.scoring.tiles import SliceView, view_slice
 
     try:
-        view, scores = view_slice(series, index, scorer, settings)
+        view, scores = view_slice(series, index, session.scorer, session.settings)
+        if cancelled():
+            return
+        verdict = session.slice_score.judge(series.key, index, view.image, scores)
     except Exception as err:  # unreadable slice: shown in the preview, the audit goes on
         if not cancelled():
             post(PreviewFailed(series.key, index, str(err)))
         return
     if cancelled():
         return
-    result = scores.slice_result(series.key, index) if scores.origins else None
-    if result is not None and settings.score_mode != "tile":
-        verdict = judge_locally(result, view.image, scores, settings, calibration)
-        view, result = SliceView(image=view.image, heat=verdict.heat_map()), verdict.result
-    post(PreviewReady(series.key, index, view, result))
+    if verdict is None:  # nothing scored on this slice: its image, no box
+        post(PreviewReady(series.key, index, view, None))
+        return
+    view = SliceView(image=view.image, heat=verdict.heat())
+    post(PreviewReady(series.key, index, view, verdict.result))
 
 
 def export_report(
     folder: Path,
     *,
-    discovery: Any,
-    outcome: Any,
-    scorer: Any,
-    settings: Any,
+    session: AuditSession,
+    outcome: ScanOutcome,
     started: datetime,
     command_line: Sequence[str],
     post: Post,
-    calibration_path: Path | None = None,
 ) -> None:
     """Write the same CSV/JSON/PNG report as ``btd scan`` into ``folder``."""
     from btd_core.audit.study_audit import write_audit_report
@@ -176,15 +150,15 @@ def export_report(
     try:
         result = write_audit_report(
             folder,
-            discovery=discovery,
+            discovery=session.discovery,
             outcome=outcome,
-            scorer=scorer,
-            settings=settings,
+            scorer=session.scorer,
+            settings=session.settings,
+            slice_score=session.slice_score,
             started=started,
-            overlays=settings.keep_views,
+            overlays=session.settings.keep_views,
             include_phi=True,
             command_line=command_line,
-            calibration_path=calibration_path,
         )
     except Exception as err:  # AuditError, permissions, full disk: shown, the app goes on
         post(ExportFailed(str(folder), str(err)))
@@ -197,76 +171,95 @@ def export_report(
 
 
 class AuditWorkers:
-    """The app's thread workers (mixed into :class:`btd_tui.app.BtdApp`): each runs one of
-    the functions above with the app's state and ``post_message``."""
+    """The app's thread workers: each method starts one of the functions above as a
+    Textual thread worker on ``app`` (messages go to ``app.post_message``) and keeps the
+    :class:`~textual.worker.Worker` in a typed field.
 
-    study_dir: Path
-    model_path: Path
-    provider: str
-    engine: Any
-    calibration: Any
-    calibration_path: Any
-    discovery: Any
-    scorer: Any
-    settings: Any
-    stop_event: Any
-    scan_view: Any
-    command_line: list[str]
-    post_message: Callable[[Message], bool]
+    Attributes
+    ----------
+    stop_event:
+        Set to stop the scan before its next slice (cancel, quit).
+    scan, preview, export:
+        The latest worker of each kind (``None`` before the first).
+    """
 
-    @work(thread=True, group="load", exit_on_error=False)
-    def _load_discovery(self) -> None:
-        load_discovery(self.study_dir, self.post_message)
+    def __init__(self, app: App[int], request: AuditRequest) -> None:
+        self._app = app
+        self._request = request
+        self.stop_event = threading.Event()
+        self.scan: Worker[None] | None = None
+        self.preview: Worker[None] | None = None
+        self.export: Worker[None] | None = None
 
-    @work(thread=True, group="load", exit_on_error=False)
-    def _load_scorer(self) -> None:
-        load_scorer(self.model_path, self.provider, self.post_message, self.engine)
-
-    @work(thread=True, exclusive=True, group="scan", exit_on_error=False)
-    def run_scan_worker(self, run_id: int, skip: set[tuple[str, int]]) -> None:
-        """Score every slice not in ``skip`` (thread; stops when asked, before a slice)."""
-        worker = get_current_worker()
-
-        def should_stop() -> bool:
-            return self.stop_event.is_set() or worker.is_cancelled
-
-        run_scan(
-            run_id,
-            self.discovery,
-            self.scorer,
-            self.settings,
-            skip,
-            self.post_message,
-            should_stop,
-            self.calibration,
+    def _start(
+        self, work: Callable[[], None], name: str, group: str, exclusive: bool
+    ) -> Worker[None]:
+        return self._app.run_worker(
+            work, name=name, group=group, exclusive=exclusive, thread=True, exit_on_error=False
         )
 
-    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
-    def compute_preview(self, series: Any, index: int) -> None:
-        """Recompute one slice's image and heat map (thread; the newest request wins)."""
-        worker = get_current_worker()
-        preview_slice(
-            series,
-            index,
-            self.scorer,
-            self.settings,
-            self.post_message,
-            lambda: worker.is_cancelled,
-            self.calibration,
+    def load(self) -> None:
+        """Walk the study and open the model, each in its own thread."""
+        request, post = self._request, self._app.post_message
+        self._start(
+            lambda: load_discovery(request.study_dir, post), "discovery", "load", exclusive=False
+        )
+        self._start(
+            lambda: load_scorer(request.model_path, request.provider, post, request.engine),
+            "scorer",
+            "load",
+            exclusive=False,
         )
 
-    @work(thread=True, exclusive=True, group="export", exit_on_error=False)
-    def export_worker(self, folder: Path) -> None:
-        """Write the report of everything scored so far into ``folder`` (thread)."""
-        book = self.scan_view.book
-        export_report(
-            folder,
-            discovery=self.discovery,
-            outcome=book.merged_outcome(),
-            scorer=self.scorer,
-            settings=self.settings,
-            started=book.started_utc,
-            command_line=self.command_line,
-            post=self.post_message,
-            calibration_path=self.calibration_path if self.calibration else None,
-        )
+    def start_scan(self, run_id: int, session: AuditSession, skip: set[SliceKey]) -> Worker[None]:
+        """Score every slice not in ``skip`` (stops when asked, before a slice)."""
+        post = self._app.post_message
+        self.stop_event.clear()
+
+        def work() -> None:
+            worker = get_current_worker()
+            run_scan(
+                run_id,
+                session,
+                skip,
+                post,
+                lambda: self.stop_event.is_set() or worker.is_cancelled,
+            )
+
+        self.scan = self._start(work, "scan", "scan", exclusive=True)
+        return self.scan
+
+    def compute_preview(self, series: Series, index: int, session: AuditSession) -> None:
+        """Recompute one slice's image and heat map (the newest request wins)."""
+        post = self._app.post_message
+
+        def work() -> None:
+            worker = get_current_worker()
+            preview_slice(series, index, session, post, lambda: worker.is_cancelled)
+
+        self.preview = self._start(work, "preview", "preview", exclusive=True)
+
+    def write_report(
+        self, folder: Path, session: AuditSession, outcome: ScanOutcome, started: datetime
+    ) -> None:
+        """Write the report of everything scored so far into ``folder``."""
+        post, command_line = self._app.post_message, self._request.command_line
+
+        def work() -> None:
+            export_report(
+                folder,
+                session=session,
+                outcome=outcome,
+                started=started,
+                command_line=command_line,
+                post=post,
+            )
+
+        self.export = self._start(work, "export", "export", exclusive=True)
+
+    def stop(self, scorer: SerialScorer | None) -> None:
+        """Let the threads end soon: the scan stops before its next slice, and previews
+        waiting for the scorer give up."""
+        self.stop_event.set()
+        if scorer is not None:
+            scorer.closing.set()

@@ -7,9 +7,12 @@ safe) and the app updates its state and widgets on its own thread.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual.message import Message
+
+from btd_tui.serial_scorer import SerialScorer
+from btd_tui.state import SliceKey
 
 if TYPE_CHECKING:
     from btd_core.audit.pipeline import ScanOutcome, ScanProgress
@@ -33,9 +36,9 @@ class DiscoveryFailed(Message):
 
 @dataclass
 class ScorerReady(Message):
-    """The ONNX scorer is open (``scorer`` is a :class:`btd_core.engine.scorer.Scorer`)."""
+    """The ONNX scorer is open (shared by the scan and the previews, one call at a time)."""
 
-    scorer: Any
+    scorer: SerialScorer
 
 
 @dataclass
@@ -53,6 +56,11 @@ class ScanProgressed(Message):
 
     run_id: int
     progress: ScanProgress
+
+    @property
+    def key(self) -> SliceKey | None:
+        """The slice that was tried: ``(series key, slice index)``."""
+        return self.progress.key
 
 
 @dataclass
@@ -80,6 +88,11 @@ class PreviewReady(Message):
     view: SliceView
     result: SliceResult | None
 
+    @property
+    def key(self) -> SliceKey:
+        """The slice: ``(series key, slice index)``."""
+        return (self.series_key, self.index)
+
 
 @dataclass
 class PreviewFailed(Message):
@@ -88,6 +101,11 @@ class PreviewFailed(Message):
     series_key: str
     index: int
     error: str
+
+    @property
+    def key(self) -> SliceKey:
+        """The slice: ``(series key, slice index)``."""
+        return (self.series_key, self.index)
 
 
 @dataclass

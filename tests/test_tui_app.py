@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from textual.widgets import Static
 from textual.worker import WorkerState
 
 from btd_core.audit.pipeline import ScanSettings
+from btd_core.scoring.strategy import ScoreRequest
 from btd_tui.factory import create_app
 from btd_tui.screens.error import ErrorScreen
 from btd_tui.screens.export import ExportScreen
+from btd_tui.state import ScanPhase
 from btd_tui.widgets.findings_table import FindingsTable
 from btd_tui.widgets.log_panel import LogPanel
 from btd_tui.widgets.slice_preview import SlicePreview
@@ -55,18 +58,18 @@ async def type_text(pilot, text: str) -> None:
     await pilot.press(*list(text))
 
 
-def test_planted_slice_ranks_first_preview_and_export(trained_ct_onnx: Path, tmp_path: Path):
+def test_planted_slice_ranks_first_preview_and_export(ct_onnx: Path, tmp_path: Path):
     root = tmp_path / "study"
     built = write_series(
         root / "abdomen", "explicit_VR-UN.dcm", 3, planted_index=1, planted_box=(220, 280, 40)
     )
     before = tree_fingerprint(root)
     planted = str(built.files[1].relative_to(root))
-    app = create_app(root, trained_ct_onnx, provider="cpu", settings=ScanSettings(stride=64))
+    app = create_app(root, ct_onnx, provider="cpu", settings=ScanSettings(stride=64))
     report = tmp_path / "report"
 
     async def test(pilot):
-        await wait_for(pilot, lambda: app.scan_view.phase == "done", 900, "the scan")
+        await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 900, "the scan")
         await pilot.pause(0.7)  # the table is re-ranked at most every 0.5 s
         table = app.query_one(FindingsTable)
         rows = table.rows_text()
@@ -139,23 +142,37 @@ def test_planted_slice_ranks_first_preview_and_export(trained_ct_onnx: Path, tmp
     assert (report / "overlays" / "rank001.png").is_file()
 
 
-def test_cancel_stops_the_worker_and_resume_finishes(ct_onnx: Path, tmp_path: Path):
+def test_cancel_stops_the_worker_and_resume_finishes(ct_onnx: Path, tmp_path: Path, monkeypatch):
+    from btd_core.engine.scorer import EngineOptions, Scorer
+
+    real_score = Scorer.score
+
+    def slow_score(self, patches, with_residuals=False):
+        time.sleep(0.3)  # the high-pass scores 8 slices in milliseconds; a U-Net does not
+        return real_score(self, patches, with_residuals)
+
+    monkeypatch.setattr(Scorer, "score", slow_score)
     root = tmp_path / "study"
     write_series(root / "ct", "CT_small.dcm", 8)
     app = create_app(
-        root, ct_onnx, provider="cpu", autostart=False, settings=ScanSettings(stride=96)
+        root,
+        ct_onnx,
+        provider="cpu",
+        autostart=False,
+        settings=ScanSettings(stride=96),
+        engine=EngineOptions(batch_size=4),  # several calls per scan, each slowed down
     )
 
     async def test(pilot):
         view = app.scan_view
-        await wait_for(pilot, lambda: view.phase == "ready", 60, "study and model")
+        await wait_for(pilot, lambda: app.phase is ScanPhase.READY, 60, "study and model")
         await pilot.pause(0.3)
-        assert app.scan_worker is None and view.book.tried == 0  # --no-autostart waits
+        assert app.jobs.scan is None and view.book.tried == 0  # --no-autostart waits
         await pilot.press("s")
         await wait_for(pilot, lambda: view.book.results, 120, "the first result")
         await pilot.press("c")
-        await wait_for(pilot, lambda: view.phase == "cancelled", 120, "the cancel")
-        worker = app.scan_worker
+        await wait_for(pilot, lambda: app.phase is ScanPhase.CANCELLED, 120, "the cancel")
+        worker = app.jobs.scan
         await wait_for(pilot, lambda: worker.is_finished, 30, "the worker to end")
         assert worker.state == WorkerState.SUCCESS
         tried = view.book.tried
@@ -166,8 +183,8 @@ def test_cancel_stops_the_worker_and_resume_finishes(ct_onnx: Path, tmp_path: Pa
         assert f"{tried}/8 slices" in screen_text(app)
 
         await pilot.press("r")
-        await wait_for(pilot, lambda: view.phase == "done", 300, "the resumed scan")
-        assert app.scan_worker is not worker and app.scan_worker.is_finished
+        await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 300, "the resumed scan")
+        assert app.jobs.scan is not worker and app.jobs.scan.is_finished
         keys = {(r.series_key, r.slice_index) for r in view.book.results}
         assert len(keys) == len(view.book.results) == 8
         assert {f.status for f in app.discovery.files} == {"scored"}
@@ -188,7 +205,7 @@ def test_corrupt_file_shows_in_log_and_tree(tiny_onnx: Path, tmp_path: Path):
     app = create_app(root, tiny_onnx, provider="cpu", settings=ScanSettings(stride=32))
 
     async def test(pilot):
-        await wait_for(pilot, lambda: app.scan_view.phase == "done", 120, "the scan")
+        await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
         await pilot.pause(0.7)
         log = app.query_one(LogPanel)
         errors = [e for e in log.entries if "bad.dcm" in e]
@@ -201,6 +218,9 @@ def test_corrupt_file_shows_in_log_and_tree(tiny_onnx: Path, tmp_path: Path):
         assert truncated and truncated[0].startswith("unreadable: ct/s1_004.dcm: ")
         assert "unreadable files (2)" in app.query_one(StudyTree).labels()
         assert len(app.query_one(FindingsTable).rows_text()) == 3  # the audit went on
+        # auto, and the model has no calibration: the local score, and a hint
+        assert "slice score: local" in log.entries
+        assert "no calibration for this model: btd calibrate makes one" in log.entries
 
     run_app(app, test)
 
@@ -224,11 +244,11 @@ def test_cuda_requested_but_inactive_is_an_error_on_screen(tiny_onnx: Path, tmp_
         text = screen_text(app)
         assert "CUDA was requested" in text.replace("\n", " ")
         assert "provider cuda is not available" in text
-        assert app.scan_view.phase == "error" and app.scan_worker is None
+        assert app.phase is ScanPhase.ERROR and app.jobs.scan is None
         await pilot.press("escape")  # hides the panel; the error stays in the model panel
         await pilot.press("s")
         await pilot.pause(0.3)
-        assert app.scan_worker is None and app.scan_view.book is None
+        assert app.jobs.scan is None and app.scan_view.book is None
         assert "CUDA was requested" in screen_text(app).replace("\n", " ")
 
     run_app(app, test)
@@ -240,7 +260,7 @@ def test_markup_and_escapes_in_dicom_text_show_literally(tiny_onnx: Path, tmp_pa
     app = create_app(root, tiny_onnx, provider="cpu", settings=ScanSettings(stride=32))
 
     async def test(pilot):
-        await wait_for(pilot, lambda: app.scan_view.phase == "done", 120, "the scan")
+        await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
         await pilot.pause(0.7)
         labels = app.query_one(StudyTree).labels()
         assert any("[bold red]x[/] · CT" in label for label in labels)
@@ -263,7 +283,7 @@ def test_help_lists_every_binding_and_the_palette_runs_actions(tiny_onnx: Path, 
         from btd_tui.palette import PALETTE_ACTIONS, AuditCommands
         from btd_tui.screens.help import HelpScreen
 
-        await wait_for(pilot, lambda: app.scan_view.phase == "ready", 60, "ready")
+        await wait_for(pilot, lambda: app.phase is ScanPhase.READY, 60, "ready")
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
@@ -318,11 +338,16 @@ def test_btd_audit_without_a_model_says_how_to_set_one(tmp_path: Path, monkeypat
 def test_local_score_mode_boxes_the_worst_window(tiny_onnx: Path, tmp_path: Path):
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 4, planted_index=2)
-    settings = ScanSettings(stride=32, score_mode="local")
-    app = create_app(root, tiny_onnx, provider="cpu", settings=settings)
+    app = create_app(
+        root,
+        tiny_onnx,
+        provider="cpu",
+        settings=ScanSettings(stride=32),
+        score=ScoreRequest("local"),
+    )
 
     async def test(pilot):
-        await wait_for(pilot, lambda: app.scan_view.phase == "done", 120, "the scan")
+        await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
         await pilot.pause(0.7)
         rows = app.query_one(FindingsTable).rows_text()
         assert rows[0][5].endswith("s1_003.dcm")  # the planted slice
@@ -333,6 +358,8 @@ def test_local_score_mode_boxes_the_worst_window(tiny_onnx: Path, tmp_path: Path
         preview = app.query_one(SlicePreview)
         assert preview.result is not None and preview.result.score_mode == "local"
         assert preview.result.region[2] == 24
+        log = app.query_one(LogPanel).entries
+        assert "slice score: local" in log and not any("btd calibrate" in e for e in log)
 
     run_app(app, test)
 
@@ -342,20 +369,21 @@ def test_calibrated_mode_without_a_calibration_is_an_error_on_screen(
 ):
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 2)
-    app = create_app(root, tiny_onnx, provider="cpu", score_mode="calibrated")
+    app = create_app(root, tiny_onnx, provider="cpu", score=ScoreRequest("calibrated"))
 
     async def test(pilot):
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), 60, "the error")
         await pilot.pause(0.3)
         text = screen_text(app).replace("\n", " ")
-        assert "no calibration for this model" in text and "btd calibrate" in text
-        assert app.scan_worker is None
+        assert "the slice score (calibrated) cannot run" in text and "btd calibrate" in text
+        assert app.phase is ScanPhase.ERROR and app.session is None
+        assert app.jobs.scan is None
 
     run_app(app, test)
 
 
 def test_calibrated_mode_scores_with_the_models_calibration(tiny_onnx: Path, tmp_path: Path):
-    from btd_core.scoring.calibrate import calibrate_model
+    from btd_core.audit.calibrate import calibrate_model
 
     model = tmp_path / "models" / "tiny.onnx"
     model.parent.mkdir()
@@ -364,13 +392,16 @@ def test_calibrated_mode_scores_with_the_models_calibration(tiny_onnx: Path, tmp
     calibrate_model(tmp_path / "genuine", model, provider="cpu", settings=ScanSettings(stride=32))
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 4, planted_index=1)
-    app = create_app(root, model, provider="cpu", score_mode="calibrated", stride=32)
+    app = create_app(root, model, provider="cpu", score=ScoreRequest("calibrated"), stride=32)
 
     async def test(pilot):
-        await wait_for(pilot, lambda: app.scan_view.phase == "done", 120, "the scan")
+        await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
         await pilot.pause(0.7)
         rows = app.query_one(FindingsTable).rows_text()
         assert rows[0][5].endswith("s1_002.dcm")
-        assert app.calibration is not None and app.settings.score_mode == "calibrated"
+        assert app.slice_score is not None and app.slice_score.mode == "calibrated"
+        assert app.slice_score.calibration_path == model.with_name("tiny.onnx.calibration.json")
+        log = app.query_one(LogPanel).entries
+        assert "slice score: calibrated (calibration tiny.onnx.calibration.json)" in log
 
     run_app(app, test)

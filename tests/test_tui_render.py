@@ -1,13 +1,22 @@
-"""The TUI's pure parts: the slice renderer, the model config, the scan bookkeeping."""
+"""The TUI's parts that need no scorer: the slice renderer, the model config, the scan
+bookkeeping, the ranked table's in-place updates, the phase."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable
 
+from btd_core.audit.pipeline import ScanOutcome, ScanProgress
+from btd_core.findings.ranking import rank
+from btd_core.study.discovery import discover
+from btd_core.study.records import Discovery, SliceResult
 from btd_tui.config import ConfigError, config_path, resolve_model
+from btd_tui.formatting import format_duration, plural
 from btd_tui.render import (
     ASCII_RAMP,
     HALF_BLOCK,
@@ -18,7 +27,11 @@ from btd_tui.render import (
     strips_text,
     zoom_region,
 )
-from btd_tui.scan_worker import format_duration
+from btd_tui.scan_book import CANCELLED_REASON, ScanBook
+from btd_tui.state import ScanPhase
+from btd_tui.widgets import findings_table
+from btd_tui.widgets.findings_table import FindingsTable, split_row_key
+from tests.test_tui_support import run_app, tiny_card, write_fixed_series
 
 
 def gradient(height: int = 128, width: int = 128) -> np.ndarray:
@@ -179,3 +192,171 @@ def test_durations():
     assert format_duration(None) == "?"
     assert format_duration(62.4) == "1:02"
     assert format_duration(3723) == "1:02:03"
+    assert plural(1, "file") == "1 file" and plural(2, "file") == "2 files"
+
+
+def test_phases_say_what_they_allow():
+    assert ScanPhase("done") is ScanPhase.DONE and ScanPhase.DONE == "done"
+    assert [p.value for p in ScanPhase if p.running] == ["scanning", "cancelling"]
+    assert not ScanPhase.LOADING.usable and not ScanPhase.ERROR.usable
+    assert ScanPhase.CANCELLED.usable and ScanPhase.ERROR.style == "bold red"
+
+
+@pytest.fixture(scope="module")
+def two_series(tmp_path_factory: pytest.TempPathFactory) -> Discovery:
+    """A study of two CT series: 11 slices and 3 slices."""
+    root = tmp_path_factory.mktemp("book") / "study"
+    write_fixed_series(root / "a", 11, series_number=1, description="A")
+    write_fixed_series(root / "b", 3, series_number=2, description="B")
+    return discover(root)
+
+
+def result(key: str, index: int, score: float) -> SliceResult:
+    return SliceResult(key, index, score, 0, 0, 96, 1, 0)
+
+
+def progress(done: int, key: tuple[str, int], score: float | None, failed: int = 0):
+    scored = result(*key, score) if score is not None else None
+    return ScanProgress(done, 14, 1, 0, failed, "x.dcm", result=scored, key=key)
+
+
+def test_scan_book_follows_slices_by_their_key_across_runs(two_series: Discovery):
+    a, b = (s.key for s in two_series.series)
+    book = ScanBook(two_series, tiny_card(), keep_views=2)
+    assert book.total == 14 and len(book.fitting_series) == 2 and book.tried == 0
+    assert book.begin_run(datetime(2026, 1, 1, tzinfo=timezone.utc)) == set()
+    assert book.record(progress(1, (a, 0), 0.5)) == (a, 0)
+    assert book.record(progress(2, (a, 1), None, failed=1)) == (a, 1)  # its file failed
+    assert book.record(progress(3, (b, 2), 0.9, failed=1)) == (b, 2)
+    assert book.tried == 3 and book.series_tried == {a: 2, b: 1}
+    assert book.rate() > 0 and book.seconds_left() is not None
+    assert book.result_for((b, 2)).score == 0.9 and book.result_for((a, 1)) is None
+    assert book.worst_in(a).slice_index == 0 and book.worst_in("nothing") is None
+    for record in two_series.files[:2]:
+        record.status, record.reason = "skipped", CANCELLED_REASON
+    book.finish(ScanOutcome(cancelled=True, background_slices=1))
+    assert book.cancelled and not book.complete and book.background_slices == 1
+
+    skip = book.begin_run(datetime(2026, 1, 2, tzinfo=timezone.utc))
+    assert skip == {(a, 0), (b, 2)}  # the failed slice is tried again
+    assert all(r.status == "pending" for r in two_series.files[:2])
+    assert book.started_utc == datetime(2026, 1, 1, tzinfo=timezone.utc)
+    # the resumed run reports the failed slice first, whatever its place in the study
+    assert book.record(progress(3, (a, 1), 0.2)) == (a, 1)
+    assert book.tried == 3 and book.series_tried == {a: 2, b: 1} and not book.failed_keys
+    merged = book.merged_outcome()
+    assert merged.slices_total == 14 and merged.slices_done == 3 and merged.cancelled
+    assert len(merged.results) == 3
+
+
+def test_scan_book_keeps_the_best_views(two_series: Discovery):
+    a = two_series.series[0].key
+    book = ScanBook(two_series, tiny_card(), keep_views=2)
+    book.begin_run(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    for index, score in enumerate((0.1, 0.7, 0.4)):
+        book.record(progress(index + 1, (a, index), score))
+    views = {(a, index): object() for index in range(3)}
+    book.finish(ScanOutcome(views=views))  # type: ignore[arg-type]
+    assert set(book.views) == {(a, 1), (a, 2)}
+
+
+class TableApp(App[None]):
+    """One ranked table (and a second one, filled once, to compare with)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.highlighted: list[tuple[str, int]] = []
+
+    def compose(self) -> ComposeResult:
+        yield FindingsTable(id="findings")
+        yield FindingsTable(id="fresh")
+
+    def on_findings_table_slice_highlighted(self, message: FindingsTable.SliceHighlighted):
+        if message.table.id == "findings":
+            self.highlighted.append(message.slice_key)
+
+
+def test_findings_table_updates_rows_in_place(two_series: Discovery, monkeypatch):
+    a, b = (s.key for s in two_series.series)
+    app = TableApp()
+    calls = {"add_row": 0, "update_cell": 0}
+    for name in calls:
+        original = getattr(FindingsTable, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            if self.id == "findings":
+                calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(FindingsTable, name, counted)
+
+    def cleared(self, *args, **kwargs):
+        raise AssertionError("the table was cleared")
+
+    async def test(pilot):
+        table = app.query_one("#findings", FindingsTable)
+        fresh = app.query_one("#fresh", FindingsTable)
+        monkeypatch.setattr(FindingsTable, "clear", cleared)
+
+        async def same_as_fresh() -> None:
+            with monkeypatch.context() as m:
+                m.setattr(FindingsTable, "clear", DataTable.clear)
+                fresh.clear()
+                fresh._ranks.clear()
+                fresh.sort_column, fresh.sort_reverse = table.sort_column, table.sort_reverse
+                fresh.show(table.findings)
+            await pilot.pause()
+            assert table.rows_text() == fresh.rows_text()
+            assert [r.key.value for r in table.ordered_rows] == table.shown_keys
+            widths = [c.content_width for c in table.ordered_columns]
+            assert widths == [c.content_width for c in fresh.ordered_columns]
+            assert table.border_title == fresh.border_title
+
+        results = [result(a, 0, 0.5), result(a, 1, 0.2)]
+        table.show(rank(results, two_series))
+        await pilot.pause()
+        await same_as_fresh()
+        assert calls == {"add_row": 2, "update_cell": 0}
+        assert app.highlighted[-1] == (a, 0)
+
+        results.append(result(b, 2, 0.9))  # a new top: the cursor on row 0 follows it
+        table.show(rank(results, two_series))
+        await pilot.pause()
+        await same_as_fresh()
+        assert calls == {"add_row": 3, "update_cell": 2}  # two ranks moved down
+        assert table.cursor_row == 0 and app.highlighted[-1] == (b, 2)
+
+        table.move_cursor(row=2)  # the user picks (a, 1): it stays under the cursor
+        await pilot.pause()
+        assert app.highlighted[-1] == (a, 1)
+        results += [result(a, i, 0.01 * i) for i in range(2, 11)]
+        table.show(rank(results, two_series))
+        await pilot.pause()
+        await same_as_fresh()  # ranks grew to two digits: the column widened
+        assert split_row_key(table.current_key()) == (a, 1)
+        assert app.highlighted[-1] == (a, 1) and table.cursor_row == 2
+
+        table.next_sort()  # by score, highest first
+        await pilot.pause()
+        await same_as_fresh()
+        assert table.sort_column == "score" and split_row_key(table.current_key()) == (a, 1)
+        table.sort_by("score")  # again: lowest first
+        await pilot.pause()
+        await same_as_fresh()
+        assert table.rows_text()[0][1] == "0.02"
+        table.sort_by("rank")
+
+        monkeypatch.setattr(findings_table, "MAX_ROWS", 4)
+        results.append(result(b, 0, 0.95))
+        table.show(rank(results, two_series))
+        await pilot.pause()
+        await same_as_fresh()
+        assert len(table.rows_text()) == 4 and "top 4 shown" in str(table.border_title)
+        assert split_row_key(table.current_key()) == (a, 1)  # rank 4 now: still shown
+        results.append(result(b, 1, 0.97))
+        table.show(rank(results, two_series))
+        await pilot.pause()
+        await same_as_fresh()  # (a, 1) dropped out: the cursor goes to the top
+        assert table.cursor_row == 0 and app.highlighted[-1] == (b, 1)
+
+    run_app(app, test, size=(100, 30))

@@ -3,42 +3,56 @@
 The study is rebuilt byte for byte in a fixed folder with fixed UIDs and scored by a
 tiny deterministic ONNX scorer, so nothing on screen depends on tmp paths, times,
 speeds or thread timing.  Update with ``pytest tests/test_tui_snapshots.py --snapshot-update``.
+The folder is shown on screen, so it cannot be a tmp path: test runs on one machine take
+turns with it (a file lock), so that one run does not rebuild it under another's app.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from textual.widgets import Footer
 
 from btd_core.audit.pipeline import ScanSettings
+from btd_core.scoring.strategy import ScoreRequest
 from btd_tui.factory import create_app
+from btd_tui.state import ScanPhase
 from btd_tui.widgets.findings_table import FindingsTable, split_row_key
 from btd_tui.widgets.slice_preview import SlicePreview
 from tests.test_tui_support import fresh_folder, wait_for, write_fixed_series, write_tiny_scorer
 
+try:
+    import fcntl
+except ImportError:  # Windows: no lock
+    fcntl = None  # type: ignore[assignment]
+
 STUDY = Path("/tmp/btd-snapshot-study")
 MODEL = Path("/tmp/btd-snapshot-model/tiny.onnx")
+LOCK = Path("/tmp/btd-snapshot.lock")
 
 
 @pytest.fixture
-def snapshot_study() -> tuple[Path, Path]:
+def snapshot_study() -> Iterator[tuple[Path, Path]]:
     """Two CT series (one slice with a noise block), a corrupt file and a text file."""
-    root = fresh_folder(STUDY)
-    write_fixed_series(
-        root / "abdomen", 3, series_number=1, description="ABDOMEN 5mm", planted_index=1
-    )
-    write_fixed_series(root / "head", 2, series_number=2, description="HEAD")
-    (root / "bad.dcm").write_text("not DICOM\n")
-    (root / "notes.txt").write_text("case notes\n")
-    return root, write_tiny_scorer(MODEL)
+    with LOCK.open("a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        root = fresh_folder(STUDY)
+        write_fixed_series(
+            root / "abdomen", 3, series_number=1, description="ABDOMEN 5mm", planted_index=1
+        )
+        write_fixed_series(root / "head", 2, series_number=2, description="HEAD")
+        (root / "bad.dcm").write_text("not DICOM\n")
+        (root / "notes.txt").write_text("case notes\n")
+        yield root, write_tiny_scorer(MODEL)
 
 
 async def ready(pilot) -> None:
     """Study walked, model open, footer filled: the first screen settled."""
     app = pilot.app
-    await wait_for(pilot, lambda: app.scan_view.phase == "ready", 60, "ready")
+    await wait_for(pilot, lambda: app.phase is ScanPhase.READY, 60, "ready")
     await wait_for(pilot, lambda: app.query_one(Footer).children, 10, "the footer")
     await pilot.pause(0.3)
 
@@ -46,7 +60,7 @@ async def ready(pilot) -> None:
 async def scored(pilot) -> None:
     """Scan done, table ranked, the top slice drawn in the preview."""
     app = pilot.app
-    await wait_for(pilot, lambda: app.scan_view.phase == "done", 120, "the scan")
+    await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
     table = app.query_one(FindingsTable)
     preview = app.query_one(SlicePreview)
 
@@ -74,7 +88,9 @@ def test_main_screen_80x24(snap_compare, snapshot_study):
 
 def test_main_screen_scored_160x48(snap_compare, snapshot_study):
     root, model = snapshot_study
-    app = create_app(root, model, provider="cpu", settings=ScanSettings(stride=32))
+    app = create_app(
+        root, model, provider="cpu", settings=ScanSettings(stride=32), score=ScoreRequest("tile")
+    )
     assert snap_compare(app, terminal_size=(160, 48), run_before=scored)
 
 

@@ -25,7 +25,7 @@ async def main():
         timings["first_draw_s"] = app.first_draw - started
         timings["torch_at_first_draw"] = "torch" in sys.modules
         deadline = time.monotonic() + 120
-        while app.scan_view.phase != "done" or app.query_one("SlicePreview").view is None:
+        while app.phase.value != "done" or app.query_one("SlicePreview").view is None:
             assert time.monotonic() < deadline, "scan or preview did not finish"
             await pilot.pause(0.05)
 

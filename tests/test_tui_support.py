@@ -16,6 +16,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
 from btd_core.engine.model_card import ModelCard
+from tests.onnx_scorer import build_scorer
 from tests.study_builder import read_source
 from tests.test_model_card import make_card
 
@@ -39,42 +40,11 @@ def tiny_card(patch_size: int = 96) -> ModelCard:
 
 
 def write_tiny_scorer(path: Path, patch_size: int = 96) -> Path:
-    """A btd scorer without torch: residual = x - 3x3 mean of x (a high-pass that responds
-    to noise), score = mean of residual^2. Same bytes on every run."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper
-
-    size = patch_size
-    nodes = [
-        helper.make_node(
-            "AveragePool",
-            ["x"],
-            ["blur"],
-            kernel_shape=[3, 3],
-            pads=[1, 1, 1, 1],
-            count_include_pad=0,
-        ),
-        helper.make_node("Sub", ["x", "blur"], ["residual"]),
-        helper.make_node("Mul", ["residual", "residual"], ["squared"]),
-        helper.make_node("ReduceMean", ["squared", "axes"], ["score"], keepdims=0),
-    ]
-    axes = helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])
-    graph = helper.make_graph(
-        nodes,
-        "tiny_btd",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 1, size, size])],
-        [
-            helper.make_tensor_value_info("score", TensorProto.FLOAT, ["B"]),
-            helper.make_tensor_value_info("residual", TensorProto.FLOAT, ["B", 1, size, size]),
-        ],
-        initializer=[axes],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 10
-    helper.set_model_props(model, tiny_card(patch_size).to_metadata())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
+    """The TUI snapshots' scorer: the test high-pass of ``tests/onnx_scorer.py`` on ``x``
+    itself (residual = x - 3x3 mean of x, score = mean of residual^2) with the fixed
+    :func:`tiny_card`. Same bytes and the same scores on every run."""
+    pytest.importorskip("onnx")
+    return build_scorer(path, card=tiny_card(patch_size), normalise=False)
 
 
 def write_fixed_series(

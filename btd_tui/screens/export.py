@@ -46,7 +46,7 @@ class ExportScreen(ModalScreen[Path | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         """Check the folder; close with it, or show why it is refused."""
-        from btd_core.audit.study_audit import AuditError, check_output_outside
+        from btd_core.study.evidence import OutputInsideEvidence, check_output_outside
 
         event.stop()
         value = event.value.strip()
@@ -56,8 +56,8 @@ class ExportScreen(ModalScreen[Path | None]):
             return
         folder = Path(value).expanduser()
         try:
-            check_output_outside(self.study_dir, folder)
-        except AuditError as err:
+            check_output_outside(folder, self.study_dir, what="report folder", inputs_are="study")
+        except OutputInsideEvidence as err:
             error.update(Text(printable(str(err)), style="red"))
             return
         if folder.exists() and not folder.is_dir():

@@ -1,9 +1,13 @@
 """Ranked suspicious slices: rank, score, series, slice, position, file; sortable.
 
-Rows are rebuilt from :class:`btd_core.study.records.Finding` lists (the app re-ranks at most a
-few times a second while results arrive).  Every cell that holds text from a file is
-a :class:`rich.text.Text` of :func:`btd_core.safe_text.printable` text, never markup.
-The cursor stays on the same slice across rebuilds (or on the top row).
+Rows come from :class:`btd_core.study.records.Finding` lists (the app re-ranks at most a
+few times a second while results arrive) and are updated in place, by row key: new
+slices are added, dropped ones removed, and of the others only the rank cell changes
+(a slice's score, series, position and file never do); the rows are then put in the
+sort order.  Every cell that holds text from a file is a :class:`rich.text.Text` of
+:func:`btd_core.safe_text.printable` text, never markup.  The cursor stays on the same
+slice across updates (or on the top row), and :class:`FindingsTable.SliceHighlighted`
+says which slice is under it whenever that changes.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.text import Text
+from textual.message import Message
 from textual.widgets import DataTable
 
-from btd_core.cli.scan import series_label
 from btd_core.safe_text import printable
-from btd_core.study.records import Finding
+from btd_core.study.records import Finding, series_label
+from btd_tui.state import SliceKey
 
 MAX_ROWS = 2000
 """Most rows shown (the highest ranked after sorting by rank); the title says so when cut."""
@@ -43,14 +48,22 @@ def split_row_key(key: str) -> tuple[str, int]:
     return series_key, int(index)
 
 
-def finding_cells(finding: Finding) -> tuple[Any, ...]:
+COLUMN_KEYS = tuple(key for key, _, _ in COLUMNS)
+
+
+def rank_cell(rank: int) -> Text:
+    """The rank column's cell."""
+    return Text(str(rank), justify="right")
+
+
+def finding_cells(finding: Finding) -> tuple[Text, ...]:
     """The six cells of one finding."""
     location = finding.slice.location
     file_text = printable(finding.file.relpath)
     if finding.slice.frame is not None:
         file_text += f" [frame {finding.slice.frame}]"
     return (
-        Text(str(finding.rank), justify="right"),
+        rank_cell(finding.rank),
         Text(f"{finding.result.score:.5g}", justify="right"),
         Text(printable(series_label(finding.series))),
         Text(f"{finding.result.slice_index + 1}/{len(finding.series.slices)}", justify="right"),
@@ -62,12 +75,28 @@ def finding_cells(finding: Finding) -> tuple[Any, ...]:
 class FindingsTable(DataTable):
     """The ranked slices; ``o`` or a click on a header sorts by that column."""
 
+    class SliceHighlighted(Message):
+        """The slice under the cursor changed (after an update, or the user moved it)."""
+
+        def __init__(self, table: FindingsTable, slice_key: SliceKey) -> None:
+            super().__init__()
+            self.table = table
+            self.slice_key = slice_key
+
+        @property
+        def control(self) -> FindingsTable:
+            """The table (for ``@on(..., selector)``)."""
+            return self.table
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.sort_column = "rank"
         self.sort_reverse = False
         self.findings: list[Finding] = []
         self.shown_keys: list[str] = []
+        """Row keys in the order shown."""
+        self._ranks: dict[str, int] = {}
+        self._announced: str | None = None
 
     def on_mount(self) -> None:
         """Add the columns."""
@@ -76,24 +105,54 @@ class FindingsTable(DataTable):
         self.refresh_title()
 
     def show(self, findings: Sequence[Finding]) -> None:
-        """Replace the rows by ``findings`` in the current sort order.
+        """Show ``findings`` (in rank order) in the current sort order, updating in place.
 
         A cursor on the first row stays on the first row (it follows the most suspicious
         slice while results arrive); elsewhere it stays on the same slice.
         """
         self.findings = list(findings)
+        self._update_rows()
+
+    def _update_rows(self) -> None:
         current = self.current_key() if self.cursor_row > 0 else None
         sort_key = dict((k, f) for k, _, f in COLUMNS)[self.sort_column]
         rows = sorted(self.findings[:MAX_ROWS], key=sort_key, reverse=self.sort_reverse)
-        self.clear()
-        self.shown_keys = []
-        for finding in rows:
-            key = row_key(finding.result.series_key, finding.result.slice_index)
-            self.add_row(*finding_cells(finding), key=key)
-            self.shown_keys.append(key)
-        if current in self.shown_keys:
-            self.move_cursor(row=self.shown_keys.index(current), animate=False, scroll=False)
+        wanted = {row_key(f.result.series_key, f.result.slice_index): f for f in rows}
+        for key in [key for key in self._ranks if key not in wanted]:
+            self.remove_row(key)
+            del self._ranks[key]
+        for key, finding in wanted.items():
+            rank = self._ranks.get(key)
+            if rank is None:
+                self.add_row(*finding_cells(finding), key=key)
+            elif rank != finding.rank:
+                before, after = rank_cell(rank), rank_cell(finding.rank)
+                self.update_cell(key, "rank", after, update_width=after.cell_len != before.cell_len)
+            self._ranks[key] = finding.rank
+        order = list(wanted)
+        if [row.key.value for row in self.ordered_rows] != order:
+            # DataTable sorts on cell values: the rank cell names the finding
+            position = {str(f.rank): i for i, f in enumerate(rows)}
+            self.sort("rank", key=lambda cell: position[cell.plain])
+        self.shown_keys = order
+        if current is not None:
+            row = order.index(current) if current in order else 0
+            if row != self.cursor_row:
+                self.move_cursor(row=row, animate=False, scroll=False)
         self.refresh_title()
+        self._announce()
+
+    def _announce(self, again: bool = False) -> None:
+        """Post :class:`SliceHighlighted` when the slice under the cursor changed
+        (``again``: even when it did not)."""
+        key = self.current_key()
+        if key is not None and (again or key != self._announced):
+            self._announced = key
+            self.post_message(self.SliceHighlighted(self, split_row_key(key)))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The cursor moved to a row (keys, mouse, or an update)."""
+        self._announce(again=True)
 
     def refresh_title(self) -> None:
         """``ranked slices (n)``, the sort order, and a note when rows were cut."""
@@ -115,14 +174,14 @@ class FindingsTable(DataTable):
             self.sort_reverse = not self.sort_reverse
         else:
             self.sort_column, self.sort_reverse = column, False
-        self.show(self.findings)
+        self._update_rows()
 
     def next_sort(self) -> None:
         """Sort by the next column (rank -> score -> series -> ... -> rank)."""
-        keys = [k for k, _, _ in COLUMNS]
+        keys = list(COLUMN_KEYS)
         self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
         self.sort_reverse = False
-        self.show(self.findings)
+        self._update_rows()
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         """A click on a column header sorts by it."""

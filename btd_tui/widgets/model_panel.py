@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual.widgets import Static
 
 from btd_core.safe_text import printable
+from btd_tui.serial_scorer import SerialScorer
+
+if TYPE_CHECKING:
+    from btd_core.engine.model_card import ModelCard
 
 PROVIDER_NAMES = {"CUDAExecutionProvider": "CUDA", "CPUExecutionProvider": "CPU"}
 
 
-def card_line(card: Any) -> Text:
+def card_line(card: ModelCard) -> Text:
     """One line: modality, patch size, window, reduction, weights, source checkpoint hash."""
     line = Text()
     fields = (
@@ -63,8 +67,8 @@ class ModelPanel(Static):
         line.append(f" · opening (provider {self.requested})…", style="dim")
         self._set(line, 2)
 
-    def show_scorer(self, scorer: Any) -> None:
-        """The card and provider of an open :class:`btd_core.engine.scorer.Scorer`."""
+    def show_scorer(self, scorer: SerialScorer) -> None:
+        """The card and provider of the open scorer."""
         text = provider_line(self.model_name, scorer.provider_in_use)
         text.append("\n")
         text.append_text(card_line(scorer.card))

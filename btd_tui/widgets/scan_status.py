@@ -9,7 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label, ProgressBar
 
-from btd_tui.scan_worker import format_duration
+from btd_tui.formatting import format_duration
+from btd_tui.state import ScanPhase
 
 
 class ScanStatus(Horizontal):
@@ -26,10 +27,13 @@ class ScanStatus(Horizontal):
         yield ProgressBar(total=None, show_eta=False, id="scan-bar")
         yield Label(id="scan-detail")
 
-    def set_state(self, text: str, style: str = "") -> None:
-        """The first label: ``loading``, ``scoring``, ``cancelled``, ``done``, ..."""
-        self.state_text = text
-        self.query_one("#scan-state", Label).update(Text(text, style=style))
+    def show_phase(self, phase: ScanPhase) -> None:
+        """The first label: ``loading``, ``scanning``, ``cancelled``, ``done``, ...; in the
+        error phase the detail says that nothing is scored."""
+        self.state_text = phase.value
+        self.query_one("#scan-state", Label).update(Text(phase.value, style=phase.style))
+        if phase is ScanPhase.ERROR:
+            self.set_detail("no scoring: see the error above")
 
     def set_detail(self, text: str) -> None:
         """The label after the bar (plain text, never markup)."""

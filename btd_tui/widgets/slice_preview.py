@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -35,20 +36,55 @@ class Shown:
     label: str
 
 
+@dataclass(frozen=True, eq=False)
+class Picture:
+    """What the preview shows: a slice (or none), its picture once computed, its result
+    (the box; ``None`` when nothing of it was scored), and a one-line status message.
+    Compared by identity: every change is a new :class:`Picture`."""
+
+    shown: Shown | None = None
+    view: SliceView | None = None
+    result: SliceResult | None = None
+    message: str = "no slice selected: pick a ranked slice"
+
+
 class SlicePreview(Widget):
-    """A slice with its heat map and worst tile; toggles: heat, ASCII, zoom."""
+    """A slice with its heat map and worst tile; toggles: heat, ASCII, zoom.
+
+    ``picture`` and the three toggles are reactive: setting one redraws the preview
+    (and its titles) through its watcher.
+    """
+
+    picture: reactive[Picture] = reactive(Picture, init=False)
+    show_heat: reactive[bool] = reactive(True, init=False)
+    ascii: reactive[bool] = reactive(False, init=False)
+    zoom: reactive[bool] = reactive(False, init=False)
 
     def __init__(self, ascii: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.ascii = ascii
-        self.show_heat = True
-        self.zoom = False
-        self.shown: Shown | None = None
-        self.view: SliceView | None = None
-        self.result: SliceResult | None = None
-        self.message = "no slice selected: pick a ranked slice"
+        self.set_reactive(SlicePreview.ascii, ascii)
         self._lines: list[Strip] = []
         self._cache_key: tuple[object, ...] | None = None
+
+    @property
+    def shown(self) -> Shown | None:
+        """The slice on screen (or being computed), if any."""
+        return self.picture.shown
+
+    @property
+    def view(self) -> SliceView | None:
+        """Its image and heat map, once known."""
+        return self.picture.view
+
+    @property
+    def result(self) -> SliceResult | None:
+        """Its score and worst region, when it was scored."""
+        return self.picture.result
+
+    @property
+    def message(self) -> str:
+        """The status line (``computing…``, an error, ...), ``""`` when none."""
+        return self.picture.message
 
     def on_mount(self) -> None:
         """Titles before anything is shown."""
@@ -56,35 +92,43 @@ class SlicePreview(Widget):
 
     def set_computing(self, shown: Shown) -> None:
         """A slice was chosen; its picture is being computed."""
-        self.shown, self.view, self.result = shown, None, None
-        self.message = "computing…"
-        self._changed()
+        self.picture = Picture(shown, message="computing…")
 
     def set_view(self, shown: Shown, view: SliceView, result: SliceResult | None) -> None:
         """Show a computed slice (``result`` gives the worst tile, ``None`` for no body)."""
-        self.shown, self.view, self.result = shown, view, result
-        self.message = "" if result else "no body tiles on this slice (nothing scored)"
-        self._changed()
+        message = "" if result else "no body tiles on this slice (nothing scored)"
+        self.picture = Picture(shown, view, result, message)
 
     def set_error(self, shown: Shown | None, message: str) -> None:
         """The slice could not be read or scored."""
-        self.shown, self.view, self.result = shown, None, None
-        self.message = "cannot show this slice: " + printable(message)
-        self._changed()
+        self.picture = Picture(shown, message="cannot show this slice: " + printable(message))
 
     def toggle_heat(self) -> None:
         """Heat map overlay on / off."""
         self.show_heat = not self.show_heat
-        self._changed()
 
     def toggle_ascii(self) -> None:
         """ASCII ramp / half-block colour."""
         self.ascii = not self.ascii
-        self._changed()
 
     def toggle_zoom(self) -> None:
         """Whole slice / the worst tile enlarged."""
         self.zoom = not self.zoom
+
+    def watch_picture(self) -> None:
+        """A new slice, picture, or status: redraw."""
+        self._changed()
+
+    def watch_show_heat(self) -> None:
+        """Heat toggled: redraw."""
+        self._changed()
+
+    def watch_ascii(self) -> None:
+        """ASCII toggled: redraw."""
+        self._changed()
+
+    def watch_zoom(self) -> None:
+        """Zoom toggled: redraw."""
         self._changed()
 
     def _changed(self) -> None:
@@ -109,7 +153,7 @@ class SlicePreview(Widget):
     def lines(self) -> list[Strip]:
         """The content's lines at the current size (computed on demand, cached)."""
         width, height = self.content_size.width, self.content_size.height
-        key = (width, height, id(self.view), self.ascii, self.show_heat, self.zoom, self.message)
+        key = (width, height, id(self.picture), self.ascii, self.show_heat, self.zoom)
         if key != self._cache_key:
             self._lines = self._compute(width, height)
             self._cache_key = key

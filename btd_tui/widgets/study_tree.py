@@ -13,9 +13,8 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from btd_core.cli.scan import series_label
 from btd_core.safe_text import printable
-from btd_core.study.records import Discovery, FileRecord, Series
+from btd_core.study.records import Discovery, FileRecord, Series, series_label
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """Bookkeeping of an audit's scan across runs (start, cancel, resume), on the app's thread.
 
-:func:`btd_core.audit.pipeline.scan` returns one :class:`~btd_core.audit.pipeline.ScanOutcome` per run.  The
-app may cancel a run and resume it later (``skip=`` the slices already tried), so this
-module keeps what the runs produced together: the results, which slices were tried,
-counters, the kept views, speed and time left; and it builds the merged outcome that
-the report export needs.  It holds no widgets and starts no threads (the app's
-``@work(thread=True)`` method calls ``scan``); every method is called on the app's
-thread with the messages the worker posted.
+:func:`btd_core.audit.pipeline.scan` returns one :class:`~btd_core.audit.pipeline.ScanOutcome`
+per run.  The app may cancel a run and resume it later (``skip=`` the slices already
+tried), so this module keeps what the runs produced together: the results, which slices
+were tried, counters, the kept views, speed and time left; and it builds the merged
+outcome that the report export needs.  Every progress report names its slice
+(``ScanProgress.key``), so the book never has to know the order the scan visits slices in.
+It holds no widgets and starts no threads; every method is called on the app's thread
+with what the scan worker posted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from btd_core.slices.windowing import modality_mismatch
+from btd_tui.state import SliceKey
 
 if TYPE_CHECKING:
     from btd_core.audit.pipeline import ScanOutcome, ScanProgress
@@ -26,8 +28,6 @@ if TYPE_CHECKING:
 
 CANCELLED_REASON = "not scored: the scan was cancelled"
 """What :func:`btd_core.audit.pipeline.scan` writes into pending file records when cancelled."""
-
-SliceKey = tuple[str, int]
 
 
 def mismatch(series: Series, card: ModelCard) -> str:
@@ -39,18 +39,24 @@ def mismatch(series: Series, card: ModelCard) -> str:
 class ScanBook:
     """Everything the scan runs of one audit produced, merged.
 
-    ``order`` is the order in which :func:`~btd_core.audit.pipeline.scan` visits slices (series that
-    fit the model, slices in order), so the n-th progress report is ``order[n - 1]``.
+    Attributes
+    ----------
+    tried_keys:
+        Every slice some run tried (scored, without body, or unreadable).
+    failed_keys:
+        Tried slices where a file failed: the next run tries them again (so that it
+        records the failure again).
+    series_tried:
+        Slices tried per series key.
     """
 
     discovery: Discovery
     card: ModelCard
     keep_views: int = 10
-    order: list[SliceKey] = field(default_factory=list)
     results: list[SliceResult] = field(default_factory=list)
     views: dict[SliceKey, SliceView] = field(default_factory=dict)
-    tried: int = 0
-    failed_positions: set[int] = field(default_factory=set)
+    tried_keys: set[SliceKey] = field(default_factory=set)
+    failed_keys: set[SliceKey] = field(default_factory=set)
     background_slices: int = 0
     tiles_scored: int = 0
     tiles_skipped: int = 0
@@ -59,23 +65,23 @@ class ScanBook:
     started_utc: datetime | None = None
     series_tried: dict[str, int] = field(default_factory=dict)
     _run_clock: float = 0.0
-    _run_base: int | None = None
+    _run_reports: int = 0
     _run_failed: int = 0
     _rate: float = 0.0
+    _by_key: dict[SliceKey, SliceResult] = field(default_factory=dict)
+    fitting_series: list[Series] = field(init=False)
+    """The series the scan scores (those whose modality fits the model)."""
+    total: int = field(init=False)
+    """Slices the scan will try (those of the fitting series)."""
 
     def __post_init__(self) -> None:
-        if not self.order:
-            self.order = [
-                (series.key, index)
-                for series in self.discovery.series
-                if not mismatch(series, self.card)
-                for index in range(len(series.slices))
-            ]
+        self.fitting_series = [s for s in self.discovery.series if not mismatch(s, self.card)]
+        self.total = sum(len(s.slices) for s in self.fitting_series)
 
     @property
-    def total(self) -> int:
-        """Slices the scan will try (those of series that fit the model)."""
-        return len(self.order)
+    def tried(self) -> int:
+        """Slices tried so far, over all runs."""
+        return len(self.tried_keys)
 
     @property
     def complete(self) -> bool:
@@ -97,32 +103,30 @@ class ScanBook:
                     record.status, record.reason = "pending", ""
         self.runs += 1
         self.cancelled = False
-        self._run_clock, self._run_base, self._run_failed = time.monotonic(), None, 0
-        return {
-            key for i, key in enumerate(self.order[: self.tried]) if i not in self.failed_positions
-        }
+        self._run_clock, self._run_reports, self._run_failed = time.monotonic(), 0, 0
+        return self.tried_keys - self.failed_keys
 
     def record(self, progress: ScanProgress) -> SliceKey | None:
-        """Take one progress report; return the slice it was about (``None`` if unknown)."""
-        position = progress.slices_done - 1
-        if self._run_base is None:
-            self._run_base = position
-        if progress.files_failed > self._run_failed:
-            self.failed_positions.add(position)
-        else:
-            self.failed_positions.discard(position)
-        self._run_failed = progress.files_failed
-        new = position >= self.tried
-        self.tried = max(self.tried, progress.slices_done)
+        """Take one progress report; return the slice it was about (``None`` if unnamed)."""
+        key = progress.key
+        self._run_reports += 1
+        elapsed = time.monotonic() - self._run_clock
+        self._rate = self._run_reports / elapsed if elapsed > 0 else 0.0
         if progress.result is not None:
             self.results.append(progress.result)
-        elapsed = time.monotonic() - self._run_clock
-        scored = progress.slices_done - self._run_base
-        self._rate = scored / elapsed if elapsed > 0 else 0.0
-        if not 0 <= position < len(self.order):
+            self._by_key[(progress.result.series_key, progress.result.slice_index)] = (
+                progress.result
+            )
+        failed = progress.files_failed > self._run_failed
+        self._run_failed = progress.files_failed
+        if key is None:
             return None
-        key = self.order[position]
-        if new:
+        if failed:
+            self.failed_keys.add(key)
+        else:
+            self.failed_keys.discard(key)
+        if key not in self.tried_keys:
+            self.tried_keys.add(key)
             self.series_tried[key[0]] = self.series_tried.get(key[0], 0) + 1
         return key
 
@@ -149,7 +153,7 @@ class ScanBook:
         return (self.total - self.tried) / self._rate
 
     def merged_outcome(self) -> ScanOutcome:
-        """One :class:`~btd_core.audit.pipeline.ScanOutcome` for all runs so far (for the report)."""
+        """One :class:`~btd_core.audit.pipeline.ScanOutcome` of all runs so far (the report's)."""
         from btd_core.audit.pipeline import ScanOutcome
 
         return ScanOutcome(
@@ -165,17 +169,9 @@ class ScanBook:
 
     def result_for(self, key: SliceKey) -> SliceResult | None:
         """The scan's result for one slice, if it was scored."""
-        for result in self.results:
-            if (result.series_key, result.slice_index) == key:
-                return result
-        return None
+        return self._by_key.get(key)
 
-
-def format_duration(seconds: float | None) -> str:
-    """``"1:02:03"``, ``"2:03"`` or ``"?"``."""
-    if seconds is None:
-        return "?"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    def worst_in(self, series_key: str) -> SliceResult | None:
+        """The highest-scoring result of one series, if any slice of it was scored."""
+        results = [r for r in self.results if r.series_key == series_key]
+        return max(results, key=lambda r: r.score) if results else None

@@ -1,0 +1,106 @@
+"""The audit's shared types: what the app, its views and its workers all speak.
+
+Nothing here imports a view or the app, so every module of :mod:`btd_tui` may import
+this one (the app owns the state; views get what they need passed in, typed by these).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from textual.notifications import SeverityLevel
+
+from btd_tui.serial_scorer import SerialScorer
+
+if TYPE_CHECKING:
+    from btd_core.engine.options import EngineOptions
+    from btd_core.scoring.strategy import ScoreRequest, SliceScore
+    from btd_core.scoring.tiles import ScanSettings
+    from btd_core.study.records import Discovery
+
+SliceKey = tuple[str, int]
+"""``(series key, slice index)``: one slice of the study."""
+
+
+class ScanPhase(str, Enum):
+    """Where the audit is: loading -> ready -> scanning -> (cancelling -> cancelled ->) done;
+    or error (the study or the model cannot be used: nothing is scored)."""
+
+    LOADING = "loading"
+    READY = "ready"
+    SCANNING = "scanning"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    DONE = "done"
+    ERROR = "error"
+
+    @property
+    def running(self) -> bool:
+        """A scan run is under way (scanning, or cancelling after the current slice)."""
+        return self in (ScanPhase.SCANNING, ScanPhase.CANCELLING)
+
+    @property
+    def usable(self) -> bool:
+        """The study and the model are loaded (not loading, no error)."""
+        return self not in (ScanPhase.LOADING, ScanPhase.ERROR)
+
+    @property
+    def style(self) -> str:
+        """How the progress line writes this phase."""
+        return _STYLES.get(self, "bold")
+
+
+_STYLES = {
+    ScanPhase.ERROR: "bold red",
+    ScanPhase.DONE: "bold green",
+    ScanPhase.CANCELLED: "bold yellow",
+}
+
+
+@dataclass(frozen=True)
+class AuditRequest:
+    """What ``btd audit`` was asked to do (see :func:`btd_tui.app.create_app`).
+
+    ``settings`` ``None``: ``ScanSettings(stride=stride, workers=workers)``, made once the
+    scorer is open (the engine's imports stay out of the first draw).  ``score``: the
+    slice score asked for (``None``: ``ScoreRequest()``, auto).
+    """
+
+    study_dir: Path
+    model_path: Path
+    provider: str = "auto"
+    ascii: bool = False
+    autostart: bool = True
+    settings: ScanSettings | None = None
+    stride: int | None = None
+    workers: int | None = None
+    engine: EngineOptions | None = None
+    score: ScoreRequest | None = None
+    command_line: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class AuditSession:
+    """Everything a scan, a preview or an export needs, once the study and model are loaded."""
+
+    discovery: Discovery
+    scorer: SerialScorer
+    settings: ScanSettings
+    slice_score: SliceScore
+
+
+class AuditHost(Protocol):
+    """What the views need of the app (:class:`btd_tui.app.BtdApp`): the phase it owns
+    (a reactive attribute: setting it redraws the progress line) and notifications."""
+
+    phase: ScanPhase
+
+    def say(
+        self, message: str, *, title: str = "", severity: SeverityLevel = "information"
+    ) -> None:
+        """A notification whose text is shown literally."""
+        ...
