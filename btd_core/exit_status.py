@@ -15,3 +15,6 @@ class ExitStatus(IntEnum):
     CANNOT_RUN = 2
     """Nothing was done: bad arguments, a model that cannot be opened, an output inside
     the evidence, ... (the message says which)."""
+    CANCELLED = 130
+    """Stopped by Ctrl-C (128 + SIGINT, the shell's convention); a partial report, marked
+    cancelled, is written where there is one."""

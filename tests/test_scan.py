@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from btd_core.audit.pipeline import ScanSettings
 from btd_core.audit.study_audit import audit_study
-from btd_core.study.evidence import OutputInsideEvidence
 from btd_core.cli.main import main as btd_main
+from btd_core.study.evidence import OutputInsideEvidence
 from tests.study_builder import tree_fingerprint, write_series
 
 
@@ -312,4 +312,4 @@ def test_wrong_model_and_empty_folder_give_clear_messages(tmp_path: Path, ct_onn
     code = btd_main(
         ["scan", str(tmp_path / "empty"), "--model", str(ct_onnx), "--out", str(tmp_path / "r")]
     )
-    assert code == 0 and "no files" in capsys.readouterr().out
+    assert code == 1 and "no files" in capsys.readouterr().out

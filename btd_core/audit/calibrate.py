@@ -18,11 +18,11 @@ from btd_core.audit.pipeline import ProgressCallback, scan
 from btd_core.audit.study_audit import AuditError, open_study
 from btd_core.engine.options import EngineOptions
 from btd_core.engine.scorer import ProviderChoice
+from btd_core.findings.output_folder import check_output_file
 from btd_core.scoring.calibration import Calibration, fit_calibration, sidecar_path
 from btd_core.scoring.strategy import SliceScore
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.scoring.windows import WINDOW_PX, LocalWindows
-from btd_core.study.evidence import check_output_outside
 
 MAX_WINDOWS_PER_SLICE = 4000
 
@@ -68,7 +68,7 @@ def calibrate_model(
     if not genuine_dir.is_dir():
         raise AuditError(f"{genuine_dir} is not a folder")
     out = Path(out) if out is not None else sidecar_path(model)
-    check_output_outside(out, genuine_dir, what="calibration file", inputs_are="genuine folder")
+    check_output_file(out, genuine_dir, inputs_are="genuine folder")
     settings = replace(settings or ScanSettings(), keep_views=0)
     slice_score = SliceScore.local(window, window_stride)
     rng = np.random.default_rng(seed)

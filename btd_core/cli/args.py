@@ -125,3 +125,13 @@ def add_provider_argument(parser: argparse.ArgumentParser) -> None:
 def add_stride_argument(parser: argparse.ArgumentParser) -> None:
     """``--stride``: pixels between tiles."""
     parser.add_argument("--stride", type=positive_int, help="pixels between tiles (default: S / 2)")
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: write into an output folder that already holds files."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an output folder that already holds files (files of the same "
+        "name are replaced; without it such a folder is refused before any work)",
+    )

@@ -34,7 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd demo``."""
     try:
-        from btd_core.cli.demo_build import DEMO_STEPS, cache_dir, ensure_demo
+        from btd_core.cli.demo_build import DEMO_STEPS, DemoLockTimeout, cache_dir, ensure_demo
     except ImportError as err:  # pragma: no cover - the train extra is missing
         console.print(Text(f"btd demo needs the train extra: pip install 'btd[train]' ({err})"))
         return ExitStatus.CANNOT_RUN
@@ -43,10 +43,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
         TextColumn("training the demo model"), BarColumn(), MofNCompleteColumn(), console=console
     )
     task = progress.add_task("train", total=DEMO_STEPS)
-    with progress:
-        files = ensure_demo(
-            fresh=args.fresh, on_step=lambda p: progress.update(task, completed=p.step)
-        )
+    try:
+        with progress:
+            files = ensure_demo(
+                fresh=args.fresh,
+                on_step=lambda p: progress.update(task, completed=p.step),
+                on_wait=lambda message: console.print(Text(message, style="yellow")),
+            )
+    except DemoLockTimeout as err:
+        console.print(Text(f"btd demo: {err}", style="red"))
+        return ExitStatus.CANNOT_RUN
     if not args.headless:
         launched = _launch_app(files, args, console)
         if launched is not None:

@@ -12,17 +12,24 @@ with the train extra); nothing is downloaded.  On first use (a few minutes on a 
    copy-move removal, diffusion-inpainting injection); ``study_truth.csv`` says
    which, next to (not inside) the study.
 
-Both are kept in the cache folder and reused.  The model is trained on some of the
-very slices the study is made of: the demo shows the tool working, not how well the
-method detects tampering on unseen scans (``btd eval`` measures that).
+Both are kept in the cache folder and reused.  Building takes a lock on the cache
+folder (:func:`demo_lock`), so that two ``btd demo`` runs at once do not train into the
+same files: the second waits, says so, and then reuses what the first built.  The model
+is trained on some of the very slices the study is made of: the demo shows the tool
+working, not how well the method detects tampering on unseen scans (``btd eval``
+measures that).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -38,6 +45,107 @@ PLAN = {
     "abdomen": [(1, "copy-move", "injection"), (4, "diffusion", "injection")],
     "head": [(2, "copy-move", "removal")],
 }
+LOCK_NAME = ".btd-demo.lock"
+"""The lock file in the demo folder; held (``flock``) while the demo files are checked or built."""
+LOCK_TIMEOUT_S = 3600.0
+"""How long a second ``btd demo`` waits for the first to finish building, in seconds."""
+LOCK_POLL_S = 0.2
+"""How often a waiting run tries the lock again, in seconds."""
+
+
+class DemoLockTimeout(TimeoutError):
+    """Another ``btd demo`` held the demo folder's lock for longer than the timeout."""
+
+
+def _try_lock(handle: IO[str]) -> bool:
+    """Take an exclusive lock on the open file without blocking; False when another holds it.
+
+    POSIX ``flock`` (released by the kernel when the holder exits, even if killed); on
+    Windows, ``msvcrt.locking`` on the file's first byte.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(handle: IO[str]) -> None:
+    """Release the lock taken by :func:`_try_lock`."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def waiting_message(folder: Path) -> str:
+    """What a second run says while it waits for the first."""
+    return f"another btd demo is building the demo files in {folder}; waiting ..."
+
+
+@contextlib.contextmanager
+def demo_lock(
+    folder: Path,
+    timeout_s: float | None = LOCK_TIMEOUT_S,
+    on_wait: Callable[[str], None] | None = None,
+    poll_s: float = LOCK_POLL_S,
+) -> Iterator[None]:
+    """Hold the exclusive lock of the demo ``folder`` (created if absent) for the block.
+
+    When another process holds it, ``on_wait`` is called once with
+    :func:`waiting_message` and the lock is tried again every ``poll_s`` seconds, for at
+    most ``timeout_s`` seconds (``None``: no limit).
+
+    Raises
+    ------
+    DemoLockTimeout
+        The lock was still held by another process after ``timeout_s`` seconds.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / LOCK_NAME).open("a+") as handle:
+        _acquire(handle, folder, timeout_s, on_wait, poll_s)
+        try:
+            yield
+        finally:
+            _unlock(handle)
+
+
+def _acquire(
+    handle: IO[str],
+    folder: Path,
+    timeout_s: float | None,
+    on_wait: Callable[[str], None] | None,
+    poll_s: float,
+) -> None:
+    """Block until ``handle`` is locked, or raise :class:`DemoLockTimeout` after ``timeout_s``."""
+    if _try_lock(handle):
+        return
+    if on_wait is not None:
+        on_wait(waiting_message(folder))
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while not _try_lock(handle):
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DemoLockTimeout(
+                f"another btd demo has been building the demo files in {folder} for more than "
+                f"{timeout_s:g} s; gave up waiting. Run btd demo again when it has finished."
+            )
+        time.sleep(poll_s)
 
 
 @dataclass(frozen=True)
@@ -82,8 +190,52 @@ def write_genuine_series(folder: Path, source: str, count: int, seed: int) -> No
         dataset.save_as(folder / f"IM{rng.integers(10**6):06d}.dcm", enforce_file_format=True)
 
 
-def ensure_demo(fresh: bool = False, on_step=None) -> DemoFiles:
-    """Make (or reuse) the demo model and study in :func:`cache_dir`; return their paths."""
+def _demo_files(root: Path) -> DemoFiles:
+    """Where the demo's files are (or will be) under the demo folder ``root``."""
+    return DemoFiles(
+        model=root / "demo_ct.onnx",
+        checkpoint=root / "run" / "model-last.pt",
+        study=root / "study",
+        truth=[root / f"{name}_truth.csv" for name in PLAN],
+    )
+
+
+def demo_is_built(files: DemoFiles) -> bool:
+    """True when the demo's model, its calibration and the truth tables all exist."""
+    from btd_core.scoring.calibration import sidecar_path
+
+    needed = [files.model, sidecar_path(files.model), *files.truth]
+    return all(p.exists() for p in needed)
+
+
+def ensure_demo(
+    fresh: bool = False,
+    on_step=None,
+    on_wait: Callable[[str], None] | None = None,
+    lock_timeout_s: float | None = LOCK_TIMEOUT_S,
+) -> DemoFiles:
+    """Make (or reuse) the demo model and study in :func:`cache_dir`; return their paths.
+
+    Holds :func:`demo_lock` on the demo folder meanwhile: a run that finds another
+    building waits (``on_wait`` gets the message), then reuses what it built unless
+    ``fresh``.
+
+    Raises
+    ------
+    DemoLockTimeout
+        Another run kept building for longer than ``lock_timeout_s`` seconds.
+    """
+    root = cache_dir() / "demo"
+    with demo_lock(root, timeout_s=lock_timeout_s, on_wait=on_wait):
+        files = _demo_files(root)
+        if not fresh and demo_is_built(files):
+            return files
+        _build_demo(root, files, fresh, on_step)
+        return files
+
+
+def _build_demo(root: Path, files: DemoFiles, fresh: bool, on_step) -> None:
+    """Train, export and calibrate the demo model, then tamper the demo study (minutes)."""
     from btd_core.audit.calibrate import calibrate_model
     from btd_core.cli.tamper import tamperers_for
     from btd_core.model.train import train
@@ -94,21 +246,7 @@ def ensure_demo(fresh: bool = False, on_step=None) -> DemoFiles:
     from btd_core.tamper.labelled_set import tamper_study
     from export.onnx_export import export_scorer
 
-    root = cache_dir() / "demo"
-    files = DemoFiles(
-        model=root / "demo_ct.onnx",
-        checkpoint=root / "run" / "model-last.pt",
-        study=root / "study",
-        truth=[root / f"{name}_truth.csv" for name in PLAN],
-    )
     calibration = sidecar_path(files.model)
-    if (
-        not fresh
-        and files.model.exists()
-        and calibration.exists()
-        and all(p.exists() for p in files.truth)
-    ):
-        return files
     genuine = root / "genuine"
     for name, (source, count) in SOURCES.items():
         write_genuine_series(genuine / name, source, count, seed=len(name))
@@ -142,4 +280,3 @@ def ensure_demo(fresh: bool = False, on_step=None) -> DemoFiles:
             seed=11,
             truth_path=truth,
         )
-    return files

@@ -20,6 +20,7 @@ from rich.text import Text
 from btd_core.cli.args import (
     add_engine_arguments,
     add_model_argument,
+    add_overwrite_argument,
     add_provider_argument,
     add_score_arguments,
     add_stride_argument,
@@ -72,6 +73,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--genuine", type=Path, metavar="DIR", help="folder of genuine slices")
     parser.add_argument("--tampered", type=Path, metavar="DIR", help="folder of tampered slices")
     add_provider_argument(parser)
+    add_overwrite_argument(parser)
     add_stride_argument(parser)
     add_score_arguments(parser)
     add_engine_arguments(parser)
@@ -118,13 +120,20 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_core.evaluation.evaluate import EvalError, check_modality, evaluate
     from btd_core.evaluation.report import EvalRun, write_eval_report
     from btd_core.evaluation.testset import TestSetError
+    from btd_core.findings.output_folder import prepare_report_folder
     from btd_core.findings.provenance import utc_now
-    from btd_core.study.evidence import check_output_outside
 
     started = utc_now()
     errors = (*cannot_run_errors(), TestSetError, EvalError)
     try:
-        check_output_outside(args.out, args.testset, args.genuine, args.tampered)
+        prepare_report_folder(
+            args.out,
+            args.testset,
+            args.genuine,
+            args.tampered,
+            overwrite=args.overwrite,
+            inputs_are="input folder",
+        )
         scorer = open_scorer(args.model, args.provider, engine_options(args))
         slice_score = score_request(args).resolve(args.model, scorer.model_sha256)
         mode, items, mapping = _items(args, scorer.card.modality)

@@ -14,6 +14,7 @@ def cannot_run_errors() -> tuple[type[BaseException], ...]:
     from btd_core.audit.study_audit import AuditError
     from btd_core.engine.opening import ModelOpenError
     from btd_core.engine.scorer import ProviderError, ScorerOutputError
+    from btd_core.findings.output_folder import OutputFolderError
     from btd_core.scoring.calibration import CalibrationError
     from btd_core.scoring.strategy import ScoreModeError
     from btd_core.study.evidence import OutputInsideEvidence
@@ -26,6 +27,7 @@ def cannot_run_errors() -> tuple[type[BaseException], ...]:
         ScoreModeError,
         CalibrationError,
         OutputInsideEvidence,
+        OutputFolderError,
     )
 
 

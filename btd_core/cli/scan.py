@@ -14,6 +14,7 @@ from rich.text import Text
 from btd_core.cli.args import (
     add_engine_arguments,
     add_model_argument,
+    add_overwrite_argument,
     add_provider_argument,
     add_score_arguments,
     add_stride_argument,
@@ -21,6 +22,7 @@ from btd_core.cli.args import (
     score_request,
 )
 from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.cli.interrupt import StopOnInterrupt
 from btd_core.cli.progress import slice_progress
 from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
@@ -61,6 +63,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave patient identifiers (name, ID, study date) out of the report",
     )
+    add_overwrite_argument(parser)
     add_engine_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -69,13 +72,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd scan``; returns the exit status."""
     from btd_core.audit.pipeline import ScanSettings
     from btd_core.audit.study_audit import audit_study
-    from btd_core.study.evidence import check_output_outside
+    from btd_core.findings.output_folder import prepare_report_folder
 
     if not args.study.is_dir():
         return cannot_run(console, "btd scan", f"{args.study} is not a folder")
     errors = cannot_run_errors()
     try:
-        check_output_outside(args.out, args.study, what="report folder", inputs_are="study")
+        prepare_report_folder(args.out, args.study, overwrite=args.overwrite)
     except errors as err:
         return cannot_run(console, "btd scan", err)
     settings = ScanSettings(
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     )
     progress, on_progress = slice_progress(console, "scoring")
     try:
-        with progress:
+        with StopOnInterrupt(console) as interrupt, progress:
             result = audit_study(
                 args.study,
                 args.model,
@@ -99,11 +102,21 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 score=score_request(args),
                 command_line=sys.argv,
                 on_progress=on_progress,
+                should_stop=interrupt.requested,
             )
     except errors as err:
         return cannot_run(console, "btd scan", err)
+    except OSError as err:  # the report folder went away or filled up during the scan
+        return cannot_run(console, "btd scan", f"cannot write the report into {args.out}: {err}")
     print_audit_summary(console, result, args.top)
     _print_score_mode(console, result.run.settings, args)
+    if result.outcome.cancelled:
+        done, total = result.outcome.slices_done, result.outcome.slices_total
+        line = f"cancelled after {done} of {total} slices: the report holds what was done"
+        console.print(Text(line, style="yellow"))
+        return ExitStatus.CANCELLED
+    if not result.findings:
+        return ExitStatus.SOME_FAILED  # nothing could be scored: not a clean audit
     return ExitStatus.SOME_FAILED if result.files_failed else ExitStatus.OK
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
-from btd_core.cli.args import positive_int
+from btd_core.cli.args import add_overwrite_argument, positive_int
 from btd_core.cli.failures import cannot_run
 from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
@@ -33,7 +33,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--label tampered=tampered --label genuine=genuine",
     )
     parser.add_argument("data_dir", type=Path, metavar="DATA_DIR")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for the test set (outside DATA_DIR)"
+    )
+    add_overwrite_argument(parser)
     parser.add_argument("--modality", choices=("ct", "mri"), default="ct")
     parser.add_argument("--per-set", type=positive_int, default=10, help="tampered slices per set")
     parser.add_argument(
@@ -51,11 +54,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd tamper``; 0 done, 1 some slices failed, 2 cannot run."""
+    from btd_core.findings.output_folder import OutputFolderError, prepare_report_folder
     from btd_core.slices.profiles import profile_for
+    from btd_core.study.evidence import OutputInsideEvidence
     from btd_core.tamper.labelled_set import make_test_set
 
     if not args.data_dir.is_dir():
         return cannot_run(console, "btd tamper", f"{args.data_dir} is not a folder")
+    try:
+        prepare_report_folder(
+            args.out, args.data_dir, overwrite=args.overwrite, inputs_are="data folder"
+        )
+    except (OutputFolderError, OutputInsideEvidence) as err:
+        return cannot_run(console, "btd tamper", err)
     profile = profile_for(args.modality)
     try:
         result = make_test_set(

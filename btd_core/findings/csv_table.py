@@ -21,7 +21,6 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """Leading characters that make a spreadsheet treat a cell as a formula."""
 
 
-
 def neutralise_cell(text: str) -> str:
     """Make one CSV cell of untrusted text safe to show and to open in a spreadsheet.
 

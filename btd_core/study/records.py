@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from btd_core.study.limits import DEFAULT_LIMITS, StudyLimits
+
 FileStatus = Literal["pending", "scored", "skipped", "error"]
 """``pending``: part of a series, not scored yet; ``scored``: every slice of it was
 scored; ``skipped``: deliberately not scored (``reason`` says why); ``error``: could
 not be read or decoded (``reason`` holds the message)."""
 
-FileKind = Literal["dicom", "dicomdir", "image", "npy", "unknown"]
+FileKind = Literal["dicom", "dicomdir", "image", "npy", "archive", "unknown"]
 SeriesKind = Literal["dicom", "image", "npy"]
 
 
@@ -27,17 +29,25 @@ class FileRecord:
     Attributes
     ----------
     path:
-        Absolute path as found under the study root (symlinks not resolved).
+        Absolute path as found under the study root (symlinks not resolved); for a member
+        of a ``.zip`` study, the zip's path followed by ``!/`` and the member's name (a
+        name, not a file on disk).
     relpath:
-        Path relative to the study root, with ``/`` separators.
+        Path relative to the study root, with ``/`` separators; ``archive.zip!/dir/x.dcm``
+        for a member of ``archive.zip``.
     size_bytes:
         Size in bytes, or ``None`` when it could not be read.
     sha256:
         SHA-256 of the content, hex, or ``None`` when the file could not be read.
     kind:
-        What the content is (by content, not by extension).
+        What the content is (by content, not by extension); ``archive`` for a ``.zip``
+        (read in place, its members are rows of their own) or a compressed file.
     status, reason:
         See :data:`FileStatus`; ``reason`` is ``""`` for scored files.
+    link_target:
+        ``""`` unless the entry is a symlink: then where it points, resolved (relative to
+        the study root when inside it, else absolute; the literal link text when broken
+        or looping).  Raw text from the file system: make it printable to show it.
     """
 
     path: Path
@@ -47,6 +57,7 @@ class FileRecord:
     kind: FileKind
     status: FileStatus
     reason: str = ""
+    link_target: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,11 @@ class SliceRef:
         (0028,1053) / (0028,1052), per frame for enhanced multi-frame; 1 and 0 when absent.
     window:
         (0028,1050) Window Center and (0028,1051) Window Width of the slice, or ``None``.
+    source:
+        The regular file to open when it is not ``path``: a symlink's target (resolved at
+        discovery and inside the study), or the ``.zip`` that holds ``member``.
+    member:
+        The member's name inside the ``.zip`` at ``source``, or ``None``.
     """
 
     path: Path
@@ -84,6 +100,8 @@ class SliceRef:
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
     window: tuple[float, float] | None = None
+    source: Path | None = None
+    member: str | None = None
 
 
 @dataclass
@@ -114,6 +132,9 @@ class Series:
         ``"frame"`` or ``"file name"``.
     slices:
         The slices in order.
+    limits:
+        The limits the series was found under; reading a slice checks its file against
+        them again before decoding (the file may have changed since).
     """
 
     key: str
@@ -129,6 +150,7 @@ class Series:
     columns: int = 0
     ordering: str = "file name"
     slices: list[SliceRef] = field(default_factory=list)
+    limits: StudyLimits = DEFAULT_LIMITS
 
 
 @dataclass
@@ -136,12 +158,16 @@ class Discovery:
     """Everything found under one study root.
 
     ``files`` lists every file examined (sorted by ``relpath``), including those that
-    are part of a series (status ``pending`` until scored).
+    are part of a series (status ``pending`` until scored).  ``cancelled``: the walk was
+    stopped before its end (``files`` and ``series`` hold what was found until then);
+    ``limits``: the limits the study was examined under.
     """
 
     root: Path
     series: list[Series]
     files: list[FileRecord]
+    cancelled: bool = False
+    limits: StudyLimits = DEFAULT_LIMITS
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,115 @@
+"""Output paths are checked before any work, and Ctrl-C ends a scan with a partial report.
+
+Issue 14: an existing file as ``--out``, a folder that cannot be written, a non-empty
+folder (an earlier report) and the study's own parent are each refused at once with
+exit status 2; ``--overwrite`` replaces an earlier report; a study where nothing could be
+scored exits 1; the first Ctrl-C stops ``btd scan`` within seconds, writes what was done
+(marked cancelled) and exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from btd_core.cli.main import main as btd_main
+from btd_core.exit_status import ExitStatus
+from tests.study_builder import tree_fingerprint, write_series
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("outputs") / "study"
+    write_series(root / "ct", "CT_small.dcm", 2, seed=3)
+    return root
+
+
+def scan(study: Path, model: Path, out: Path, *extra: str) -> int:
+    args = ["scan", str(study), "--model", str(model), "--out", str(out), "--provider", "cpu"]
+    return btd_main([*args, *extra])
+
+
+def test_an_existing_file_as_out_is_refused_before_any_work(study, ct_onnx, tmp_path, capsys):
+    taken = tmp_path / "report.csv"
+    taken.write_text("keep me")
+    bogus = tmp_path / "bogus.onnx"  # the model would fail too: the output is checked first
+    bogus.write_text("x")
+    assert scan(study, bogus, taken) == ExitStatus.CANNOT_RUN
+    out = " ".join(capsys.readouterr().out.split())
+    assert "is an existing file, not a folder" in out and "ONNX" not in out
+    assert taken.read_text() == "keep me"
+
+
+def test_a_folder_that_cannot_be_created_is_refused(study, ct_onnx, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert scan(study, ct_onnx, blocker / "report") == ExitStatus.CANNOT_RUN
+    assert "cannot write into" in " ".join(capsys.readouterr().out.split())
+
+
+def test_an_earlier_report_is_never_overwritten_silently(study, ct_onnx, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert scan(study, ct_onnx, out) == ExitStatus.OK
+    first = (out / "report.json").read_bytes()
+    assert scan(study, ct_onnx, out) == ExitStatus.CANNOT_RUN
+    assert "--overwrite" in " ".join(capsys.readouterr().out.split())
+    assert (out / "report.json").read_bytes() == first
+    assert scan(study, ct_onnx, out, "--overwrite") == ExitStatus.OK
+    assert (out / "report.json").read_bytes() != first  # a new run: new times
+
+
+def test_the_studys_parent_is_refused_and_the_evidence_untouched(study, ct_onnx, capsys):
+    before = tree_fingerprint(study.parent)
+    assert scan(study, ct_onnx, study.parent) == ExitStatus.CANNOT_RUN
+    assert "is not empty" in " ".join(capsys.readouterr().out.split())
+    assert tree_fingerprint(study.parent) == before
+
+
+def test_a_study_where_nothing_is_scored_exits_1(ct_onnx, tmp_path, capsys):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "notes.txt").write_text("no slices here")
+    assert scan(study, ct_onnx, tmp_path / "report") == ExitStatus.SOME_FAILED
+    assert "no slice was scored" in capsys.readouterr().out
+
+
+def test_ctrl_c_stops_the_scan_with_a_partial_report(ct_onnx, tmp_path, monkeypatch, capsys):
+    """A real SIGINT to this process while ``btd scan`` scores (the scorer slowed down
+    so that the scan is still running when it comes)."""
+    from btd_core.engine.scorer import Scorer
+
+    study = tmp_path / "study"
+    write_series(study / "ct", "CT_small.dcm", 40, seed=4)
+    real_score = Scorer.score
+
+    def slow_score(self, patches, with_residuals=False):
+        time.sleep(0.2)
+        return real_score(self, patches, with_residuals=with_residuals)
+
+    monkeypatch.setattr(Scorer, "score", slow_score)
+    out = tmp_path / "report"
+    sent: list[float] = []
+
+    def interrupt() -> None:
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(1.5, interrupt)  # start-up and discovery take well under 1 s
+    timer.start()
+    code = scan(study, ct_onnx, out, "--workers", "1", "--batch-size", "2")
+    timer.join()
+    stopped_in = time.monotonic() - sent[0]
+    output = capsys.readouterr().out
+    assert code == ExitStatus.CANCELLED, output
+    assert "cancelled after" in output
+    report = json.loads((out / "report.json").read_text())
+    settings = report["settings"]
+    assert settings["cancelled"] is True
+    assert 0 <= settings["slices_done"] < settings["slices_total"] == 40
+    assert stopped_in < 5, stopped_in
