@@ -113,3 +113,28 @@ def test_ctrl_c_stops_the_scan_with_a_partial_report(ct_onnx, tmp_path, monkeypa
     assert settings["cancelled"] is True
     assert 0 <= settings["slices_done"] < settings["slices_total"] == 40
     assert stopped_in < 5, stopped_in
+
+
+def test_tied_slices_rank_deterministically_and_every_top_overlay_is_written(ct_onnx, tmp_path):
+    """Identical slices tie: ranked by series key, then slice index, and the scan keeps the
+    views of exactly those top slices, so no overlay goes missing."""
+    study = tmp_path / "study"
+    for name in ("a", "b", "c"):
+        write_series(study / name, "CT_small.dcm", 5, seed=7)  # same pixels everywhere
+    reports = []
+    for run in range(2):
+        out = tmp_path / f"report{run}"
+        assert scan(study, ct_onnx, out, "--workers", str(run + 1)) == ExitStatus.OK
+        reports.append(out)
+        overlays = sorted(p.name for p in (out / "overlays").iterdir())
+        assert overlays == [f"rank{n:03d}.png" for n in range(1, 11)]
+        settings = json.loads((out / "report.json").read_text())["settings"]
+        assert settings["overlays_missing"] == []
+    rows = [(r / "findings.csv").read_text().splitlines() for r in reports]
+    keys = [[line.split(",")[6:10] for line in table[1:]] for table in rows]  # uids, frame, index
+    assert keys[0] == keys[1]  # the same order whatever the threads
+    ranked = [(row[0], int(row[3])) for row in keys[0]]  # (series uid, slice index)
+    blocks = [uid for i, (uid, _) in enumerate(ranked) if i == 0 or ranked[i - 1][0] != uid]
+    assert len(blocks) == 3  # all scores equal: one series after the other ...
+    for uid in blocks:  # ... each in slice order
+        assert [index for u, index in ranked if u == uid] == list(range(5))

@@ -112,5 +112,6 @@ def calibrate_model(
             "max_windows_per_slice": max_windows_per_slice,
         },
     )
+    out.parent.mkdir(parents=True, exist_ok=True)
     calibration.save(out)
     return CalibrationRun(out, calibration, len(outcome.results), failed)

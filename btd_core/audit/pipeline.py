@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from btd_core.engine.scorer import Scorer
+from btd_core.findings.ranking import rank_key
 from btd_core.scoring.strategy import SliceScore, resolve_slice_score
 from btd_core.scoring.tiles import ImageScores, ScanSettings, SliceView, TileSet, select_tiles
 from btd_core.scoring.windows import LocalWindows
@@ -287,6 +288,20 @@ class _Pending:
         return len(self.tiles) - self.filled
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """A kept view, ordered so that the heap's first item is the lowest-ranked one."""
+
+    key: tuple[float, str, int]
+    view: SliceView | None
+
+    def __lt__(self, other: _Kept) -> bool:
+        return self.key > other.key
+
+    def __gt__(self, other: _Kept) -> bool:
+        return self.key < other.key
+
+
 class _Run:
     """State of one scan: per-file errors, kept views, counters."""
 
@@ -311,8 +326,7 @@ class _Run:
             for ref in series.slices:
                 self.slices_left[str(ref.path)] = self.slices_left.get(str(ref.path), 0) + 1
         self.outcome = ScanOutcome()
-        self._heap: list[tuple[float, int, tuple[str, int], SliceView]] = []
-        self._counter = 0
+        self._heap: list[_Kept] = []  # the kept views, the lowest-ranked first
 
     def finish_slice(self, prepared: _Prepared, scores: ImageScores | None) -> None:
         """Record one slice (scored, background only, or unreadable) and post progress."""
@@ -368,18 +382,17 @@ class _Run:
         """Keep the slice's image and heat map if it is among the top; the heat map is
         made only then."""
         limit = self.settings.keep_views
-        if limit <= 0 or (len(self._heap) >= limit and result.score <= self._heap[0][0]):
+        key = rank_key(result)
+        if limit <= 0 or (len(self._heap) >= limit and not _Kept(key, None) > self._heap[0]):
             return
-        view = SliceView(image=image, heat=heat())
-        self._counter += 1
-        item = (result.score, self._counter, (result.series_key, result.slice_index), view)
+        item = _Kept(key, SliceView(image=image, heat=heat()))
         if len(self._heap) < limit:
             heapq.heappush(self._heap, item)
         else:
             heapq.heapreplace(self._heap, item)
 
     def kept_views(self) -> dict[tuple[str, int], SliceView]:
-        return {key: view for _, _, key, view in self._heap}
+        return {(kept.key[1], kept.key[2]): kept.view for kept in self._heap if kept.view}
 
     def finish_series(self, series: Series) -> None:
         """Settle the status of the series' files once all its slices were tried."""

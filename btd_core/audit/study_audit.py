@@ -149,14 +149,16 @@ def write_audit_report(
 ) -> AuditResult:
     """Rank a finished (or cancelled) scan and write its report and overlays into ``out_dir``.
 
-    Also what the TUI's export runs.  Slices without a kept view get none in the
-    overlays folder.
+    Also what the TUI's export runs.  Every one of the top ``overlays`` slices gets an
+    overlay, or the report's settings say why not (``overlays_missing``: a slice scored
+    by an earlier run of the app keeps no image).  With ``--overwrite`` the overlays of
+    an earlier report in ``out_dir`` are replaced, and its surplus ``rankNNN.png`` removed.
     """
     out_dir = Path(out_dir).resolve()  # overlay paths are then absolute, whatever the cwd
     check_output_outside(out_dir, discovery.root, what="report folder", inputs_are="study")
     findings = rank(outcome.results, discovery)
     out_dir.mkdir(parents=True, exist_ok=True)
-    overlay_paths = _write_overlays(out_dir, findings[:overlays], outcome)
+    overlay_paths, missing = _write_overlays(out_dir, findings[:overlays], outcome)
     run = RunInfo(
         tool_version=__version__,
         command_line=list(command_line if command_line is not None else sys.argv),
@@ -169,7 +171,10 @@ def write_audit_report(
         model_card=scorer.card,
         provider=scorer.provider_in_use,
         provider_note=scorer.provider_note,
-        settings=_settings_record(settings, slice_score, scorer, outcome),
+        settings={
+            **_settings_record(settings, slice_score, scorer, outcome),
+            "overlays_missing": missing,
+        },
         library_versions=library_versions(),
     )
     report = write_report(
@@ -184,12 +189,20 @@ def write_audit_report(
     return AuditResult(discovery, outcome, findings, report, run, overlay_paths)
 
 
-def _write_overlays(out_dir: Path, findings: Sequence[Finding], outcome: ScanOutcome) -> list[Path]:
-    written = []
+def _write_overlays(
+    out_dir: Path, findings: Sequence[Finding], outcome: ScanOutcome
+) -> tuple[list[Path], list[dict[str, object]]]:
+    """The overlays of ``findings`` (the top slices), and a note for each one not written."""
+    written: list[Path] = []
+    missing: list[dict[str, object]] = []
     folder = out_dir / "overlays"
+    for stale in sorted(folder.glob("rank[0-9][0-9][0-9].png")) if folder.is_dir() else []:
+        stale.unlink()  # an earlier report's (--overwrite): never mixed with this one's
     for finding in findings:
         view = outcome.views.get((finding.result.series_key, finding.result.slice_index))
         if view is None:
+            reason = "the slice's image was not kept (scored before the scan was resumed)"
+            missing.append({"rank": finding.rank, "file": finding.file.relpath, "reason": reason})
             continue
         folder.mkdir(exist_ok=True)
         result = finding.result
@@ -206,7 +219,7 @@ def _write_overlays(out_dir: Path, findings: Sequence[Finding], outcome: ScanOut
                 caption=caption,
             )
         )
-    return written
+    return written, missing
 
 
 def _settings_record(

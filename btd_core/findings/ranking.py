@@ -13,11 +13,18 @@ from dataclasses import dataclass
 from btd_core.study.records import Discovery, Finding, SliceResult
 
 
+def rank_key(result: SliceResult) -> tuple[float, str, int]:
+    """The order of the ranking, total and deterministic: slice score, highest first;
+    equal scores by series key, then slice index (ascending).  The scan keeps the
+    views of the top slices by the same key, so every top-N overlay exists."""
+    return (-result.score, result.series_key, result.slice_index)
+
+
 def rank(results: Sequence[SliceResult], discovery: Discovery) -> list[Finding]:
-    """Findings ordered by slice score, highest first (rank 1); ties by series and slice."""
+    """Findings ordered by :func:`rank_key` (rank 1: the highest slice score)."""
     series_by_key = {s.key: s for s in discovery.series}
     files_by_path = {str(f.path): f for f in discovery.files}
-    ordered = sorted(results, key=lambda r: (-r.score, r.series_key, r.slice_index))
+    ordered = sorted(results, key=rank_key)
     findings = []
     for position, result in enumerate(ordered, start=1):
         series = series_by_key[result.series_key]

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 
 from btd_core.safe_text import printable
+from btd_core.study.limits import DEFAULT_LIMITS, StudyLimits
 
 REASON_NOT_REGULAR = "not a regular file"
 REASON_PERMISSION = "permission denied"
@@ -29,11 +31,67 @@ class NotRegularFileError(OSError):
     """The path is not a regular file (FIFO, socket, device, folder)."""
 
 
+class Cancelled(Exception):
+    """The caller's ``should_stop`` asked to stop (raised inside long loops, caught by
+    :func:`btd_core.study.discovery.discover`)."""
+
+
+StopCheck = Callable[[], bool]
+
+
+def check_stop(should_stop: StopCheck | None) -> None:
+    """Raise :class:`Cancelled` when ``should_stop`` is given and returns true."""
+    if should_stop is not None and should_stop():
+        raise Cancelled("stopped")
+
+
+class ClampedReader:
+    """A read-only, seekable view of a binary file from ``offset`` to its end.
+
+    Reads never ask the file for more than what is left in it, so a length field that
+    claims gigabytes (read by pydicom or zipfile with ``read(length)``) cannot make
+    Python allocate gigabytes for a small file.
+    """
+
+    def __init__(self, raw: IO[bytes], offset: int = 0) -> None:
+        self._raw = raw
+        self._offset = offset
+        self.name = getattr(raw, "name", None)
+        self._end = raw.seek(0, os.SEEK_END)
+        raw.seek(offset)
+
+    @property
+    def size(self) -> int:
+        """Bytes from ``offset`` to the end of the file."""
+        return max(self._end - self._offset, 0)
+
+    def read(self, size: int | None = -1) -> bytes:
+        left = max(self._end - self._raw.tell(), 0)
+        if size is None or size < 0 or size > left:
+            size = left
+        return self._raw.read(size)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == os.SEEK_SET:
+            pos += self._offset
+        return self._raw.seek(pos, whence) - self._offset
+
+    def tell(self) -> int:
+        return self._raw.tell() - self._offset
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+
 # --------------------------------------------------------------------------- file access
 
 
-def open_regular_file(path: Path) -> BinaryIO:
-    """Open a regular file for reading without blocking, following symlinks.
+def open_regular_file(path: Path, nofollow: bool = False) -> BinaryIO:
+    """Open a regular file for reading without blocking, following symlinks unless
+    ``nofollow`` (then a symlink as the last component fails with ``ELOOP``).
 
     ``O_NONBLOCK`` keeps a FIFO swapped in after the ``lstat`` check from blocking the
     open, the ``fstat`` check then refuses it; ``O_NOATIME`` (when permitted) keeps
@@ -41,6 +99,8 @@ def open_regular_file(path: Path) -> BinaryIO:
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    if nofollow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags | getattr(os, "O_NOATIME", 0))
     except PermissionError:  # O_NOATIME needs ownership: retry without it
@@ -67,17 +127,34 @@ def read_npy_header(fp: BinaryIO) -> tuple[tuple[int, ...], np.dtype, bool, int]
     return tuple(int(n) for n in shape), np.dtype(dtype), bool(fortran), fp.tell()
 
 
-def npy_problem(shape: tuple[int, ...], dtype: np.dtype, data_bytes: int) -> str | None:
-    """Why an array cannot be read as slices (plain words), or ``None`` when it can."""
+def npy_problem(
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    data_bytes: int,
+    limits: StudyLimits | None = None,
+) -> str | None:
+    """Why an array cannot be read as slices (plain words), or ``None`` when it can.
+
+    ``data_bytes``: bytes after the header.  Sizes are multiplied as Python integers
+    (``np.prod`` would wrap a shape such as (2^62, 4, 4) round to 0); a slice larger
+    than ``limits`` allows gives a reason that starts with ``refused:``.
+    """
+    limits = limits or DEFAULT_LIMITS
     if dtype.hasobject:
         return "object arrays are not supported (they need pickle)"
-    if dtype.kind not in "biuf":
+    if dtype.kind not in "biuf" or dtype.itemsize > 16:
         return f"unsupported data type {dtype}"
     if len(shape) not in (2, 3):
         return f"expected a 2-D slice or a 3-D volume, found shape {shape}"
+    if any(n < 0 for n in shape):
+        return f"negative size in shape {shape}"
     if 0 in shape:
         return f"empty array (shape {shape})"
-    expected = int(np.prod(shape)) * dtype.itemsize
+    frames, rows, columns = (1, *shape) if len(shape) == 2 else shape
+    refused = limits.frame_problem(rows, columns) or limits.frames_problem(frames)
+    if refused:
+        return refused
+    expected = math.prod(int(n) for n in shape) * dtype.itemsize
     if data_bytes < expected:
         return f"truncated: {expected} bytes of array data expected, {data_bytes} found"
     return None
@@ -91,11 +168,13 @@ def short_message(exc: BaseException, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def sha256_of(fp: BinaryIO) -> str:
-    """SHA-256 (hex) of an open file from its current position, read 1 MiB at a time."""
+def sha256_of(fp: BinaryIO, should_stop: StopCheck | None = None) -> str:
+    """SHA-256 (hex) of an open file from its current position, read 1 MiB at a time
+    (``should_stop`` is asked before each MiB; :class:`Cancelled` when it says so)."""
     digest = hashlib.sha256()
     while chunk := fp.read(HASH_CHUNK):
         digest.update(chunk)
+        check_stop(should_stop)
     return digest.hexdigest()
 
 
