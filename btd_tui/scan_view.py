@@ -232,18 +232,33 @@ class ScanView:
         count = len(series.slices)
         tried = min(self.book.series_tried.get(series.key, 0), count)
         if tried >= count:
-            paths = {str(ref.path) for ref in series.slices}
-            failed = sum(
-                1 for r in self.book.discovery.files if r.status == "error" and str(r.path) in paths
-            )
-            if failed:
-                return f"scored · {failed} file{'s' if failed > 1 else ''} failed", "yellow"
-            return "scored", "green"
+            return self._finished_status(series)
         if self.phase.running and tried:
             return f"scoring {tried}/{count}", "bold"
         if self.phase is ScanPhase.CANCELLED:
             return f"cancelled at {tried}/{count}", "yellow"
         return "pending", ""
+
+    def _finished_status(self, series: Series) -> tuple[str, str]:
+        """A tried series: what really happened to its slices and files."""
+        assert self.book is not None
+        paths = {str(ref.path) for ref in series.slices}
+        failed = sum(
+            1 for r in self.book.discovery.files if r.status == "error" and str(r.path) in paths
+        )
+        scored = sum(
+            1 for index in range(len(series.slices)) if self.book.result_for((series.key, index))
+        )
+        count = len(series.slices)
+        files = f"{failed} file{'s' if failed != 1 else ''} failed"
+        if scored == 0:
+            return (
+                (f"not scored · {files}", "red") if failed else ("not scored: no tissue", "yellow")
+            )
+        done = "scored" if scored == count else f"scored {scored}/{count}"
+        if failed:
+            return f"{done} · {files}", "yellow"
+        return done, "green" if scored == count else "yellow"
 
     def export_problem(self) -> str | None:
         """Why exporting is not possible now, or ``None``."""

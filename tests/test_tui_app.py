@@ -218,9 +218,27 @@ def test_corrupt_file_shows_in_log_and_tree(tiny_onnx: Path, tmp_path: Path):
         assert truncated and truncated[0].startswith("unreadable: ct/s1_004.dcm: ")
         assert "unreadable files (2)" in app.query_one(StudyTree).labels()
         assert len(app.query_one(FindingsTable).rows_text()) == 3  # the audit went on
+        assert any("scored 3/4 · 1 file failed" in label for label in labels)
         # auto, and the model has no calibration: the local score, and a hint
         assert "slice score: local" in log.entries
         assert "no calibration for this model: btd calibrate makes one" in log.entries
+
+    run_app(app, test)
+
+
+def test_a_series_where_nothing_was_scored_says_so_in_the_tree(tiny_onnx: Path, tmp_path: Path):
+    root = tmp_path / "study"
+    for path in write_fixed_series(root / "ct", 2):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) - 20000])  # every slice's pixel data cut short
+    app = create_app(root, tiny_onnx, provider="cpu", settings=ScanSettings(stride=32))
+
+    async def test(pilot):
+        await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
+        await pilot.pause(0.3)
+        labels = app.query_one(StudyTree).labels()
+        assert any("not scored · 2 files failed" in label for label in labels), labels
+        assert not any("· scored" in label or label.endswith("scored") for label in labels)
 
     run_app(app, test)
 

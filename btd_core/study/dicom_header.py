@@ -10,8 +10,10 @@ so that discovery never keeps a pydicom dataset alive.
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
@@ -27,7 +29,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from btd_core.study.file_access import short_message
+from btd_core.study.file_access import ClampedReader, StopCheck, check_stop, short_message
+from btd_core.study.limits import DEFAULT_LIMITS, LimitExceeded, StudyLimits
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 """Media Storage Directory Storage: the SOP class of a DICOMDIR."""
@@ -49,12 +52,73 @@ _VRS = frozenset(
 _FIRST_GROUPS = (0x0002, 0x0008, 0x0200, 0x0800)
 """A bare dataset starts with group 0002 or 0008; 0x0200 / 0x0800 are the same read big-endian."""
 
+_LONG_LENGTH_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+"""Explicit VRs whose value length takes 4 bytes (after 2 reserved bytes)."""
+
+_ITEM, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE0DD
+UNDEFINED_LENGTH = 0xFFFFFFFF
+INFLATE_CHUNK = 1 << 20
+"""Bytes of deflated data fed to zlib at a time while measuring what a data set inflates to."""
+
 
 T = TypeVar("T")
 
 
 class DicomReadError(Exception):
     """The file is not a DICOM dataset, or a header value it needs is unusable."""
+
+
+@dataclass(frozen=True)
+class PixelElement:
+    """Where the top-level pixel data element lies, from its element header (not read).
+
+    Attributes
+    ----------
+    tag:
+        (7FE0,0010) Pixel Data, (7FE0,0008) Float or (7FE0,0009) Double Float Pixel Data.
+    value_offset:
+        Bytes from the start of the file to the element's value; ``None`` when the data
+        set was read from an inflated copy (deflated transfer syntax).
+    length:
+        The value length the element declares, bytes; ``None`` for undefined length
+        (encapsulated, compressed frames).
+    fragments:
+        For undefined length: the fragments after the Basic Offset Table, counted from
+        the item headers (counting stops at the number of frames); else ``None``.
+    """
+
+    tag: int
+    value_offset: int | None
+    length: int | None
+    fragments: int | None = None
+
+
+@dataclass(frozen=True)
+class PixelClaims:
+    """What a DICOM header claims about its pixels, checked against the study limits.
+
+    ``rows``, ``columns``, ``frames``, ``samples``: from (0028,0010), (0028,0011),
+    (0028,0008), (0028,0002); ``bits``: bits per sample stored, from (0028,0100) Bits
+    Allocated (32 / 64 for float pixel data), ``None`` when unusable; ``frame_bits``:
+    bits one uncompressed frame takes, ``None`` for compressed data; ``file_size``:
+    bytes in the file (``None`` for an inflated copy).
+    """
+
+    rows: int
+    columns: int
+    frames: int
+    samples: int
+    bits: int | None
+    pixel: PixelElement
+    frame_bits: int | None
+    file_size: int | None
+
+    def frame_end(self, index: int) -> int | None:
+        """Byte offset in the file just after uncompressed frame ``index`` (0-based), or
+        ``None`` when it cannot be known (compressed, inflated copy)."""
+        if self.frame_bits is None or self.pixel.value_offset is None:
+            return None
+        return self.pixel.value_offset + -(-(index + 1) * self.frame_bits // 8)
 
 
 @dataclass(frozen=True)
@@ -113,6 +177,9 @@ class DicomHeader:
         standard; ``""`` when the UID is missing or malformed (not digits and dots).
     is_image_class:
         Whether the SOP class is an image storage class (``... Image Storage``).
+    claims:
+        The pixel claims checked against the limits (when read by :func:`read_header`
+        with pixel data, rows and columns), else ``None``.
     """
 
     sop_class_uid: str
@@ -134,30 +201,10 @@ class DicomHeader:
     frames: tuple[FrameGeometry, ...]
     sop_class_name: str = ""
     is_image_class: bool = False
+    claims: PixelClaims | None = None
 
 
 # --------------------------------------------------------------------------- parsing
-
-
-class _OffsetReader:
-    """A read-only view of a binary file that starts ``offset`` bytes into it."""
-
-    def __init__(self, raw: IO[bytes], offset: int) -> None:
-        self._raw = raw
-        self._offset = offset
-        self.name = getattr(raw, "name", None)
-        raw.seek(offset)
-
-    def read(self, size: int = -1) -> bytes:
-        return self._raw.read(size)
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence == 0:
-            pos += self._offset
-        return self._raw.seek(pos, whence) - self._offset
-
-    def tell(self) -> int:
-        return self._raw.tell() - self._offset
 
 
 def has_dicm_prefix(head: bytes) -> bool:
@@ -178,27 +225,113 @@ def _plausible_start(head: bytes, offset: int) -> bool:
     return int.from_bytes(chunk[4:8], "little") <= 1024  # implicit VR: a short first value
 
 
-def _at_pixel_data(fp: Any, little_endian: bool) -> bool:
-    """Whether ``fp`` (where pydicom stopped before pixels) is at a top-level pixel element."""
-    tag = fp.read(4)
-    if len(tag) < 4:
-        return False
-    order = "little" if little_endian else "big"
-    group = int.from_bytes(tag[0:2], order)
-    element = int.from_bytes(tag[2:4], order)
-    return (group << 16 | element) in PIXEL_DATA_TAGS
+def _pixel_element_at(fp: Any, ds: Dataset, base: int) -> PixelElement | None:
+    """The top-level pixel element whose header starts at ``fp``'s position (where pydicom
+    stopped before pixels), or ``None`` when there is none.  ``base``: bytes from the
+    start of the file to ``fp``'s position 0."""
+    start = fp.tell()
+    header = fp.read(8)
+    if len(header) < 8:
+        return None
+    implicit, little = ds.original_encoding[0], ds.original_encoding[1] is not False
+    order = "little" if little else "big"
+    tag = int.from_bytes(header[0:2], order) << 16 | int.from_bytes(header[2:4], order)
+    if tag not in PIXEL_DATA_TAGS:
+        return None
+    if implicit:
+        length, value_at = int.from_bytes(header[4:8], order), start + 8
+    elif header[4:6] in _LONG_LENGTH_VRS:
+        more = fp.read(4)
+        if len(more) < 4:
+            return PixelElement(tag, base + start + 12, 0)
+        length, value_at = int.from_bytes(more, order), start + 12
+    else:
+        length, value_at = int.from_bytes(header[6:8], order), start + 8
+    if length == UNDEFINED_LENGTH:
+        return PixelElement(tag, base + value_at, None)
+    return PixelElement(tag, base + value_at, length)
+
+
+def count_fragments(fp: Any, offset: int, cap: int, should_stop: StopCheck | None = None) -> int:
+    """Fragments of encapsulated pixel data whose first item header is at ``offset``.
+
+    Item headers are read and their values skipped (nothing is read into memory); the
+    first item (the Basic Offset Table) is not counted; counting stops at ``cap``, at the
+    sequence delimiter, or where the items stop making sense (end of file included).
+    """
+    fp.seek(offset)
+    items = 0
+    while items <= cap:
+        header = fp.read(8)
+        if len(header) < 8:
+            break
+        tag = int.from_bytes(header[0:2], "little") << 16 | int.from_bytes(header[2:4], "little")
+        length = int.from_bytes(header[4:8], "little")
+        if tag != _ITEM or length == UNDEFINED_LENGTH:
+            break
+        items += 1
+        fp.seek(length, 1)
+        if items % 1024 == 0:
+            check_stop(should_stop)
+    return min(max(items - 1, 0), cap)
+
+
+def _pixel_element_in(ds: Dataset) -> PixelElement | None:
+    """The pixel element of a data set read whole (an inflated copy): no file offset."""
+    for tag in PIXEL_DATA_TAGS:
+        if tag in ds:
+            elem = ds[tag]
+            value = elem.value if isinstance(elem.value, bytes) else b""
+            if elem.is_undefined_length:
+                return PixelElement(tag, None, None)
+            return PixelElement(tag, None, len(value))
+    return None
+
+
+def _meta_transfer_syntax(view: ClampedReader) -> str:
+    """(0002,0010) Transfer Syntax UID of a file with the ``DICM`` prefix (``""`` when it
+    cannot be read); leaves ``view`` just after the File Meta Information."""
+    view.seek(132)
+    try:
+        meta = pydicom.filereader._read_file_meta_info(view)  # type: ignore[arg-type]
+        return str(meta.get("TransferSyntaxUID", "") or "")
+    except Exception:
+        return ""
+
+
+def _inflated_size_problem(view: ClampedReader, start: int, limits: StudyLimits) -> str | None:
+    """Why the deflated data set from ``start`` is refused (it inflates to more bytes than
+    ``limits.max_member_bytes``), or ``None``.  Measured by inflating 1 MiB at a time
+    and discarding the output: nothing of the inflated size is kept."""
+    view.seek(start)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    try:
+        while chunk := view.read(INFLATE_CHUNK):
+            data = inflater.decompress(chunk, INFLATE_CHUNK)
+            total += len(data)
+            while inflater.unconsumed_tail and total <= limits.max_member_bytes:
+                data = inflater.decompress(inflater.unconsumed_tail, INFLATE_CHUNK)
+                total += len(data)
+            if total > limits.max_member_bytes:
+                return limits.member_bytes_problem(total, "deflated data set")
+            if inflater.eof:
+                break
+    except zlib.error:
+        return None  # pydicom reports the damage
+    return None
 
 
 def _dcmread(
     fp: IO[bytes], offset: int, *, stop_before_pixels: bool, defer: bool
-) -> tuple[Dataset, bool]:
-    """pydicom's reader from ``offset``; returns the dataset and whether pixel data follows."""
-    view: Any = _OffsetReader(fp, offset) if offset else fp
-    fp.seek(offset)
+) -> tuple[Dataset, PixelElement | None]:
+    """pydicom's reader from ``offset``; returns the dataset and its pixel element."""
+    view = ClampedReader(fp, offset)
+    view.seek(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(
-            view,
+            view,  # type: ignore[arg-type]
             force=True,
             stop_before_pixels=stop_before_pixels,
             defer_size=RAW_DEFER_BYTES if defer else None,
@@ -206,12 +339,10 @@ def _dcmread(
     meta = getattr(ds, "file_meta", None)
     syntax = meta.get("TransferSyntaxUID") if meta is not None else None
     if not stop_before_pixels:
-        has_pixels = any(tag in ds for tag in PIXEL_DATA_TAGS)
-    elif syntax == DeflatedExplicitVRLittleEndian:  # pydicom read an inflated copy
+        return ds, _pixel_element_in(ds)
+    if syntax == DeflatedExplicitVRLittleEndian:  # pydicom read an inflated copy
         return _dcmread(fp, offset, stop_before_pixels=False, defer=defer)
-    else:
-        has_pixels = _at_pixel_data(view, ds.original_encoding[1] is not False)
-    return ds, has_pixels
+    return ds, _pixel_element_at(view, ds, offset)
 
 
 def _has_content(ds: Dataset) -> bool:
@@ -241,7 +372,39 @@ def _set_transfer_syntax(ds: Dataset) -> None:
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
 
-def read_dataset(fp: IO[bytes], *, stop_before_pixels: bool = True) -> tuple[Dataset, bool]:
+def _read(
+    fp: IO[bytes], *, stop_before_pixels: bool, limits: StudyLimits
+) -> tuple[Dataset, PixelElement | None]:
+    """:func:`read_dataset`, returning the pixel element instead of whether there is one."""
+    fp.seek(0)
+    head = fp.read(132)
+    if has_dicm_prefix(head):
+        view = ClampedReader(fp)
+        if _meta_transfer_syntax(view) == DeflatedExplicitVRLittleEndian:
+            problem = _inflated_size_problem(view, view.tell(), limits)
+            if problem:
+                raise LimitExceeded(problem)
+        ds, pixel = _dcmread(fp, 0, stop_before_pixels=stop_before_pixels, defer=False)
+        _set_transfer_syntax(ds)
+        return ds, pixel
+    offsets = [p for p in range(min(len(head), 128)) if _plausible_start(head, p)]
+    first_error = ""
+    for offset in offsets[:MAX_RESYNC_TRIES]:
+        try:
+            ds, _ = _dcmread(fp, offset, stop_before_pixels=True, defer=True)
+        except Exception as exc:
+            first_error = first_error or short_message(exc)
+            continue
+        if _has_content(ds):
+            ds, pixel = _dcmread(fp, offset, stop_before_pixels=stop_before_pixels, defer=False)
+            _set_transfer_syntax(ds)
+            return ds, pixel
+    raise DicomReadError(first_error or "no DICOM preamble and no recognisable data elements")
+
+
+def read_dataset(
+    fp: IO[bytes], *, stop_before_pixels: bool = True, limits: StudyLimits | None = None
+) -> tuple[Dataset, bool]:
     """Parse the DICOM dataset in an open binary file.
 
     Parameters
@@ -251,6 +414,9 @@ def read_dataset(fp: IO[bytes], *, stop_before_pixels: bool = True) -> tuple[Dat
     stop_before_pixels:
         Stop at the top-level (7FE0,0010) Pixel Data / (7FE0,0008) / (7FE0,0009)
         element without reading it (its presence is still reported).
+    limits:
+        A deflated data set is inflated only when it inflates to at most
+        ``limits.max_member_bytes`` (measured first, without keeping the output).
 
     Returns
     -------
@@ -264,30 +430,13 @@ def read_dataset(fp: IO[bytes], *, stop_before_pixels: bool = True) -> tuple[Dat
     DicomReadError
         No DICOM dataset was found (no ``DICM`` prefix and no dataset start that yields
         a SOP class, image size or DICOMDIR records).
+    LimitExceeded
+        A deflated data set inflates to more than the limit.
     Exception
         Whatever pydicom raises while parsing a file that has the ``DICM`` prefix.
     """
-    fp.seek(0)
-    head = fp.read(132)
-    if has_dicm_prefix(head):
-        ds, has_pixels = _dcmread(fp, 0, stop_before_pixels=stop_before_pixels, defer=False)
-        _set_transfer_syntax(ds)
-        return ds, has_pixels
-    offsets = [p for p in range(min(len(head), 128)) if _plausible_start(head, p)]
-    first_error = ""
-    for offset in offsets[:MAX_RESYNC_TRIES]:
-        try:
-            ds, _ = _dcmread(fp, offset, stop_before_pixels=True, defer=True)
-        except Exception as exc:
-            first_error = first_error or short_message(exc)
-            continue
-        if _has_content(ds):
-            ds, has_pixels = _dcmread(
-                fp, offset, stop_before_pixels=stop_before_pixels, defer=False
-            )
-            _set_transfer_syntax(ds)
-            return ds, has_pixels
-    raise DicomReadError(first_error or "no DICOM preamble and no recognisable data elements")
+    ds, pixel = _read(fp, stop_before_pixels=stop_before_pixels, limits=limits or DEFAULT_LIMITS)
+    return ds, pixel is not None
 
 
 # --------------------------------------------------------------------------- values
@@ -484,23 +633,140 @@ def _frame_geometry(
     )
 
 
-def frame_geometries(ds: Dataset, n_frames: int) -> tuple[FrameGeometry, ...]:
+def frame_geometries(
+    ds: Dataset, n_frames: int, should_stop: StopCheck | None = None
+) -> tuple[FrameGeometry, ...]:
     """A :class:`FrameGeometry` per frame, from (5200,9229) Shared and (5200,9230)
-    Per-Frame Functional Groups Sequences when present, else from top-level elements."""
+    Per-Frame Functional Groups Sequences when present, else from top-level elements.
+
+    ``should_stop`` is asked every 64 frames (:class:`Cancelled` when it says so); callers
+    check ``n_frames`` against the limits first."""
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     per_frame = _per_frame_items(ds, n_frames)
-    return tuple(
-        _frame_geometry(ds, per_frame[i] if per_frame else None, shared, n_frames == 1)
-        for i in range(n_frames)
+    frames = []
+    for i in range(n_frames):
+        if i % 64 == 63:
+            check_stop(should_stop)
+        frames.append(
+            _frame_geometry(ds, per_frame[i] if per_frame else None, shared, n_frames == 1)
+        )
+    return tuple(frames)
+
+
+# --------------------------------------------------------------------------- pixel claims
+
+
+def _bits_per_sample(ds: Dataset, tag: int) -> int | None:
+    """Bits one stored sample takes: 32 / 64 for float pixel data, else (0028,0100) Bits
+    Allocated when it is 1 or a multiple of 8 up to 64; ``None`` when unusable."""
+    if tag == 0x7FE00008:
+        return 32
+    if tag == 0x7FE00009:
+        return 64
+    try:
+        bits = _count(ds, "BitsAllocated", "Bits Allocated (0028,0100)", None)
+    except DicomReadError:
+        return None
+    if bits is None or not (bits == 1 or (bits % 8 == 0 and bits <= 64)):
+        return None
+    return bits
+
+
+def _is_encapsulated(ds: Dataset, pixel: PixelElement) -> bool:
+    """Compressed frames in items: by the transfer syntax, else by undefined length."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = UID(str(meta.get("TransferSyntaxUID", "") or "")) if meta is not None else UID("")
+    if syntax.is_transfer_syntax:
+        return bool(syntax.is_encapsulated)
+    return pixel.length is None
+
+
+def pixel_claims(
+    ds: Dataset,
+    pixel: PixelElement,
+    size: tuple[int, int, int, int],
+    limits: StudyLimits,
+    fp: Any = None,
+    file_size: int | None = None,
+    should_stop: StopCheck | None = None,
+) -> PixelClaims:
+    """Check what a header claims about its pixels, before anything is allocated.
+
+    ``size``: (rows, columns, frames, samples per pixel).  Checked with Python integers:
+    the frame size and frame count against ``limits``; uncompressed data: the bytes all
+    frames need against the element's declared length, and (several frames) against the
+    bytes the file holds, so that a false Number of Frames cannot make thousands of
+    slices of a small file; compressed data: at least one fragment per frame (fragments
+    are counted in ``fp`` from their item headers).
+
+    Raises
+    ------
+    LimitExceeded
+        With the reason (``refused: ...``).
+    """
+    rows, columns, frames, samples = size
+    limits.check_frame(rows, columns, frames)
+    bits = _bits_per_sample(ds, pixel.tag)
+    if _is_encapsulated(ds, pixel):
+        if pixel.length is None:
+            if pixel.value_offset is not None and fp is not None:
+                fragments = count_fragments(fp, pixel.value_offset, frames, should_stop)
+            else:
+                value = ds[pixel.tag].value if pixel.tag in ds else b""
+                fragments = count_fragments(io.BytesIO(value or b""), 0, frames, should_stop)
+            if fragments < frames:
+                raise LimitExceeded(
+                    f"refused: {frames} frames declared, the compressed pixel data holds "
+                    f"{fragments} fragment{'s' if fragments != 1 else ''}"
+                )
+            pixel = PixelElement(pixel.tag, pixel.value_offset, None, fragments)
+        return PixelClaims(rows, columns, frames, samples, bits, pixel, None, file_size)
+    if bits is None or pixel.length is None:
+        return PixelClaims(rows, columns, frames, samples, bits, pixel, None, file_size)
+    photometric = _text(ds, "PhotometricInterpretation").upper()
+    per_pixel = 2 if photometric == "YBR_FULL_422" and samples == 3 else samples
+    frame_bits = rows * columns * per_pixel * bits
+    needed = -(-frames * frame_bits // 8)
+    what = (
+        f"{frames} frame{'s' if frames != 1 else ''} of {columns} x {rows} pixels x "
+        f"{samples} sample{'s' if samples != 1 else ''} x {bits} bits"
     )
+    if needed > pixel.length:
+        raise LimitExceeded(
+            f"refused: {what} need {needed} bytes of pixel data, the Pixel Data element "
+            f"declares {pixel.length}"
+        )
+    if frames > 1 and file_size is not None and pixel.value_offset is not None:
+        available = max(file_size - pixel.value_offset, 0)
+        if frames > -(-available * 8 // frame_bits):
+            raise LimitExceeded(
+                f"refused: {what} need {needed} bytes of pixel data, the file holds "
+                f"{available} (truncated, or a false Number of Frames)"
+            )
+    return PixelClaims(rows, columns, frames, samples, bits, pixel, frame_bits, file_size)
 
 
-def header_from_dataset(ds: Dataset, has_pixel_data: bool) -> DicomHeader:
+def header_from_dataset(
+    ds: Dataset,
+    has_pixel_data: bool,
+    limits: StudyLimits | None = None,
+    should_stop: StopCheck | None = None,
+    pixel: PixelElement | None = None,
+    fp: Any = None,
+    file_size: int | None = None,
+) -> DicomHeader:
     """Build a :class:`DicomHeader` from a parsed dataset (see its attributes for the tags).
 
+    Before one record per frame is made, the frame size and count are checked against
+    ``limits`` (default :data:`~btd_core.study.limits.DEFAULT_LIMITS`), and with the
+    ``pixel`` element (its header, in ``fp`` of ``file_size`` bytes) what the pixels
+    claim (:func:`pixel_claims`).
+
     Raises :class:`DicomReadError` when Rows, Columns, Number of Frames or a rescale value
-    is present but unusable.
+    is present but unusable, :class:`~btd_core.study.limits.LimitExceeded` when a claim
+    is refused, :class:`~btd_core.study.file_access.Cancelled` when ``should_stop`` says so.
     """
+    limits = limits or DEFAULT_LIMITS
     meta = getattr(ds, "file_meta", None)
     sop_class = _text(ds, "SOPClassUID") or (
         _text(meta, "MediaStorageSOPClassUID") if meta is not None else ""
@@ -513,7 +779,17 @@ def header_from_dataset(ds: Dataset, has_pixel_data: bool) -> DicomHeader:
         is_dicomdir = sop_class == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds
     except Exception:
         is_dicomdir = sop_class == DICOMDIR_SOP_CLASS
-    frames = frame_geometries(ds, n_frames) if rows and columns and not is_dicomdir else ()
+    claims = None
+    if rows and columns and not is_dicomdir:
+        limits.check_frame(rows, columns, n_frames)
+        samples = _count(ds, "SamplesPerPixel", "Samples per Pixel (0028,0002)", 1) or 1
+        if pixel is not None:
+            claims = pixel_claims(
+                ds, pixel, (rows, columns, n_frames, samples), limits, fp, file_size, should_stop
+            )
+    frames = (
+        frame_geometries(ds, n_frames, should_stop) if rows and columns and not is_dicomdir else ()
+    )
     return DicomHeader(
         sop_class_uid=sop_class,
         sop_instance_uid=_text(ds, "SOPInstanceUID"),
@@ -534,16 +810,49 @@ def header_from_dataset(ds: Dataset, has_pixel_data: bool) -> DicomHeader:
         frames=frames,
         sop_class_name=class_name,
         is_image_class="Image Storage" in class_name,
+        claims=claims,
     )
 
 
-def read_header(fp: IO[bytes]) -> DicomHeader:
+def read_header(
+    fp: IO[bytes], limits: StudyLimits | None = None, should_stop: StopCheck | None = None
+) -> DicomHeader:
     """Read the header of the DICOM file open in ``fp`` (pixels are not read).
 
-    Raises :class:`DicomReadError` (not DICOM, or an unusable required value) or any
-    exception pydicom raises on a damaged file; callers catch ``Exception``.
+    Raises :class:`DicomReadError` (not DICOM, or an unusable required value),
+    :class:`~btd_core.study.limits.LimitExceeded` (a claim over ``limits``),
+    :class:`~btd_core.study.file_access.Cancelled`, or any exception pydicom raises on a
+    damaged file; callers catch ``Exception``.
     """
+    limits = limits or DEFAULT_LIMITS
     with warnings.catch_warnings():  # pydicom warns on every odd value, lazily
         warnings.simplefilter("ignore")
-        ds, has_pixels = read_dataset(fp, stop_before_pixels=True)
-        return header_from_dataset(ds, has_pixels)
+        ds, pixel = _read(fp, stop_before_pixels=True, limits=limits)
+        file_size = fp.seek(0, 2)
+        return header_from_dataset(ds, pixel is not None, limits, should_stop, pixel, fp, file_size)
+
+
+def read_pixel_claims(
+    fp: IO[bytes], limits: StudyLimits | None = None, should_stop: StopCheck | None = None
+) -> PixelClaims:
+    """The pixel claims of the DICOM file open in ``fp``, checked against ``limits``
+    (without the per-frame geometry: quick enough to run before decoding each slice).
+
+    Raises :class:`DicomReadError` (not DICOM, no pixel data, no rows/columns),
+    :class:`~btd_core.study.limits.LimitExceeded`, or what pydicom raises.
+    """
+    limits = limits or DEFAULT_LIMITS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds, pixel = _read(fp, stop_before_pixels=True, limits=limits)
+        file_size = fp.seek(0, 2)
+        if pixel is None:
+            raise DicomReadError("no pixel data")
+        rows = _count(ds, "Rows", "Rows (0028,0010)", None)
+        columns = _count(ds, "Columns", "Columns (0028,0011)", None)
+        if not (rows and columns):
+            raise DicomReadError("no Rows/Columns (0028,0010/0011)")
+        frames = _count(ds, "NumberOfFrames", "Number of Frames (0028,0008)", 1) or 1
+        samples = _count(ds, "SamplesPerPixel", "Samples per Pixel (0028,0002)", 1) or 1
+        size = (rows, columns, frames, samples)
+        return pixel_claims(ds, pixel, size, limits, fp, file_size, should_stop)
