@@ -119,7 +119,7 @@ class ScanView:
                 severity="warning",
             )
             return
-        if resume_only and phase is not ScanPhase.CANCELLED:
+        if resume_only and not phase.resumable:
             self.host.say("nothing to resume: no cancelled scan", severity="warning")
             return
         if phase is ScanPhase.DONE:
@@ -127,7 +127,7 @@ class ScanView:
             return
         from btd_core.findings.report import utc_now
 
-        resuming = phase is ScanPhase.CANCELLED
+        resuming = phase.resumable
         skip = self.book.begin_run(utc_now())
         self.run_id += 1
         self.host.phase = ScanPhase.SCANNING
@@ -195,9 +195,10 @@ class ScanView:
         if message.run_id != self.run_id:
             return
         self.log.error(f"the scan stopped on an error: {message.error}")
-        self.host.phase = ScanPhase.CANCELLED
+        self.host.phase = ScanPhase.FAILED
         if self.book is not None:
             self.book.cancelled = True
+        self.refresh_series()
 
     def flush(self) -> None:
         """Re-rank into the table when results arrived; refresh unreadable/skipped files."""
@@ -237,6 +238,8 @@ class ScanView:
             return f"scoring {tried}/{count}", "bold"
         if self.phase is ScanPhase.CANCELLED:
             return f"cancelled at {tried}/{count}", "yellow"
+        if self.phase is ScanPhase.FAILED:
+            return f"stopped on an error at {tried}/{count}", "red"
         return "pending", ""
 
     def _finished_status(self, series: Series) -> tuple[str, str]:

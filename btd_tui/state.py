@@ -35,6 +35,7 @@ class ScanPhase(str, Enum):
     SCANNING = "scanning"
     CANCELLING = "cancelling"
     CANCELLED = "cancelled"
+    FAILED = "stopped on an error"
     DONE = "done"
     ERROR = "error"
 
@@ -49,6 +50,11 @@ class ScanPhase(str, Enum):
         return self not in (ScanPhase.LOADING, ScanPhase.ERROR)
 
     @property
+    def resumable(self) -> bool:
+        """A run ended early (cancelled, or stopped on an error): r resumes it."""
+        return self in (ScanPhase.CANCELLED, ScanPhase.FAILED)
+
+    @property
     def style(self) -> str:
         """How the progress line writes this phase."""
         return _STYLES.get(self, "bold")
@@ -58,6 +64,7 @@ _STYLES = {
     ScanPhase.ERROR: "bold red",
     ScanPhase.DONE: "bold green",
     ScanPhase.CANCELLED: "bold yellow",
+    ScanPhase.FAILED: "bold red",
 }
 
 

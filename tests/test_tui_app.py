@@ -196,6 +196,31 @@ def test_cancel_stops_the_worker_and_resume_finishes(ct_onnx: Path, tmp_path: Pa
     run_app(app, test)
 
 
+def test_a_scan_that_breaks_is_labelled_as_an_error_not_as_cancelled(
+    ct_onnx: Path, tmp_path: Path, monkeypatch
+):
+    from btd_core.engine.scorer import Scorer
+
+    def out_of_memory(self, patches, with_residuals=False):
+        raise MemoryError("Unable to allocate 5.9 GiB for an array")
+
+    monkeypatch.setattr(Scorer, "score", out_of_memory)
+    root = tmp_path / "study"
+    write_series(root / "ct", "CT_small.dcm", 2)
+    app = create_app(root, ct_onnx, provider="cpu", settings=ScanSettings(stride=96))
+
+    async def test(pilot):
+        await wait_for(pilot, lambda: app.phase is ScanPhase.FAILED, 60, "the failure")
+        await pilot.pause(0.3)
+        log = app.query_one(LogPanel)
+        assert any("the scan stopped on an error: MemoryError" in e for e in log.entries)
+        labels = app.query_one(StudyTree).labels()
+        assert any("stopped on an error at 0/2" in label for label in labels), labels
+        assert not any("cancelled" in label for label in labels)
+
+    run_app(app, test)
+
+
 def test_corrupt_file_shows_in_log_and_tree(tiny_onnx: Path, tmp_path: Path):
     root = tmp_path / "study"
     files = write_fixed_series(root / "ct", 4)
