@@ -31,10 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="CT (HU window [-700, 2000], 96 px) or MRI ([0, 1], 128 px); default: from the "
         "checkpoint's metadata or its file name (CT_model.pt, MRI_model.pt)",
     )
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--ema",
         action="store_true",
-        help="export the EMA weights (default: the raw 'model' weights, as upstream loads)",
+        help="export the EMA weights (a trainer checkpoint's ema.ema_model.*; for a bare state "
+        "dict: state that it holds EMA weights)",
+    )
+    which.add_argument(
+        "--raw",
+        action="store_true",
+        help="export the raw (non-EMA) weights: a trainer checkpoint's 'model' (the default "
+        "there, as upstream loads); for a bare state dict: state that it holds raw weights. "
+        "A bare state dict cannot tell which it holds: one of --ema / --raw is required",
     )
     parser.add_argument(
         "--reduction",
@@ -75,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return ExitStatus.CANNOT_RUN
     output = args.output or args.checkpoint.with_suffix(".onnx")
-    weights = "ema" if args.ema else "model"
-    console.print(Text(f"loading {args.checkpoint} ({weights} weights, weights-only) ..."))
+    weights = "ema" if args.ema else "model" if args.raw else None
+    console.print(Text(f"loading {args.checkpoint} (weights-only) ..."))
     try:
         with console.status("exporting to ONNX and checking parity with PyTorch ..."):
             result = export_scorer(
@@ -99,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"source library {card.source_library_version}"
         )
     )
+    console.print(Text(f"weights: {card.weights} ({result.weights_source})"))
     for note in result.notes:
         console.print(Text(f"note: {note}", style="yellow"))
     console.print(Text(result.parity.describe(), style="green"))

@@ -27,13 +27,8 @@ from btd_core import __version__
 from btd_core.engine.model_card import PRECISIONS, REDUCTIONS, ModelCard
 from btd_core.engine.scorer import Scorer
 from btd_core.model.checkpoint import LoadedCheckpoint, load_checkpoint
-from btd_core.model.diffusion import identify_beta_schedule, library_version
-from btd_core.model.residual import (
-    OneStepResidual,
-    p_sample_residual,
-    reduce_residual,
-    t0_constants,
-)
+from btd_core.model.diffusion import library_version
+from btd_core.model.residual import OneStepResidual, p_sample_residual, reduce_residual
 from btd_core.slices.profiles import ModalityProfile, profile_for
 
 from .attention import with_matmul_attention
@@ -106,6 +101,7 @@ class ExportResult:
     size_bytes: int
     modality_source: str
     notes: list[str]
+    weights_source: str = ""
 
 
 def resolve_modality(
@@ -135,7 +131,11 @@ def build_card(
     opset: int,
     precision: str = "fp32",
 ) -> ModelCard:
-    """The model card for ``checkpoint`` exported with ``profile`` and ``reduction``."""
+    """The model card for ``checkpoint`` exported with ``profile`` and ``reduction``.
+
+    The schedule's name and the t = 0 constants are the loader's: identified from the
+    buffers and recomputed in float64, never read from reduced-precision buffers.
+    """
     diffusion = checkpoint.diffusion
     return ModelCard(
         modality=profile.name,
@@ -145,7 +145,7 @@ def build_card(
         window_unit=profile.unit,
         reduction=reduction,
         weights=checkpoint.weights,
-        beta_schedule=identify_beta_schedule(diffusion.betas),
+        beta_schedule=checkpoint.beta_schedule,
         timesteps=int(diffusion.num_timesteps),
         source_name=checkpoint.name,
         source_sha256=checkpoint.sha256,
@@ -158,7 +158,7 @@ def build_card(
         exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         description=str(checkpoint.extra.get("description", "")),
         precision=precision,
-        **t0_constants(diffusion),
+        **checkpoint.t0,
     )
 
 
@@ -223,7 +223,7 @@ def export_scorer(
     output: str | Path,
     *,
     modality: str | None = None,
-    weights: str = "model",
+    weights: str | None = None,
     reduction: str = "mean_sq",
     opset: int = OPSET,
     precision: str = "fp32",
@@ -239,7 +239,8 @@ def export_scorer(
     modality:
         ``"ct"`` or ``"mri"``; default from the checkpoint or its file name.
     weights:
-        ``"model"`` (upstream's choice, default) or ``"ema"``.
+        ``"model"`` (raw) or ``"ema"``; ``None``: the raw weights of a trainer checkpoint
+        (upstream's choice); a bare state dict needs it stated (it cannot tell).
     reduction:
         Score reduction, one of :data:`btd_core.engine.model_card.REDUCTIONS`.
     precision:
@@ -260,7 +261,7 @@ def export_scorer(
     output = Path(output)
     checkpoint = load_checkpoint(checkpoint_path, weights=weights)
     profile, modality_source = resolve_modality(modality, checkpoint)
-    notes = []
+    notes = list(checkpoint.notes)
     trained = checkpoint.extra.get("image_size", profile.patch_size)
     if trained != profile.patch_size:
         notes.append(
@@ -288,4 +289,5 @@ def export_scorer(
         size_bytes=output.stat().st_size,
         modality_source=modality_source,
         notes=notes,
+        weights_source=checkpoint.weights_source,
     )

@@ -218,7 +218,9 @@ def resolve_weights(data: dict[str, Any], weights: str | None, where: str) -> tu
         return weights, "as stated by the user: a bare state dict cannot tell EMA from raw"
     if weights is None:
         return "model", "the raw weights, the default (as upstream loads); --ema for the EMA"
-    return weights, "as asked"
+    if weights == "ema":
+        return weights, "as asked: the checkpoint's EMA weights (ema.ema_model.*)"
+    return weights, "as asked: the checkpoint's raw weights ('model')"
 
 
 def select_state_dict(data: dict[str, Any], weights: str, where: str) -> dict[str, torch.Tensor]:
