@@ -45,7 +45,7 @@ def test_bare_fp16_state_dict_loads(upstream_checkpoint: Path, tmp_path: Path):
     half = {k: v.half() if v.is_floating_point() else v for k, v in raw["model"].items()}
     path = tmp_path / "model_fp16.pt"
     torch.save(half, path)
-    with pytest.raises(CheckpointError, match="--ema.*--raw"):  # it cannot tell: say which
+    with pytest.raises(CheckpointError, match=r"--ema.*--raw"):  # it cannot tell: say which
         load_checkpoint(path)
     loaded = load_checkpoint(path, weights="model")
     weight = loaded.diffusion.model.init_conv.weight

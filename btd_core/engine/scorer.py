@@ -213,7 +213,8 @@ class Scorer:
         ----------
         patches:
             [N, S, S] or [N, 1, S, S], values in [0, 1] (see
-            :meth:`btd_core.slices.profiles.ModalityProfile.to_unit_range`), S = ``card.patch_size``.
+            :meth:`btd_core.slices.profiles.ModalityProfile.to_unit_range`),
+            S = ``card.patch_size``.
         with_residuals:
             Also return the residual maps (N x S x S float32 more memory).
         """

@@ -6,7 +6,8 @@ CSV rows (patch mode)
     The file is read by content: a ``.npy`` slice in HU for a CT model (windowed with
     the model card's profile), a PNG/JPEG image (grayscale / 255) or a ``.npy`` for an
     MRI model (see :mod:`btd_core.slices.windowing`); the S x S patch centred at (x, y) is cut
-    exactly as ``btd scan --patch-at`` does (:func:`~btd_core.slices.tiling.centred_patch_origin` and
+    exactly as ``btd scan --patch-at`` does
+    (:func:`~btd_core.slices.tiling.centred_patch_origin` and
     :func:`~btd_core.slices.tiling.crop_patch`).
 Folder items (whole slice)
     Read, windowed and tiled as ``btd scan`` does.

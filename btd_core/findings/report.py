@@ -8,9 +8,10 @@ most suspicious slice).  Each file is written atomically; the sidecar carries th
 SHA-256 of every other report file.
 
 Text taken from files and DICOM tags (paths, UIDs, descriptions, patient fields,
-reasons) is data, never markup: in the CSV files a cell that a spreadsheet would run
-as a formula is neutralised (see :func:`btd_core.findings.csv_table.neutralise_cell`); numbers the writer itself
-formats (such as negative positions in mm) stay numbers.
+reasons) is data, never markup: in the CSV files its control characters are visible
+escapes and a cell that a spreadsheet would run as a formula is neutralised (see
+:func:`btd_core.findings.csv_table.neutralise_cell`); numbers the writer itself formats
+(such as negative positions in mm) stay numbers.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ SERIES_COLUMNS = (
     *("study_uid", "series_uid", "modality", "series_description"),
 )
 PHI_COLUMNS = ("patient_id", "patient_name", "study_date")
-FILES_COLUMNS = ("file", "size_bytes", "sha256", "kind", "status", "reason")
+FILES_COLUMNS = ("file", "size_bytes", "sha256", "kind", "status", "reason", "link_target")
 FILE_STATUSES = ("pending", "scored", "skipped", "error")
 
 

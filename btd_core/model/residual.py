@@ -23,7 +23,7 @@ REDUCTION_NAMES = ("mean_sq", "mean_abs", "max_sq")
 
 
 def reduce_residual(residual: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Per-patch score [B] of residuals [B, 1, S, S] (see ``btd_core.engine.model_card.REDUCTIONS``)."""
+    """Per-patch score [B] of residuals [B, 1, S, S] (``btd_core.engine.model_card.REDUCTIONS``)."""
     if reduction == "mean_sq":
         return residual.square().mean(dim=(1, 2, 3))
     if reduction == "mean_abs":
