@@ -1,9 +1,14 @@
-"""Shared fixtures: a checkpoint written by denoising-diffusion-pytorch 1.8.3, and its export.
+"""Shared fixtures: torch-free ONNX scorers for the runtime's tests, and the torch world's.
 
-The checkpoint is made the upstream way: the library's own ``Trainer`` takes one
-training step on a few images and ``Trainer.save`` writes the file, so its
-layout (``step``, ``model``, ``opt``, ``ema``, ``scaler``, ``version``) is the
-released checkpoints' layout.  Nothing is downloaded.
+The runtime's tests (discovery, scan, report, scorer, engine options, score modes, eval,
+TUI) score with ``ct_onnx`` / ``mri_onnx``: fixed high-pass scorers built with
+``onnx.helper`` (``tests/onnx_scorer.py``), so they run with ``pip install -e '.[test]'``
+alone.  The torch world's fixtures skip cleanly without the train extra:
+``upstream_checkpoint`` is made the upstream way (the library's own ``Trainer`` takes one
+step and ``Trainer.save`` writes the released layout: ``step``, ``model``, ``opt``,
+``ema``, ``scaler``, ``version``), ``exported_ct_onnx`` is its export by the real
+``btd-export``, and ``trained_ct_onnx`` a briefly but honestly trained model (the tests
+that need it are marked ``slow``).  Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -14,6 +19,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.onnx_scorer import build_scorer
+
+TORCH_FIXTURES = frozenset(
+    {"upstream_checkpoint", "loaded_checkpoint", "exported_ct_onnx", "trained_ct_onnx"}
+)
+"""Fixtures of the torch world: a test that uses one is marked ``torch``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``torch`` every test that needs a torch fixture, so ``-m "not torch"`` is the
+    runtime alone (what ``pip install -e '.[test]'`` runs without skips)."""
+    for item in items:
+        if TORCH_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.torch)
 
 
 def _require_train_extra() -> None:
@@ -68,8 +88,28 @@ def upstream_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ct_onnx(upstream_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fixture checkpoint exported by the real ``btd-export`` command function."""
+def ct_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CT scorer without torch: a fixed high-pass (tests/onnx_scorer.py), 96 px patches.
+
+    It honours the ONNX contract and carries a complete model card; planted noise blocks
+    rank first by construction.  For every runtime test that needs a scorer file.
+    """
+    return build_scorer(tmp_path_factory.mktemp("ct_onnx") / "ct.onnx", modality="ct")
+
+
+@pytest.fixture(scope="session")
+def mri_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The MRI twin of ``ct_onnx``: window [0, 1] (unit), 128 px patches, no torch."""
+    return build_scorer(tmp_path_factory.mktemp("mri_onnx") / "mri.onnx", modality="mri")
+
+
+@pytest.fixture(scope="session")
+def exported_ct_onnx(upstream_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``upstream_checkpoint`` exported by the real ``btd-export`` (needs the train extra).
+
+    For the tests about export, checkpoints and parity with PyTorch; runtime tests use
+    ``ct_onnx``.
+    """
     from export.cli import main
 
     out = tmp_path_factory.mktemp("onnx") / "ct.onnx"
@@ -98,7 +138,9 @@ def real_ct_slice(name: str = "693_UNCI.dcm") -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def trained_ct_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CT scorer whose residual responds to synthetic texture: honestly trained, briefly.
+    """A CT scorer whose residual responds to synthetic texture: honestly trained, briefly
+    (training and one export: about 40 s on two CPU cores, once per session; the tests
+    that use it are marked ``slow``).
 
     The method's U-Net (dim 32, 1-2-4-8, sigmoid schedule) is trained with the library's
     own ``p_losses`` for 60 Adam steps (lr 1e-3, batch 16) on random 32 x 32 crops of one

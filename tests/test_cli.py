@@ -47,6 +47,7 @@ def test_card_of_a_file_that_is_not_onnx(tmp_path: Path):
     assert missing.returncode == 2 and "no such model file" in missing.stdout
 
 
+@pytest.mark.torch
 def test_export_refuses_a_malicious_checkpoint(tmp_path: Path):
     pytest.importorskip("torch")
     marker = tmp_path / "PWNED"

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("torch", reason="the demo trains its model: needs the train extra")
+pytestmark = pytest.mark.torch
 
 
+@pytest.mark.slow  # trains the demo model and exports it (minutes on a CPU)
 def test_demo_headless_without_network(tmp_path: Path):
     command = [sys.executable, "-m", "btd_core.cli.main", "demo", "--headless", "--out", "report"]
     if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"]).returncode == 0:

@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="needs the train extra")
 onnx = pytest.importorskip("onnx")
+pytestmark = pytest.mark.torch
 
 from btd_core.engine.model_card import ModelCard  # noqa: E402
 from btd_core.engine.scorer import Scorer  # noqa: E402

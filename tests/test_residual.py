@@ -6,6 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="needs the train extra")
 pytest.importorskip("denoising_diffusion_pytorch")
+pytestmark = pytest.mark.torch
 
 from btd_core.model.residual import (  # noqa: E402
     OneStepResidual,

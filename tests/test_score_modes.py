@@ -4,15 +4,17 @@ genuine tissue; ``btd calibrate`` and ``btd scan --score``."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from btd_core.audit.pipeline import scan
-from btd_core.engine.scorer import Scorer
+from btd_core.engine.scorer import PatchScores, Scorer
 from btd_core.findings.ranking import rank
 from btd_core.scoring.calibration import Calibration, sidecar_path
 from btd_core.scoring.strategy import ScoreModeError, ScoreRequest, SliceScore
@@ -36,6 +38,29 @@ def mixed_study(tmp_path_factory: pytest.TempPathFactory):
     return root, head.files[1]
 
 
+class RememberingScorer:
+    """The real scorer, remembering each batch it scored: a second scan of the same study
+    (another score mode over the same tiles) costs no second pass of the U-Net."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self._scorer = scorer
+        self._seen: dict[tuple[str, bool], PatchScores] = {}
+        self.calls = self.misses = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._scorer, name)
+
+    def score(self, patches: np.ndarray, with_residuals: bool = False) -> PatchScores:
+        self.calls += 1
+        key = (hashlib.sha256(np.ascontiguousarray(patches).tobytes()).hexdigest(), with_residuals)
+        if key not in self._seen:
+            self.misses += 1
+            self._seen[key] = self._scorer.score(patches, with_residuals=with_residuals)
+        done = self._seen[key]
+        residuals = None if done.residuals is None else done.residuals.copy()
+        return PatchScores(scores=done.scores.copy(), residuals=residuals)
+
+
 @pytest.mark.torch
 @pytest.mark.slow  # a high-pass finds the block in either mode: this needs a learned model
 def test_small_anomaly_ranks_first_locally_where_the_whole_tile_mean_misses_it(
@@ -43,12 +68,13 @@ def test_small_anomaly_ranks_first_locally_where_the_whole_tile_mean_misses_it(
 ):
     root, planted = mixed_study
     discovery = discover(root)
-    scorer = Scorer(trained_ct_onnx, provider="cpu")
+    scorer = RememberingScorer(Scorer(trained_ct_onnx, provider="cpu"))
     tops = {}
     for mode in (SliceScore.tile(), SliceScore.local()):
         outcome = scan(discovery, scorer, ScanSettings(), slice_score=mode)
         mode = mode.mode
         tops[mode] = rank(outcome.results, discovery)[0]
+    assert scorer.misses < scorer.calls  # the second mode scored the same tiles again
     assert tops["tile"].file.path != planted  # tissue, not the block, wins the tile mode
     local = tops["local"]
     assert local.file.path == planted

@@ -11,16 +11,7 @@ import pytest
 
 from btd_core.engine.model_card import ModelCardError
 from btd_core.engine.scorer import ProviderError, Scorer, ScorerInputError
-
-
-def test_importing_the_runtime_leaves_torch_out():
-    code = (
-        "import sys, btd_core, btd_core.engine.scorer, btd_core.cli.main, btd_core.engine.model_card, "
-        "btd_core.slices.profiles, btd_core.cli.card_view; "
-        "print('torch' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+from tests.onnx_scorer import build_scorer, scorer_card
 
 
 def test_scoring_from_the_onnx_file_alone_does_not_import_torch(ct_onnx: Path):
@@ -115,3 +106,44 @@ def test_a_file_that_is_not_onnx_gets_a_clear_error(tmp_path: Path):
     path.write_bytes(b"not a model at all")
     with pytest.raises(ModelCardError, match="not a readable ONNX model"):
         Scorer(path, provider="cpu")
+
+
+def test_the_test_scorer_honours_the_onnx_contract(ct_onnx: Path, mri_onnx: Path, tmp_path: Path):
+    """tests/onnx_scorer.py: the graph btd-export writes, without torch, in milliseconds."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(ct_onnx))
+    (x,) = model.graph.input
+    dims = [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim]
+    assert x.name == "x" and dims[1:] == [1, 96, 96] and isinstance(dims[0], str)
+    assert [o.name for o in model.graph.output] == ["residual", "score"]
+    assert {p.key for p in model.metadata_props} == set(scorer_card().to_metadata())
+    scorer = Scorer(ct_onnx, provider="cpu")
+    assert scorer.card == scorer_card("ct") and scorer.card.profile.name == "ct"
+    assert "TEST SCORER" in scorer.card.description and scorer.card.weights == "none"
+    rng = np.random.default_rng(0)
+    flat = np.full((1, 96, 96), 0.4, np.float32)
+    ramp = np.tile(np.linspace(0.2, 0.6, 96, dtype=np.float32), (1, 96, 1))
+    noise = rng.uniform(0.1, 0.9, (1, 96, 96)).astype(np.float32)
+    result = scorer.score(np.concatenate([flat, ramp, noise]), with_residuals=True)
+    assert result.residuals is not None and result.residuals.shape == (3, 1, 96, 96)
+    np.testing.assert_allclose(
+        result.scores, (result.residuals.astype(np.float64) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5
+    )
+    assert result.scores[0] == 0.0 and result.scores[1] < 1e-4 < 0.1 < result.scores[2]
+    mri = Scorer(mri_onnx, provider="cpu")
+    assert (mri.card.modality, mri.card.patch_size, mri.card.window_unit) == ("mri", 128, "unit")
+    assert mri.score(np.zeros((2, 128, 128), np.float32)).scores.shape == (2,)
+    again = build_scorer(tmp_path / "again.onnx")
+    assert again.read_bytes() == ct_onnx.read_bytes()  # deterministic: same bytes every run
+
+
+@pytest.mark.parametrize("reduction", ["mean_abs", "max_sq"])
+def test_the_test_scorer_reduces_as_its_card_says(tmp_path: Path, reduction: str):
+    path = build_scorer(tmp_path / f"{reduction}.onnx", reduction=reduction, patch_size=32)
+    scorer = Scorer(path, provider="cpu")
+    assert (scorer.card.reduction, scorer.card.patch_size) == (reduction, 32)
+    patches = np.random.default_rng(1).random((4, 32, 32)).astype(np.float32)
+    result = scorer.score(patches, with_residuals=True)
+    r = result.residuals.astype(np.float64)
+    expected = np.abs(r).mean(axis=(1, 2, 3)) if reduction == "mean_abs" else (r**2).max((1, 2, 3))
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-5)

@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="needs the train extra")
 pytest.importorskip("accelerate")
+pytestmark = pytest.mark.torch
 
 from btd_core.model.train_config import TrainConfig  # noqa: E402
 from tests.study_builder import write_series  # noqa: E402
@@ -64,6 +65,7 @@ def test_config_round_trips_through_toml(tmp_path: Path):
         TrainConfig(patch_size=30).validate()
 
 
+@pytest.mark.slow  # 30 real training steps, then a full btd-export
 def test_tiny_run_lowers_the_loss_and_exports(data_dir: Path, tmp_path: Path, capsys):
     from btd_core.model.checkpoint import load_checkpoint
     from btd_core.model.train import train
