@@ -273,7 +273,7 @@ class BtdApp(App[int]):
         if problem:
             self.say(problem, title="export", severity="warning")
             return
-        from btd_core.findings.report import utc_now
+        from btd_core.findings.provenance import utc_now
 
         default = default_report_folder(utc_now().strftime("%Y%m%dT%H%M%SZ"))
 

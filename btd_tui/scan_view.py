@@ -125,7 +125,7 @@ class ScanView:
         if phase is ScanPhase.DONE:
             self.host.say("the scan is complete: e exports the report")
             return
-        from btd_core.findings.report import utc_now
+        from btd_core.findings.provenance import utc_now
 
         resuming = phase.resumable
         skip = self.book.begin_run(utc_now())

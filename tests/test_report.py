@@ -14,14 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from btd_core.findings.csv_table import neutralise_cell
+from btd_core.findings.provenance import library_versions, utc_now
 from btd_core.findings.report import (
     FILES_COLUMNS,
     FINDINGS_COLUMNS,
     PHI_COLUMNS,
     SERIES_COLUMNS,
     RunInfo,
-    library_versions,
-    utc_now,
     write_report,
 )
 from btd_core.safe_text import printable
@@ -253,7 +252,7 @@ def test_files_csv_lists_every_file(study: Path, tmp_path: Path) -> None:
     files = write_report(tmp_path / "out", make_run(study), [finding], [finding.file, other])
     rows = read_csv(files.files_csv)
     assert tuple(rows[0]) == FILES_COLUMNS
-    expected = ("notes.txt", "12", "01" * 32, "unknown", "skipped", "no")
+    expected = ("notes.txt", "12", "01" * 32, "unknown", "skipped", "no", "")
     assert rows[1] == dict(zip(FILES_COLUMNS, expected, strict=True))
     assert rows[0]["size_bytes"] == "1234" and rows[0]["reason"] == ""
 

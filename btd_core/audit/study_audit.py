@@ -19,8 +19,9 @@ from btd_core.audit.pipeline import ProgressCallback, ScanOutcome, ScanSettings,
 from btd_core.engine.opening import ModelOpenError, open_scorer
 from btd_core.engine.scorer import EngineOptions, ProviderChoice, Scorer
 from btd_core.findings.overlay import write_overlay
+from btd_core.findings.provenance import library_versions, utc_now
 from btd_core.findings.ranking import rank
-from btd_core.findings.report import ReportFiles, RunInfo, library_versions, utc_now, write_report
+from btd_core.findings.report import ReportFiles, RunInfo, write_report
 from btd_core.scoring.strategy import ScoreRequest, SliceScore
 from btd_core.study.discovery import discover
 from btd_core.study.evidence import check_output_outside

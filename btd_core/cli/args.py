@@ -10,6 +10,7 @@ from pathlib import Path
 
 from btd_core.engine.options import PROVIDER_CHOICES, EngineOptions
 from btd_core.scoring.strategy import SCORE_CHOICES, ScoreRequest
+from btd_core.study.limits import DEFAULT_LIMITS, StudyLimits, parse_pixels
 
 
 def positive_int(text: str) -> int:
@@ -134,4 +135,57 @@ def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write into an output folder that already holds files (files of the same "
         "name are replaced; without it such a folder is refused before any work)",
+    )
+
+
+def _pixels_argument(text: str) -> int:
+    """``--max-pixels``: ``SIDE`` or ``COLUMNSxROWS`` as a pixel count; argparse reports errors."""
+    try:
+        return parse_pixels(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """What a study's headers may claim (:class:`btd_core.study.limits.StudyLimits`) as flags;
+    a file over a limit is an error row that names the flag."""
+    group = parser.add_argument_group(
+        "limits", "checked from each file's header before anything is allocated"
+    )
+    group.add_argument(
+        "--max-pixels",
+        type=_pixels_argument,
+        default=DEFAULT_LIMITS.max_pixels,
+        metavar="SIDE|COLSxROWS",
+        help=f"pixels per frame (default {DEFAULT_LIMITS.pixels_label().replace(' ', '')})",
+    )
+    group.add_argument(
+        "--max-frames",
+        type=positive_int,
+        default=DEFAULT_LIMITS.max_frames,
+        help=f"frames per file: multi-frame DICOM, TIFF pages, 3-D .npy (default "
+        f"{DEFAULT_LIMITS.max_frames})",
+    )
+    group.add_argument(
+        "--max-slices",
+        type=positive_int,
+        default=DEFAULT_LIMITS.max_slices,
+        help=f"slices per study (default {DEFAULT_LIMITS.max_slices})",
+    )
+    group.add_argument(
+        "--max-member-mb",
+        type=positive_int,
+        default=DEFAULT_LIMITS.max_member_bytes >> 20,
+        help=f"MiB one .zip member or deflated DICOM may hold uncompressed (default "
+        f"{DEFAULT_LIMITS.max_member_bytes >> 20})",
+    )
+
+
+def study_limits(args: argparse.Namespace) -> StudyLimits:
+    """The limits asked for by :func:`add_limit_arguments`."""
+    return StudyLimits(
+        max_pixels=args.max_pixels,
+        max_frames=args.max_frames,
+        max_slices=args.max_slices,
+        max_member_bytes=args.max_member_mb << 20,
     )

@@ -10,11 +10,13 @@ from rich.text import Text
 
 from btd_core.cli.args import (
     add_engine_arguments,
+    add_limit_arguments,
     add_model_argument,
     add_provider_argument,
     add_stride_argument,
     engine_options,
     positive_int,
+    study_limits,
 )
 from btd_core.cli.failures import cannot_run, cannot_run_errors
 from btd_core.cli.progress import slice_progress
@@ -45,6 +47,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="local window side, px (default 24); scans then use the same window",
     )
     add_engine_arguments(parser)
+    add_limit_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -52,6 +55,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd calibrate``; returns the exit status."""
     from btd_core.audit.calibrate import calibrate_model
     from btd_core.scoring.tiles import ScanSettings
+    from btd_core.study.limits import use_limits
+
+    use_limits(study_limits(args), args.genuine)  # what discovery refuses (--max-pixels, ...)
 
     progress, on_progress = slice_progress(console, "calibrating")
     settings = ScanSettings(stride=args.stride, workers=args.workers)

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from btd_core.cli.args import (
     add_engine_arguments,
+    add_limit_arguments,
     add_model_argument,
     add_overwrite_argument,
     add_provider_argument,
@@ -20,6 +21,7 @@ from btd_core.cli.args import (
     add_stride_argument,
     engine_options,
     score_request,
+    study_limits,
 )
 from btd_core.cli.failures import cannot_run, cannot_run_errors
 from btd_core.cli.interrupt import StopOnInterrupt
@@ -65,6 +67,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     add_overwrite_argument(parser)
     add_engine_arguments(parser)
+    add_limit_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -73,6 +76,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_core.audit.pipeline import ScanSettings
     from btd_core.audit.study_audit import audit_study
     from btd_core.findings.output_folder import prepare_report_folder
+    from btd_core.study.limits import use_limits
+
+    use_limits(study_limits(args), args.study)  # what discovery refuses (--max-pixels, ...)
 
     if not args.study.is_dir():
         return cannot_run(console, "btd scan", f"{args.study} is not a folder")

@@ -25,13 +25,11 @@ from pathlib import Path
 from btd_core.atomic import atomic_write_bytes
 from btd_core.engine.model_card import ModelCard
 from btd_core.findings.csv_table import csv_bytes
-from btd_core.findings.provenance import (  # noqa: F401 (re-exported)
+from btd_core.findings.provenance import (
     iso_utc,
     json_bytes,
     json_safe,
-    library_versions,
     model_record,
-    utc_now,
 )
 from btd_core.findings.ranking import SeriesFinding, rank_series
 from btd_core.study.evidence import check_output_outside

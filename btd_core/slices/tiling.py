@@ -2,6 +2,20 @@
 
 All images here are float32 [H, W] already windowed to [0, 1].  Coordinates are
 pixels: ``x`` is the column, ``y`` the row.
+
+Memory bound.  :func:`extract_tiles` allocates its result and nothing else of that order:
+``n x S x S x 4`` bytes for ``n`` tiles (:func:`tiles_nbytes` computes it from the sizes
+alone, with Python integers).  Over an H x W image, ``n`` is at most
+``(ceil((max(H, S) - S) / stride) + 1) x (ceil((max(W, S) - S) / stride) + 1)``
+(:func:`tile_count`): at the default stride S/2, about 4 tiles cover each pixel, so all
+tiles take about 16 bytes per image pixel (a 512 x 512 CT slice: 100 tiles of 96 px,
+3.7 MB), at most 16 x 16384 x 16384 bytes = 4.3 GB at the default frame limit of
+:class:`btd_core.study.limits.StudyLimits` (which also caps a side at 65535 pixels, so a
+long thin image cannot multiply zero-padded tiles).  :func:`tile_body_mask` decides which
+tiles hold body from the image itself (memory: one band of S rows), and
+``extract_tiles(image, grid, keep)`` then copies only those: use the pair
+(:func:`select_body_tiles`) so that air never costs memory.  :func:`body_mask` on tiles
+already made works in chunks of :data:`MASK_CHUNK` tiles.
 """
 
 from __future__ import annotations
@@ -17,6 +31,9 @@ For CT that is about -646 HU ((HU + 700) / 2700 = 0.02); lung parenchyma (-900 t
 
 BODY_FRACTION = 0.05
 """A tile is scored when at least this share of its pixels (0..1) is body."""
+
+MASK_CHUNK = 1024
+"""Tiles :func:`body_mask` thresholds at a time (its temporary: MASK_CHUNK x S x S bytes)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,26 @@ def axis_origins(length: int, size: int, stride: int) -> tuple[int, ...]:
     return tuple(starts)
 
 
+def axis_count(length: int, size: int, stride: int) -> int:
+    """``len(axis_origins(length, size, stride))``, computed (Python integers, no list)."""
+    if stride < 1:
+        raise ValueError("stride must be at least 1 pixel")
+    if length <= size:
+        return 1
+    return -(-(length - size) // stride) + 1
+
+
+def tile_count(height: int, width: int, size: int, stride: int) -> int:
+    """Tiles of ``size`` pixels every ``stride`` pixels over a ``height`` x ``width`` image."""
+    return axis_count(height, size, stride) * axis_count(width, size, stride)
+
+
+def tiles_nbytes(height: int, width: int, size: int, stride: int) -> int:
+    """Bytes of all float32 tiles of an image (what :func:`extract_tiles` allocates for
+    the whole grid), from the sizes alone."""
+    return tile_count(height, width, size, stride) * size * size * 4
+
+
 def tile_grid(height: int, width: int, size: int, stride: int) -> TileGrid:
     """The grid of ``size`` tiles every ``stride`` pixels over a ``height`` x ``width`` image."""
     return TileGrid(
@@ -77,24 +114,95 @@ def centred_patch_origin(y_centre: int, x_centre: int, size: int) -> tuple[int, 
     return max(y_centre - size // 2, 0), max(x_centre - size // 2, 0)
 
 
-def extract_tiles(image: np.ndarray, grid: TileGrid) -> np.ndarray:
-    """All tiles of ``grid`` as float32 [N, S, S] (N = len(grid.origins)), row by row."""
+def extract_tiles(image: np.ndarray, grid: TileGrid, keep: np.ndarray | None = None) -> np.ndarray:
+    """The tiles of ``grid`` as float32 [N, S, S], row by row (zero-padded where the image
+    is smaller than S); with ``keep`` (bool, one per origin) only the tiles it marks.
+
+    Allocates the result only (see the module's memory bound); copies one row of tiles
+    at a time.
+    """
     size = grid.size
-    if image.shape[0] < size or image.shape[1] < size:
-        return np.stack([crop_patch(image, y, x, size) for y, x in grid.origins])
-    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size))
-    tiles = windows[np.ix_(grid.ys, grid.xs)]  # one copy: [rows, cols, S, S]
-    return np.ascontiguousarray(tiles.reshape(-1, size, size), dtype=np.float32)
+    nx = len(grid.xs)
+    wanted = np.ones(len(grid.ys) * nx, bool) if keep is None else np.asarray(keep, bool)
+    if wanted.shape != (len(grid.ys) * nx,):
+        raise ValueError(f"keep has {wanted.size} entries, the grid {len(grid.ys) * nx} tiles")
+    out = np.empty((int(wanted.sum()), size, size), dtype=np.float32)
+    padded = image.shape[0] < size or image.shape[1] < size
+    windows = None if padded else np.lib.stride_tricks.sliding_window_view(image, (size, size))
+    xs = np.asarray(grid.xs, dtype=np.intp)
+    filled = 0
+    for row, y in enumerate(grid.ys):
+        chosen = wanted[row * nx : (row + 1) * nx]
+        count = int(chosen.sum())
+        if not count:
+            continue
+        if windows is None:
+            for x in xs[chosen]:
+                out[filled] = crop_patch(image, y, int(x), size)
+                filled += 1
+            continue
+        out[filled : filled + count] = windows[y][xs[chosen]]
+        filled += count
+    return out
 
 
 def body_mask(
     tiles: np.ndarray, level: float = BODY_LEVEL, fraction: float = BODY_FRACTION
 ) -> np.ndarray:
-    """bool [N]: which tiles hold enough body to be worth scoring (the rest is air)."""
+    """bool [N]: which tiles hold enough body to be worth scoring (the rest is air).
+
+    Thresholds :data:`MASK_CHUNK` tiles at a time, so its temporary stays small.
+    """
     if len(tiles) == 0:
         return np.zeros(0, dtype=bool)
-    share = (tiles > level).mean(axis=(1, 2))
-    return share >= fraction
+    keep = np.empty(len(tiles), dtype=bool)
+    for start in range(0, len(tiles), MASK_CHUNK):
+        share = (tiles[start : start + MASK_CHUNK] > level).mean(axis=(1, 2))
+        keep[start : start + MASK_CHUNK] = share >= fraction
+    return keep
+
+
+def tile_body_mask(
+    image: np.ndarray,
+    grid: TileGrid,
+    level: float = BODY_LEVEL,
+    fraction: float = BODY_FRACTION,
+) -> np.ndarray:
+    """bool [N], the same as ``body_mask(extract_tiles(image, grid), level, fraction)``,
+    computed from the image without making the tiles.
+
+    Per row of tiles: body pixels counted per column over the S rows of the band, then
+    per tile by a running sum (memory: S x W booleans and a few W-long arrays).  A zero
+    padding pixel counts as body only when ``0 > level``, as it does in the tiles.
+    """
+    size = grid.size
+    width = image.shape[1]
+    area = size * size
+    xs = np.asarray(grid.xs, dtype=np.intp)
+    keep = np.empty(len(grid.ys) * len(xs), dtype=bool)
+    pad_is_body = level < 0.0
+    for row, y in enumerate(grid.ys):
+        band = image[y : y + size]
+        per_column = np.count_nonzero(band > level, axis=0)
+        running = np.concatenate(([0], np.cumsum(per_column, dtype=np.int64)))
+        right = np.minimum(xs + size, width)
+        body = running[right] - running[xs]
+        if pad_is_body:
+            body = body + (area - band.shape[0] * (right - xs))
+        keep[row * len(xs) : (row + 1) * len(xs)] = body / area >= fraction
+    return keep
+
+
+def select_body_tiles(
+    image: np.ndarray,
+    grid: TileGrid,
+    level: float = BODY_LEVEL,
+    fraction: float = BODY_FRACTION,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(keep bool [N], the kept tiles float32 [n, S, S]): the body mask decided on the
+    image, then only the kept tiles copied (memory: those tiles, see the module doc)."""
+    keep = tile_body_mask(image, grid, level, fraction)
+    return keep, extract_tiles(image, grid, keep)
 
 
 class HeatMap:

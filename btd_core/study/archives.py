@@ -264,7 +264,7 @@ def read_member_of_file(zip_path: Path, name: str, limits: StudyLimits) -> bytes
     time of the zip), so the frames of one multi-frame member are not inflated again
     for each frame.  Raises :class:`ArchiveError` or ``OSError``.
     """
-    with open_regular_file(zip_path) as fp:
+    with open_regular_file(zip_path, nofollow=True) as fp:
         st = os.fstat(fp.fileno())
         key = (str(zip_path), name, st.st_size, st.st_mtime_ns, st.st_ino)
         cached = getattr(_cache, "member", None)

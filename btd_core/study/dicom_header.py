@@ -15,7 +15,7 @@ import math
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any, TypeVar
 
 import pydicom
@@ -101,7 +101,9 @@ class PixelClaims:
     (0028,0008), (0028,0002); ``bits``: bits per sample stored, from (0028,0100) Bits
     Allocated (32 / 64 for float pixel data), ``None`` when unusable; ``frame_bits``:
     bits one uncompressed frame takes, ``None`` for compressed data; ``file_size``:
-    bytes in the file (``None`` for an inflated copy).
+    bytes in the file (``None`` for an inflated copy); ``file_syntax``: the (0002,0010)
+    Transfer Syntax UID in the file's own File Meta Information (``""`` when it has none;
+    filled by :func:`read_pixel_claims`); ``photometric``: (0028,0004), upper case.
     """
 
     rows: int
@@ -112,6 +114,8 @@ class PixelClaims:
     pixel: PixelElement
     frame_bits: int | None
     file_size: int | None
+    file_syntax: str = ""
+    photometric: str = ""
 
     def frame_end(self, index: int) -> int | None:
         """Byte offset in the file just after uncompressed frame ``index`` (0-based), or
@@ -257,11 +261,19 @@ def count_fragments(fp: Any, offset: int, cap: int, should_stop: StopCheck | Non
 
     Item headers are read and their values skipped (nothing is read into memory); the
     first item (the Basic Offset Table) is not counted; counting stops at ``cap``, at the
-    sequence delimiter, or where the items stop making sense (end of file included).
+    sequence delimiter, or where the items stop making sense.
+
+    Raises
+    ------
+    LimitExceeded
+        An item claims more bytes than the file has left (a decoder would allocate what
+        it claims before finding the file too short).
     """
+    end = fp.seek(0, 2)
     fp.seek(offset)
     items = 0
     while items <= cap:
+        at = fp.tell()
         header = fp.read(8)
         if len(header) < 8:
             break
@@ -269,6 +281,11 @@ def count_fragments(fp: Any, offset: int, cap: int, should_stop: StopCheck | Non
         length = int.from_bytes(header[4:8], "little")
         if tag != _ITEM or length == UNDEFINED_LENGTH:
             break
+        if at + 8 + length > end:
+            raise LimitExceeded(
+                f"refused: a compressed pixel data item claims {length} bytes, the file has "
+                f"{max(end - at - 8, 0)} left (truncated or damaged)"
+            )
         items += 1
         fp.seek(length, 1)
         if items % 1024 == 0:
@@ -374,19 +391,22 @@ def _set_transfer_syntax(ds: Dataset) -> None:
 
 def _read(
     fp: IO[bytes], *, stop_before_pixels: bool, limits: StudyLimits
-) -> tuple[Dataset, PixelElement | None]:
-    """:func:`read_dataset`, returning the pixel element instead of whether there is one."""
+) -> tuple[Dataset, PixelElement | None, str]:
+    """:func:`read_dataset`, returning the pixel element instead of whether there is one,
+    and the (0002,0010) Transfer Syntax UID the file itself holds (``""`` for a bare
+    data set or when absent)."""
     fp.seek(0)
     head = fp.read(132)
     if has_dicm_prefix(head):
         view = ClampedReader(fp)
-        if _meta_transfer_syntax(view) == DeflatedExplicitVRLittleEndian:
+        file_syntax = _meta_transfer_syntax(view)
+        if file_syntax == DeflatedExplicitVRLittleEndian:
             problem = _inflated_size_problem(view, view.tell(), limits)
             if problem:
                 raise LimitExceeded(problem)
         ds, pixel = _dcmread(fp, 0, stop_before_pixels=stop_before_pixels, defer=False)
         _set_transfer_syntax(ds)
-        return ds, pixel
+        return ds, pixel, file_syntax
     offsets = [p for p in range(min(len(head), 128)) if _plausible_start(head, p)]
     first_error = ""
     for offset in offsets[:MAX_RESYNC_TRIES]:
@@ -398,7 +418,7 @@ def _read(
         if _has_content(ds):
             ds, pixel = _dcmread(fp, offset, stop_before_pixels=stop_before_pixels, defer=False)
             _set_transfer_syntax(ds)
-            return ds, pixel
+            return ds, pixel, ""
     raise DicomReadError(first_error or "no DICOM preamble and no recognisable data elements")
 
 
@@ -435,7 +455,7 @@ def read_dataset(
     Exception
         Whatever pydicom raises while parsing a file that has the ``DICM`` prefix.
     """
-    ds, pixel = _read(fp, stop_before_pixels=stop_before_pixels, limits=limits or DEFAULT_LIMITS)
+    ds, pixel, _ = _read(fp, stop_before_pixels=stop_before_pixels, limits=limits or DEFAULT_LIMITS)
     return ds, pixel is not None
 
 
@@ -693,7 +713,8 @@ def pixel_claims(
     """Check what a header claims about its pixels, before anything is allocated.
 
     ``size``: (rows, columns, frames, samples per pixel).  Checked with Python integers:
-    the frame size and frame count against ``limits``; uncompressed data: the bytes all
+    the frame size, the bytes a frame decodes to and the frame count against ``limits``;
+    uncompressed data: the bytes all
     frames need against the element's declared length, and (several frames) against the
     bytes the file holds, so that a false Number of Frames cannot make thousands of
     slices of a small file; compressed data: at least one fragment per frame (fragments
@@ -707,6 +728,10 @@ def pixel_claims(
     rows, columns, frames, samples = size
     limits.check_frame(rows, columns, frames)
     bits = _bits_per_sample(ds, pixel.tag)
+    too_many_bytes = limits.frame_bytes_problem(rows, columns, samples, bits) if bits else None
+    if too_many_bytes:
+        raise LimitExceeded(too_many_bytes)
+    photometric = _text(ds, "PhotometricInterpretation").upper()
     if _is_encapsulated(ds, pixel):
         if pixel.length is None:
             if pixel.value_offset is not None and fp is not None:
@@ -720,10 +745,13 @@ def pixel_claims(
                     f"{fragments} fragment{'s' if fragments != 1 else ''}"
                 )
             pixel = PixelElement(pixel.tag, pixel.value_offset, None, fragments)
-        return PixelClaims(rows, columns, frames, samples, bits, pixel, None, file_size)
+        return PixelClaims(
+            rows, columns, frames, samples, bits, pixel, None, file_size, photometric=photometric
+        )
     if bits is None or pixel.length is None:
-        return PixelClaims(rows, columns, frames, samples, bits, pixel, None, file_size)
-    photometric = _text(ds, "PhotometricInterpretation").upper()
+        return PixelClaims(
+            rows, columns, frames, samples, bits, pixel, None, file_size, photometric=photometric
+        )
     per_pixel = 2 if photometric == "YBR_FULL_422" and samples == 3 else samples
     frame_bits = rows * columns * per_pixel * bits
     needed = -(-frames * frame_bits // 8)
@@ -743,7 +771,9 @@ def pixel_claims(
                 f"refused: {what} need {needed} bytes of pixel data, the file holds "
                 f"{available} (truncated, or a false Number of Frames)"
             )
-    return PixelClaims(rows, columns, frames, samples, bits, pixel, frame_bits, file_size)
+    return PixelClaims(
+        rows, columns, frames, samples, bits, pixel, frame_bits, file_size, photometric=photometric
+    )
 
 
 def header_from_dataset(
@@ -827,7 +857,7 @@ def read_header(
     limits = limits or DEFAULT_LIMITS
     with warnings.catch_warnings():  # pydicom warns on every odd value, lazily
         warnings.simplefilter("ignore")
-        ds, pixel = _read(fp, stop_before_pixels=True, limits=limits)
+        ds, pixel, _ = _read(fp, stop_before_pixels=True, limits=limits)
         file_size = fp.seek(0, 2)
         return header_from_dataset(ds, pixel is not None, limits, should_stop, pixel, fp, file_size)
 
@@ -844,7 +874,7 @@ def read_pixel_claims(
     limits = limits or DEFAULT_LIMITS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ds, pixel = _read(fp, stop_before_pixels=True, limits=limits)
+        ds, pixel, file_syntax = _read(fp, stop_before_pixels=True, limits=limits)
         file_size = fp.seek(0, 2)
         if pixel is None:
             raise DicomReadError("no pixel data")
@@ -855,4 +885,5 @@ def read_pixel_claims(
         frames = _count(ds, "NumberOfFrames", "Number of Frames (0028,0008)", 1) or 1
         samples = _count(ds, "SamplesPerPixel", "Samples per Pixel (0028,0002)", 1) or 1
         size = (rows, columns, frames, samples)
-        return pixel_claims(ds, pixel, size, limits, fp, file_size, should_stop)
+        claims = pixel_claims(ds, pixel, size, limits, fp, file_size, should_stop)
+        return replace(claims, file_syntax=file_syntax)

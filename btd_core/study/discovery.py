@@ -1,31 +1,54 @@
 """Find the slices under a study folder: DICOM, PNG/JPEG/TIFF images and ``.npy`` arrays.
 
-:func:`discover` walks the folder (sorted, deterministic, read-only, symlinks to
-folders never followed), recognises each file by its content, and returns a
-:class:`~btd_core.study.records.Discovery`: every file as a :class:`~btd_core.study.records.FileRecord`
-(with a plain reason when it is skipped or unreadable) and the slices grouped into
-ordered :class:`~btd_core.study.records.Series`.  Pixels are not read here (see
+:func:`discover` walks the folder (sorted, deterministic, read-only, symlinks to folders
+never followed, symlinks to files followed only to a file inside the study), recognises
+each file by its content, reads ``.zip`` studies in place (members read into memory,
+nothing extracted), and returns a :class:`~btd_core.study.records.Discovery`: every file
+as a :class:`~btd_core.study.records.FileRecord` (with a plain reason when it is skipped
+or unreadable) and the slices grouped into ordered
+:class:`~btd_core.study.records.Series`.  Pixels are not read here (see
 :mod:`btd_core.study.pixels`); only headers are, and only small records are kept.
+
+Every size a header claims is checked against :class:`~btd_core.study.limits.StudyLimits`
+before anything of that size is allocated or one record per frame is made; a refusal is
+an error row whose reason starts with ``refused:``.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
+from btd_core.study.archives import (
+    ARCHIVE_HEAD_BYTES,
+    MEMBER_SEPARATOR,
+    REASON_NESTED,
+    ArchiveError,
+    ZipEntry,
+    archive_kind,
+    list_members,
+    member_sha256,
+    open_zip,
+    read_member,
+    reason_unpack_first,
+)
 from btd_core.study.dicom_header import DicomHeader, has_dicm_prefix, read_header
 from btd_core.study.file_access import (
     IMAGE_FORMATS,
     REASON_NOT_REGULAR,
+    Cancelled,
     NotRegularFileError,
+    StopCheck,
+    check_stop,
     npy_problem,
     open_regular_file,
     os_reason,
@@ -34,6 +57,7 @@ from btd_core.study.file_access import (
     short_message,
     walk_entries,
 )
+from btd_core.study.limits import LimitExceeded, StudyLimits, active_limits
 from btd_core.study.records import (
     Discovery,
     FileKind,
@@ -57,12 +81,14 @@ NPY_MAGIC = b"\x93NUMPY"
 
 REASON_DIR_SYMLINK = "symlink to a directory, not followed"
 REASON_BROKEN_SYMLINK = "broken symlink"
+REASON_LINK_OUTSIDE = "symlink to outside the study, not followed"
 REASON_EMPTY = "empty file"
 REASON_UNKNOWN = "not a DICOM, image or .npy file"
 REASON_DICOMDIR = "DICOMDIR index (file-set directory): its images are read as files"
 REASON_NO_PIXELS = "DICOM image without pixel data"
 REASON_NO_SIZE = "DICOM image without Rows/Columns (0028,0010/0011)"
 REASON_NO_SOP_CLASS = "not a valid DICOM file: no image and no usable SOP Class UID (0008,0016)"
+REASON_CANCELLED = "not examined: discovery was cancelled"
 
 
 def natural_key(name: str) -> tuple[object, ...]:
@@ -98,30 +124,67 @@ class _Found:
 
 
 @dataclass
+class _Walk:
+    """What the examination of one study shares: its limits, the stop check, counters."""
+
+    root_real: str
+    limits: StudyLimits
+    hash_files: bool
+    should_stop: StopCheck | None
+    slices: int = 0
+
+
+@dataclass
 class _Context:
-    """What the examiners of one file share."""
+    """What the examiners of one file (or one member of a zip) share.
+
+    ``source``: the regular file to open when it is not ``path`` (a symlink's resolved
+    target, or the zip holding ``member``); ``in_archive``: a member of a zip.
+    """
 
     path: Path
     relpath: str
     size: int | None = None
     sha256: str | None = None
+    source: Path | None = None
+    member: str | None = None
+    link_target: str = ""
+    in_archive: bool = False
     reldir: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.reldir = self.relpath.rpartition("/")[0] or "."
 
     def found(self, kind: FileKind, status: FileStatus, reason: str = "") -> _Found:
-        record = FileRecord(self.path, self.relpath, self.size, self.sha256, kind, status, reason)
+        record = FileRecord(
+            self.path, self.relpath, self.size, self.sha256, kind, status, reason, self.link_target
+        )
         return _Found(record)
 
     def pending(self, kind: FileKind, member: _Member) -> _Found:
         return _Found(self.found(kind, "pending").record, member)
 
+    def ref(self, frame: int | None = None, **fields: object) -> SliceRef:
+        """A slice of this file (its source and member carried along)."""
+        return SliceRef(
+            self.path,
+            frame=frame,
+            source=self.source,
+            member=self.member,
+            **fields,  # type: ignore[arg-type]
+        )
 
-def _examine_dicom(fp: BinaryIO, ctx: _Context, kind: FileKind, claims: bool) -> _Found:
+
+def _examine_dicom(
+    fp: BinaryIO, ctx: _Context, kind: FileKind, claims: bool, walk: _Walk
+) -> _Found:
     """A file with the ``DICM`` prefix (``claims``), or any other file tried as bare DICOM."""
     try:
-        h = read_header(fp)
+        h = read_header(fp, walk.limits, walk.should_stop)
+    except LimitExceeded as exc:
+        return ctx.found("dicom", "error", short_message(exc, limit=300))
+    except (Cancelled, MemoryError):
+        raise
     except Exception as exc:
         if claims:
             return ctx.found(kind, "error", f"not a valid DICOM file: {short_message(exc)}")
@@ -137,8 +200,7 @@ def _examine_dicom(fp: BinaryIO, ctx: _Context, kind: FileKind, claims: bool) ->
     if not (h.rows and h.columns):
         return ctx.found("dicom", "error", REASON_NO_SIZE)
     refs = [
-        SliceRef(
-            path=ctx.path,
+        ctx.ref(
             frame=i if h.number_of_frames > 1 else None,
             sop_instance_uid=h.sop_instance_uid,
             instance_number=h.instance_number,
@@ -159,7 +221,7 @@ def _examine_dicom(fp: BinaryIO, ctx: _Context, kind: FileKind, claims: bool) ->
     return ctx.pending("dicom", member)
 
 
-def _examine_image(fp: BinaryIO, ctx: _Context) -> _Found:
+def _examine_image(fp: BinaryIO, ctx: _Context, walk: _Walk) -> _Found:
     """A PNG, JPEG or TIFF file: size and page count from its header (Pillow)."""
     try:
         with warnings.catch_warnings():
@@ -169,33 +231,41 @@ def _examine_image(fp: BinaryIO, ctx: _Context) -> _Found:
                 pages = int(getattr(im, "n_frames", 1)) if im.format == "TIFF" else 1
     except UnidentifiedImageError:
         return ctx.found("image", "error", "not a valid image: Pillow cannot identify it")
+    except MemoryError:
+        raise
     except Exception as exc:
         return ctx.found("image", "error", f"not a valid image: {short_message(exc)}")
     if rows <= 0 or columns <= 0:
         return ctx.found("image", "error", f"not a valid image: size {columns}x{rows}")
+    refused = walk.limits.frame_problem(rows, columns) or walk.limits.frames_problem(pages)
+    if refused:
+        return ctx.found("image", "error", refused)
     if pages > 1:
-        refs = [SliceRef(ctx.path, frame=i) for i in range(pages)]
+        refs = [ctx.ref(frame=i) for i in range(pages)]
         group: tuple[object, ...] = ("image-file", ctx.relpath)
         member = _Member(group, f"image:{ctx.relpath}", "image", rows, columns, ctx.path.name, refs)
     else:
         group = ("image", ctx.reldir, rows, columns)
         name = ctx.path.parent.name
         member = _Member(group, f"image:{ctx.reldir}", "image", rows, columns, name, [])
-        member.refs.append(SliceRef(ctx.path))
+        member.refs.append(ctx.ref())
     return ctx.pending("image", member)
 
 
-def _examine_npy(fp: BinaryIO, ctx: _Context) -> _Found:
+def _examine_npy(fp: BinaryIO, ctx: _Context, walk: _Walk) -> _Found:
     """A ``.npy`` file: a 2-D slice or a 3-D volume (frames along axis 0), header only."""
     try:
         shape, dtype, _, offset = read_npy_header(fp)
+    except MemoryError:
+        raise
     except Exception as exc:
         return ctx.found("npy", "error", f"not a valid .npy file: {short_message(exc)}")
-    problem = npy_problem(shape, dtype, (ctx.size or 0) - offset)
+    problem = npy_problem(shape, dtype, (ctx.size or 0) - offset, walk.limits)
     if problem:
-        return ctx.found("npy", "error", f"not a usable .npy file: {problem}")
+        reason = problem if problem.startswith("refused:") else f"not a usable .npy file: {problem}"
+        return ctx.found("npy", "error", reason)
     if len(shape) == 3:
-        refs = [SliceRef(ctx.path, frame=i) for i in range(shape[0])]
+        refs = [ctx.ref(frame=i) for i in range(shape[0])]
         group: tuple[object, ...] = ("npy-file", ctx.relpath)
         member = _Member(
             group, f"npy:{ctx.relpath}", "npy", shape[1], shape[2], ctx.path.name, refs
@@ -204,61 +274,153 @@ def _examine_npy(fp: BinaryIO, ctx: _Context) -> _Found:
         group = ("npy", ctx.reldir, shape[0], shape[1])
         name = ctx.path.parent.name
         member = _Member(group, f"npy:{ctx.reldir}", "npy", shape[0], shape[1], name, [])
-        member.refs.append(SliceRef(ctx.path))
+        member.refs.append(ctx.ref())
     return ctx.pending("npy", member)
 
 
-def _examine_content(fp: BinaryIO, ctx: _Context) -> _Found:
-    """Recognise an open, non-empty regular file by its first bytes."""
+def _examine_content(fp: BinaryIO, ctx: _Context, walk: _Walk) -> _Found:
+    """Recognise an open, non-empty regular file (or zip member) by its first bytes."""
     fp.seek(0)
-    head = fp.read(132)
+    head = fp.read(ARCHIVE_HEAD_BYTES)
     if has_dicm_prefix(head):
-        return _examine_dicom(fp, ctx, "dicom", claims=True)
+        return _examine_dicom(fp, ctx, "dicom", claims=True, walk=walk)
     if head.startswith(IMAGE_MAGIC):
-        return _examine_image(fp, ctx)
+        return _examine_image(fp, ctx, walk)
     if head.startswith(NPY_MAGIC):
-        return _examine_npy(fp, ctx)
-    claims = ctx.path.suffix.lower() in DICOM_SUFFIXES
-    return _examine_dicom(fp, ctx, "unknown", claims=claims)
+        return _examine_npy(fp, ctx, walk)
+    archive = archive_kind(head)
+    if archive is not None:
+        if ctx.in_archive:
+            return ctx.found("archive", "error", REASON_NESTED.format(kind=archive))
+        return ctx.found("archive", "error", reason_unpack_first(archive))
+    claims = Path(ctx.relpath).suffix.lower() in DICOM_SUFFIXES
+    return _examine_dicom(fp, ctx, "unknown", claims=claims, walk=walk)
 
 
-def _examine_file(ctx: _Context, hash_files: bool) -> _Found:
-    """Check what the path is (``lstat``/``stat``) before opening it, then examine it."""
+def _guarded(ctx: _Context, examine: Callable[[], list[_Found]]) -> list[_Found]:
+    """``examine()``; whatever goes wrong becomes an error row, never an exception
+    (a cancellation goes through)."""
+    try:
+        return examine()
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, Cancelled):
+        raise
+    except BaseException as exc:  # includes a native library's pyo3 PanicException
+        return [ctx.found("unknown", "error", f"could not be examined: {short_message(exc)}")]
+
+
+def _examine_member(archive: object, entry: ZipEntry, ctx: _Context, walk: _Walk) -> _Found:
+    """One member of a zip: read into memory (checked against the limits), hashed and
+    recognised by content like a file."""
+    try:
+        data = read_member(archive, entry.info, walk.limits, walk.should_stop)  # type: ignore[arg-type]
+    except ArchiveError as exc:
+        return ctx.found("unknown", "error", short_message(exc, limit=300))
+    ctx.size = len(data)
+    ctx.sha256 = member_sha256(data) if walk.hash_files else None
+    if not data:
+        return ctx.found("unknown", "error", REASON_EMPTY)
+    return _examine_content(io.BytesIO(data), ctx, walk)
+
+
+def _examine_zip(fp: BinaryIO, ctx: _Context, walk: _Walk) -> list[_Found]:
+    """A zip study, read in place: a row for the zip (its hash) and one per member
+    (``archive.zip!/path/in/zip``, the member's own hash), folders left out."""
+    source = ctx.source or ctx.path
+    try:
+        archive = open_zip(fp, walk.limits)
+    except ArchiveError as exc:
+        return [ctx.found("archive", "error", short_message(exc, limit=300))]
+    rows: list[_Found] = []
+    with archive:
+        for entry in list_members(archive, walk.limits):
+            if entry.folder:
+                continue
+            check_stop(walk.should_stop)
+            name = f"{MEMBER_SEPARATOR}{entry.name}"
+            member = _Context(
+                Path(f"{ctx.path}{name}"),
+                f"{ctx.relpath}{name}",
+                size=entry.info.file_size,
+                source=source,
+                member=entry.name,
+                in_archive=True,
+            )
+            if entry.problem:
+                rows.append(member.found("unknown", "error", entry.problem))
+                continue
+            rows.extend(
+                _guarded(
+                    member,
+                    lambda m=member, e=entry: [_examine_member(archive, e, m, walk)],  # type: ignore[misc]
+                )
+            )
+    count = len(rows)
+    plural = "s" if count != 1 else ""
+    reason = f"zip archive, read in place: {count} member{plural} (rows {ctx.relpath}!/...)"
+    return [ctx.found("archive", "skipped", reason), *rows]
+
+
+def _shown_target(target: str, root_real: str) -> str:
+    """A symlink's resolved target as files.csv shows it: relative to the study when
+    inside it, else absolute."""
+    if target.startswith(root_real + os.sep):
+        return Path(os.path.relpath(target, root_real)).as_posix()
+    return target
+
+
+def _examine_file(ctx: _Context, walk: _Walk) -> list[_Found]:
+    """Check what the path is (``lstat``/``stat``) before opening it, then examine it.
+
+    A symlink to a file is followed only when its resolved target lies inside the study;
+    the file opened is then that target (opened without following a link again).
+    """
     try:
         st = os.lstat(ctx.path)
         if stat.S_ISLNK(st.st_mode):
+            ctx.link_target = os.readlink(ctx.path)
             try:
                 st = os.stat(ctx.path)
             except FileNotFoundError:
-                return ctx.found("unknown", "error", REASON_BROKEN_SYMLINK)
+                return [ctx.found("unknown", "error", REASON_BROKEN_SYMLINK)]
+            target = os.path.realpath(ctx.path)
+            ctx.link_target = _shown_target(target, walk.root_real)
             if stat.S_ISDIR(st.st_mode):
-                return ctx.found("unknown", "skipped", REASON_DIR_SYMLINK)
+                return [ctx.found("unknown", "skipped", REASON_DIR_SYMLINK)]
+            if not target.startswith(walk.root_real + os.sep):
+                return [ctx.found("unknown", "error", REASON_LINK_OUTSIDE)]
+            ctx.source = Path(target)
         if not stat.S_ISREG(st.st_mode):
-            return ctx.found("unknown", "skipped", REASON_NOT_REGULAR)
-        fp = open_regular_file(ctx.path)
+            return [ctx.found("unknown", "skipped", REASON_NOT_REGULAR)]
+        fp = open_regular_file(ctx.source or ctx.path, nofollow=ctx.source is not None)
     except NotRegularFileError:
-        return ctx.found("unknown", "skipped", REASON_NOT_REGULAR)
+        return [ctx.found("unknown", "skipped", REASON_NOT_REGULAR)]
     except OSError as exc:
-        return ctx.found("unknown", "error", os_reason(exc))
+        return [ctx.found("unknown", "error", os_reason(exc))]
     with fp:
         try:
             ctx.size = os.fstat(fp.fileno()).st_size
-            ctx.sha256 = sha256_of(fp) if hash_files else None
+            ctx.sha256 = sha256_of(fp, walk.should_stop) if walk.hash_files else None
         except OSError as exc:
-            return ctx.found("unknown", "error", os_reason(exc))
+            return [ctx.found("unknown", "error", os_reason(exc))]
         if ctx.size == 0:
-            return ctx.found("unknown", "error", REASON_EMPTY)
-        return _examine_content(fp, ctx)
+            return [ctx.found("unknown", "error", REASON_EMPTY)]
+        fp.seek(0)
+        head = fp.read(ARCHIVE_HEAD_BYTES)
+        if not has_dicm_prefix(head) and archive_kind(head) == "zip":
+            return _examine_zip(fp, ctx, walk)
+        return [_examine_content(fp, ctx, walk)]
 
 
-def _examine(ctx: _Context, hash_files: bool) -> _Found:
-    """Examine one path; whatever goes wrong becomes an error row, never an exception."""
-    try:
-        return _examine_file(ctx, hash_files)
-    except (KeyboardInterrupt, SystemExit, GeneratorExit):
-        raise
-    except BaseException as exc:  # includes a native library's pyo3 PanicException
-        return ctx.found("unknown", "error", f"could not be examined: {short_message(exc)}")
+def _within_slice_limit(item: _Found, walk: _Walk) -> _Found:
+    """The item, or its error row when its slices would take the study over the limit."""
+    if item.member is None:
+        return item
+    count = len(item.member.refs)
+    problem = walk.limits.slices_problem(walk.slices, count)
+    if problem:
+        return _Found(replace(item.record, status="error", reason=problem))
+    walk.slices += count
+    return item
 
 
 # --------------------------------------------------------------------------- series
@@ -295,10 +457,10 @@ def _order_dicom(entries: list[tuple[SliceRef, str]]) -> tuple[list[SliceRef], s
     return [ref for ref, _ in sorted(entries, key=key)], ordering
 
 
-def _make_series(key: str, members: list[_Member]) -> Series:
+def _make_series(key: str, members: list[_Member], limits: StudyLimits) -> Series:
     """One series from the members of a group (first member gives the series fields)."""
     first = members[0]
-    series = Series(key=key, kind=first.kind, rows=first.rows, columns=first.columns)
+    series = Series(key=key, kind=first.kind, rows=first.rows, columns=first.columns, limits=limits)
     entries = [(ref, m.relpath) for m in members for ref in m.refs]
     if first.header is not None:
         h = first.header
@@ -316,7 +478,7 @@ def _make_series(key: str, members: list[_Member]) -> Series:
     return series
 
 
-def _build_series(found: list[_Found]) -> list[Series]:
+def _build_series(found: list[_Found], limits: StudyLimits) -> list[Series]:
     """Group members by identity (order of first appearance) and make unique keys."""
     groups: dict[tuple[object, ...], list[_Member]] = {}
     for item in found:
@@ -324,10 +486,16 @@ def _build_series(found: list[_Found]) -> list[Series]:
             item.member.relpath = item.record.relpath
             groups.setdefault(item.member.group, []).append(item.member)
     used: set[str] = set()
-    return [_make_series(_unique(ms[0].base_key, used), ms) for ms in groups.values()]
+    return [_make_series(_unique(ms[0].base_key, used), ms, limits) for ms in groups.values()]
 
 
-def discover(root: Path, hash_files: bool = True) -> Discovery:
+def discover(
+    root: Path,
+    hash_files: bool = True,
+    *,
+    limits: StudyLimits | None = None,
+    should_stop: StopCheck | None = None,
+) -> Discovery:
     """Walk a study folder and group what it holds into ordered series (read-only).
 
     Parameters
@@ -337,6 +505,15 @@ def discover(root: Path, hash_files: bool = True) -> Discovery:
     hash_files:
         Compute each file's SHA-256 (streamed, 1 MiB at a time); ``False`` leaves
         :attr:`FileRecord.sha256` ``None``.
+    limits:
+        What headers may claim (:class:`~btd_core.study.limits.StudyLimits`); default:
+        those set for this folder by :func:`~btd_core.study.limits.use_limits` (a
+        command's flags), else the defaults.
+    should_stop:
+        Asked before each file, each zip member, each MiB hashed and every 64 frames of
+        a multi-frame header; when it returns true the walk ends within that step and
+        what was found so far is returned with ``cancelled`` set (the file being
+        examined is listed as skipped, :data:`REASON_CANCELLED`).
 
     Returns
     -------
@@ -357,9 +534,30 @@ def discover(root: Path, hash_files: bool = True) -> Discovery:
     root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise NotADirectoryError(f"study folder not found or not a folder: {root}")
+    limits = limits or active_limits(root)
+    walk = _Walk(os.path.realpath(root), limits, hash_files, should_stop)
     found: list[_Found] = []
+    cancelled = False
     for path, relpath, error in walk_entries(root):
+        if should_stop is not None and should_stop():
+            cancelled = True
+            break
         ctx = _Context(path, relpath)
-        found.append(ctx.found("unknown", "error", error) if error else _examine(ctx, hash_files))
+        if error:
+            found.append(ctx.found("unknown", "error", error))
+            continue
+        try:
+            items = _guarded(ctx, lambda c=ctx: _examine_file(c, walk))  # type: ignore[misc]
+        except Cancelled:
+            cancelled = True
+            found.append(_Context(path, relpath).found("unknown", "skipped", REASON_CANCELLED))
+            break
+        found.extend(_within_slice_limit(item, walk) for item in items)
     found.sort(key=lambda item: item.record.relpath)
-    return Discovery(root=root, series=_build_series(found), files=[f.record for f in found])
+    return Discovery(
+        root=root,
+        series=_build_series(found, limits),
+        files=[f.record for f in found],
+        cancelled=cancelled,
+        limits=limits,
+    )

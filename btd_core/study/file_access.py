@@ -50,7 +50,9 @@ class ClampedReader:
 
     Reads never ask the file for more than what is left in it, so a length field that
     claims gigabytes (read by pydicom or zipfile with ``read(length)``) cannot make
-    Python allocate gigabytes for a small file.
+    Python allocate gigabytes for a small file (``BufferedReader.read(n)`` allocates
+    ``n`` bytes before it reads).  The view keeps its own position: while it is in use,
+    nothing else may move the file's.
     """
 
     def __init__(self, raw: IO[bytes], offset: int = 0) -> None:
@@ -58,7 +60,7 @@ class ClampedReader:
         self._offset = offset
         self.name = getattr(raw, "name", None)
         self._end = raw.seek(0, os.SEEK_END)
-        raw.seek(offset)
+        self._pos = raw.seek(offset)
 
     @property
     def size(self) -> int:
@@ -66,18 +68,21 @@ class ClampedReader:
         return max(self._end - self._offset, 0)
 
     def read(self, size: int | None = -1) -> bytes:
-        left = max(self._end - self._raw.tell(), 0)
+        left = self._end - self._pos
         if size is None or size < 0 or size > left:
-            size = left
-        return self._raw.read(size)
+            size = max(left, 0)
+        data = self._raw.read(size)
+        self._pos += len(data)
+        return data
 
     def seek(self, pos: int, whence: int = 0) -> int:
         if whence == os.SEEK_SET:
             pos += self._offset
-        return self._raw.seek(pos, whence) - self._offset
+        self._pos = self._raw.seek(pos, whence)
+        return self._pos - self._offset
 
     def tell(self) -> int:
-        return self._raw.tell() - self._offset
+        return self._pos - self._offset
 
     def seekable(self) -> bool:
         return True

@@ -6,17 +6,19 @@ allocated.  A refusal is a :class:`LimitExceeded` whose message starts with ``re
 names the command-line flag that raises the limit; discovery turns it into an error row.
 
 The defaults bound the memory one slice can take on its way to the model: a frame has at
-most :attr:`StudyLimits.max_pixels` pixels (16384 x 16384 = 268,435,456), so its decoded
-stored values take at most 2 GiB (64-bit samples), its float32 copy 1 GiB, and its tiles
-(see :mod:`btd_core.slices.tiling`) at most 16 bytes per pixel at the default half-tile
-stride.
+most :attr:`StudyLimits.max_pixels` pixels (16384 x 16384 = 268,435,456) and decodes to at
+most :attr:`StudyLimits.max_frame_bytes` (two bytes per pixel: 512 MiB), its float32 copy
+takes at most 1 GiB, and its tiles (see :mod:`btd_core.slices.tiling`) at most 16 bytes
+per pixel at the default half-tile stride (4.3 GB at 16384 x 16384).
 """
 
 from __future__ import annotations
 
 import math
-from contextvars import ContextVar
+import os
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_MAX_SIDE_PIXELS = 16384
 """The default frame limit is this many pixels squared."""
@@ -100,6 +102,26 @@ class StudyLimits:
             )
         return None
 
+    @property
+    def max_frame_bytes(self) -> int:
+        """Bytes one frame may decode to: 16-bit samples at the pixel limit (512 MiB by
+        default), so a colour or 32/64-bit frame at the largest size is refused before a
+        decoder allocates it."""
+        return self.max_pixels * 2
+
+    def frame_bytes_problem(self, rows: int, columns: int, samples: int, bits: int) -> str | None:
+        """Why a frame of ``samples`` samples of ``bits`` bits per pixel is refused for the
+        bytes it decodes to (a 1-bit sample decodes to a byte), or ``None``."""
+        decoded = rows * columns * samples * max(-(-bits // 8), 1)
+        if decoded > self.max_frame_bytes:
+            return (
+                f"refused: {columns} x {rows} pixels x {samples} sample"
+                f"{'s' if samples != 1 else ''} x {bits} bits per frame decode to {decoded} "
+                f"bytes, over the limit of {self.max_frame_bytes} ({self.pixels_label()} "
+                f"x 16 bits, --max-pixels)"
+            )
+        return None
+
     def frames_problem(self, frames: int) -> str | None:
         """Why ``frames`` frames in one file are refused, or ``None``."""
         if frames > self.max_frames:
@@ -119,8 +141,9 @@ class StudyLimits:
         """Why a file of ``file_slices`` slices is refused when the study already has
         ``study_slices``, or ``None``."""
         if study_slices + file_slices > self.max_slices:
+            slices = f"{file_slices} slice{'s' if file_slices != 1 else ''}"
             return (
-                f"refused: its {file_slices} slices would take the study over the limit of "
+                f"refused: its {slices} would take the study over the limit of "
                 f"{self.max_slices} slices (--max-slices)"
             )
         return None
@@ -138,18 +161,24 @@ class StudyLimits:
 
 DEFAULT_LIMITS = StudyLimits()
 
-_ACTIVE: ContextVar[StudyLimits] = ContextVar("btd_study_limits", default=DEFAULT_LIMITS)
+_BY_STUDY: dict[str, StudyLimits] = {}
+_LOCK = threading.Lock()
 
 
-def use_limits(limits: StudyLimits) -> None:
-    """Make ``limits`` the ones :func:`btd_core.study.discovery.discover` applies when it is
-    given none (for the rest of this context: the command's run)."""
-    _ACTIVE.set(limits)
+def use_limits(limits: StudyLimits, study: Path) -> None:
+    """Make ``limits`` the ones :func:`btd_core.study.discovery.discover` applies to the
+    folder ``study`` (compared resolved) when it is given none: how a command's flags
+    reach the discovery its library call makes, without touching other folders."""
+    with _LOCK:
+        _BY_STUDY[os.path.realpath(study)] = limits
 
 
-def active_limits() -> StudyLimits:
-    """The limits set by :func:`use_limits`, else the defaults."""
-    return _ACTIVE.get()
+def active_limits(study: Path | None = None) -> StudyLimits:
+    """The limits set by :func:`use_limits` for ``study``, else the defaults."""
+    if study is None:
+        return DEFAULT_LIMITS
+    with _LOCK:
+        return _BY_STUDY.get(os.path.realpath(study), DEFAULT_LIMITS)
 
 
 def parse_pixels(text: str) -> int:

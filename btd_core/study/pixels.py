@@ -9,62 +9,116 @@ JPEG and TIFF as grayscale in [0, 1]; ``.npy`` as stored.  Every failure becomes
 
 from __future__ import annotations
 
+import io
+import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 import numpy as np
-import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from btd_core.study.dicom_header import has_dicm_prefix, read_dataset
+from btd_core.study.archives import ArchiveError, read_member_of_file
+from btd_core.study.dicom_header import (
+    DicomReadError,
+    PixelClaims,
+    read_dataset,
+    read_pixel_claims,
+)
 from btd_core.study.file_access import (
     IMAGE_FORMATS,
+    ClampedReader,
     npy_problem,
     open_regular_file,
     read_npy_header,
     short_message,
 )
+from btd_core.study.limits import LimitExceeded, StudyLimits
 from btd_core.study.records import Series, SliceRef
 
-SOP_CLASS_UID = 0x00080016
 _COLOUR_PHOTOMETRICS = ("PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+RESCALE_ROWS = 256
+"""Rows rescaled at a time in float64 (keeps the float64 copy of a large frame small)."""
 
 
 class SliceReadError(Exception):
     """A slice could not be read or decoded; the message says what is wrong."""
 
 
+@contextmanager
+def open_slice_file(ref: SliceRef, limits: StudyLimits) -> Iterator[BinaryIO]:
+    """The slice's file, open for reading: ``ref.path``, or its resolved symlink target
+    (opened without following a link again), or its zip member read into memory
+    (checked against ``limits`` first)."""
+    if ref.member is not None and ref.source is not None:
+        yield io.BytesIO(read_member_of_file(ref.source, ref.member, limits))
+        return
+    path = ref.source or ref.path
+    with open_regular_file(path, nofollow=ref.source is not None) as fp:
+        yield fp
+
+
 # --------------------------------------------------------------------------- DICOM
 
 
-def _fast_path_ok(fp: BinaryIO) -> bool:
-    """Whether pydicom can decode straight from the file: ``DICM`` prefix, (0002,0010)
-    Transfer Syntax UID present and not deflated."""
-    fp.seek(0)
-    if not has_dicm_prefix(fp.read(132)):
-        return False
-    fp.seek(0)
-    head = pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=[SOP_CLASS_UID])
-    syntax = head.file_meta.get("TransferSyntaxUID")
-    return bool(syntax) and syntax != DeflatedExplicitVRLittleEndian
+def _check_claims(fp: BinaryIO, series: Series, ref: SliceRef) -> PixelClaims:
+    """Before decoding: the header's claims within the series' limits (the file may have
+    changed since discovery), its size the series' size, grayscale (a colour frame is not
+    decoded at all), the frame in the file, and an uncompressed frame's bytes inside the
+    file.  Returns the claims."""
+    try:
+        claims = read_pixel_claims(fp, series.limits)
+    except DicomReadError as exc:
+        raise SliceReadError(f"could not decode the pixels: {short_message(exc)}") from exc
+    if (
+        series.rows
+        and series.columns
+        and (claims.rows, claims.columns)
+        != (
+            series.rows,
+            series.columns,
+        )
+    ):
+        raise SliceReadError(
+            f"slice is {claims.rows}x{claims.columns} pixels, "
+            f"the series is {series.rows}x{series.columns}"
+        )
+    if claims.samples > 1 or claims.photometric in _COLOUR_PHOTOMETRICS:
+        raise SliceReadError(f"colour image ({claims.photometric or 'RGB'}), expected grayscale")
+    index = ref.frame or 0
+    if index >= claims.frames:
+        raise SliceReadError(f"frame {index} is not in the file ({claims.frames} frames)")
+    end = claims.frame_end(index)
+    if end is not None and claims.file_size is not None and end > claims.file_size:
+        raise SliceReadError(
+            f"could not decode the pixels: truncated pixel data (the frame ends at byte "
+            f"{end}, the file has {claims.file_size})"
+        )
+    return claims
 
 
-def _decode_dicom(ref: SliceRef) -> np.ndarray:
+def _decode_dicom(ref: SliceRef, series: Series) -> np.ndarray:
     """The stored values of the slice's frame: (0028,0002) Samples per Pixel 1 only.
 
     Decodes only frame ``ref.frame`` of a multi-frame file when the file is in the DICOM
-    File Format; a bare dataset (no File Meta Information) is read whole.
+    File Format with its (0002,0010) Transfer Syntax UID (not deflated); a bare dataset
+    (no File Meta Information) or a deflated one is read whole.  The header's claims are
+    checked first (:func:`_check_claims`).
     """
-    with open_regular_file(ref.path) as fp:
-        if _fast_path_ok(fp):
+    with open_slice_file(ref, series.limits) as fp:
+        claims = _check_claims(fp, series, ref)
+        syntax = claims.file_syntax
+        if syntax and syntax != DeflatedExplicitVRLittleEndian:
             info = Dataset()
             fp.seek(0)
-            stored = pixel_array(fp, index=ref.frame, ds_out=info)
+            reader = ClampedReader(fp)  # a hostile fragment length cannot allocate gigabytes
+            stored = pixel_array(reader, index=ref.frame, ds_out=info)  # type: ignore[arg-type]
         else:
-            info, _ = read_dataset(fp, stop_before_pixels=False)
+            info, _ = read_dataset(fp, stop_before_pixels=False, limits=series.limits)
             stored = pixel_array(info, index=ref.frame)
     photometric = str(info.get("PhotometricInterpretation", "")).strip()
     if int(info.get("SamplesPerPixel", 1) or 1) > 1 or photometric in _COLOUR_PHOTOMETRICS:
@@ -72,13 +126,23 @@ def _decode_dicom(ref: SliceRef) -> np.ndarray:
     return stored
 
 
-def _read_dicom(ref: SliceRef) -> np.ndarray:
-    """Stored values x (0028,1053) Rescale Slope + (0028,1052) Rescale Intercept of the slice."""
-    stored = _decode_dicom(ref)
-    values = stored.astype(np.float64)
-    if ref.rescale_slope != 1.0 or ref.rescale_intercept != 0.0:
-        values = values * ref.rescale_slope + ref.rescale_intercept
-    return values.astype(np.float32)
+def _read_dicom(ref: SliceRef, series: Series) -> np.ndarray:
+    """Stored values x (0028,1053) Rescale Slope + (0028,1052) Rescale Intercept of the slice.
+
+    Computed in float64, :data:`RESCALE_ROWS` rows at a time, into a float32 array: the
+    extra memory is the float32 result (4 bytes per pixel), not a float64 copy of the frame.
+    """
+    stored = _decode_dicom(ref, series)
+    if stored.ndim != 2:
+        return stored.astype(np.float32)
+    values = np.empty(stored.shape, dtype=np.float32)
+    rescale = ref.rescale_slope != 1.0 or ref.rescale_intercept != 0.0
+    for top in range(0, stored.shape[0], RESCALE_ROWS):
+        block = stored[top : top + RESCALE_ROWS].astype(np.float64)
+        if rescale:
+            block = block * ref.rescale_slope + ref.rescale_intercept
+        values[top : top + RESCALE_ROWS] = block
+    return values
 
 
 # --------------------------------------------------------------------------- images, .npy
@@ -103,25 +167,39 @@ def _image_values(im: Image.Image) -> np.ndarray:
     return np.asarray(im).astype(np.float32) / 255.0
 
 
-def _read_image(ref: SliceRef) -> np.ndarray:
-    """A PNG/JPEG/TIFF page as grayscale (colour is converted with Pillow's ``L`` weights)."""
-    with open_regular_file(ref.path) as fp, Image.open(fp, formats=IMAGE_FORMATS) as im:
+def _read_image(ref: SliceRef, series: Series) -> np.ndarray:
+    """A PNG/JPEG/TIFF page as grayscale (colour is converted with Pillow's ``L`` weights);
+    its size is checked against the series' limits before it is decoded."""
+    with (
+        open_slice_file(ref, series.limits) as fp,
+        Image.open(fp, formats=IMAGE_FORMATS) as im,
+    ):
         if ref.frame is not None:
             im.seek(ref.frame)
+        columns, rows = im.size
+        refused = series.limits.frame_problem(rows, columns)
+        if refused:
+            raise SliceReadError(refused)
         im.load()
         return _image_values(im)
 
 
-def _read_npy(ref: SliceRef) -> np.ndarray:
-    """The 2-D array, or frame ``ref.frame`` of a 3-D one, as float32 (values as stored)."""
-    with open_regular_file(ref.path) as fp:
+def _read_npy(ref: SliceRef, series: Series) -> np.ndarray:
+    """The 2-D array, or frame ``ref.frame`` of a 3-D one, as float32 (values as stored);
+    its header is checked again (:func:`~btd_core.study.file_access.npy_problem`)."""
+    with open_slice_file(ref, series.limits) as fp:
         shape, dtype, fortran, offset = read_npy_header(fp)
-        fp.seek(0, 2)
-        problem = npy_problem(shape, dtype, fp.tell() - offset)
+        size = fp.seek(0, 2)
+        problem = npy_problem(shape, dtype, size - offset, series.limits)
         if problem:
             raise SliceReadError(problem)
         order = "F" if fortran else "C"
-        array = np.memmap(fp, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+        if isinstance(fp, io.BytesIO):
+            count = math.prod(shape)
+            flat = np.frombuffer(fp.getbuffer(), dtype=dtype, count=count, offset=offset)
+            array = flat.reshape(shape, order=order)
+        else:
+            array = np.memmap(fp, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
         try:
             part = array if ref.frame is None or len(shape) == 2 else array[ref.frame]
             return np.array(part, dtype=np.float32)
@@ -170,7 +248,8 @@ def read_slice(series: Series, ref: SliceRef) -> np.ndarray:
     ------
     SliceReadError
         For any failure: unreadable or truncated file, codec missing or failing,
-        colour image, wrong size, non-finite values.
+        colour image, wrong size, non-finite values, a header over the series' limits
+        (``refused: ...``), a zip member that cannot be read.
     """
     reader = _READERS.get(series.kind)
     if reader is None:
@@ -178,9 +257,11 @@ def read_slice(series: Series, ref: SliceRef) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            values = reader(ref)
+            values = reader(ref, series)
     except SliceReadError:
         raise
+    except (LimitExceeded, ArchiveError) as exc:
+        raise SliceReadError(short_message(exc, limit=300)) from exc
     except PermissionError as exc:
         raise SliceReadError("permission denied") from exc
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
