@@ -44,16 +44,19 @@ Post = Callable[[Message], object]
 """Posts a message to the app (``App.post_message``: thread safe)."""
 
 
-def load_discovery(study_dir: Path, post: Post) -> None:
-    """Walk the study folder (read-only); post DiscoveryReady or DiscoveryFailed."""
+def load_discovery(study_dir: Path, post: Post, should_stop: Callable[[], bool]) -> None:
+    """Walk the study folder (read-only); post DiscoveryReady or DiscoveryFailed.  When
+    ``should_stop`` turns true (the app quits) the walk ends within a file and posts
+    nothing."""
     try:
         from btd_core.study.discovery import discover
 
-        discovery = discover(study_dir)
+        discovery = discover(study_dir, should_stop=should_stop)
     except Exception as err:  # a study that cannot be walked at all
         post(DiscoveryFailed(f"{type(err).__name__}: {err}"))
         return
-    post(DiscoveryReady(discovery))
+    if not should_stop():
+        post(DiscoveryReady(discovery))
 
 
 def load_scorer(
@@ -202,7 +205,10 @@ class AuditWorkers:
         """Walk the study and open the model, each in its own thread."""
         request, post = self._request, self._app.post_message
         self._start(
-            lambda: load_discovery(request.study_dir, post), "discovery", "load", exclusive=False
+            lambda: load_discovery(request.study_dir, post, self.stop_event.is_set),
+            "discovery",
+            "load",
+            exclusive=False,
         )
         self._start(
             lambda: load_scorer(request.model_path, request.provider, post, request.engine),

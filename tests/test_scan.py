@@ -151,13 +151,15 @@ def test_hostile_study(tmp_path: Path, ct_onnx: Path, capsys):
 def test_cancel_stops_early_and_says_so(tmp_path: Path, ct_onnx: Path):
     study = tmp_path / "study"
     write_series(study, "CT_small.dcm", 5)
-    calls = []
-
-    def stop() -> bool:
-        calls.append(1)
-        return len(calls) > 2
-
-    result = audit_study(study, ct_onnx, tmp_path / "out", provider="cpu", should_stop=stop)
+    done = []  # should_stop is asked during discovery too: stop after two scored slices
+    result = audit_study(
+        study,
+        ct_onnx,
+        tmp_path / "out",
+        provider="cpu",
+        on_progress=done.append,
+        should_stop=lambda: len(done) >= 2,
+    )
     assert result.outcome.cancelled
     assert len(result.findings) == 2
     statuses = sorted(f.status for f in result.discovery.files)

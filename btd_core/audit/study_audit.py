@@ -55,8 +55,12 @@ def open_study(
     provider: ProviderChoice = "auto",
     engine: EngineOptions | None = None,
     batch_size: int | None = None,
+    should_stop: StopCheck | None = None,
 ) -> tuple[Discovery, Scorer]:
     """Walk the study and open the model's session (seconds on a GPU) at the same time.
+
+    ``should_stop`` is checked while the study is walked (a cancelled walk returns what
+    it found, with ``cancelled`` set, and the scan then stops at once).
 
     Raises
     ------
@@ -68,7 +72,7 @@ def open_study(
         raise ModelOpenError("model file not found", f"no such model file: {model}")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="btd-session") as pool:
         opening = pool.submit(open_scorer, model, provider, engine, batch_size)
-        discovery = discover(study_dir)
+        discovery = discover(study_dir, should_stop=should_stop)
         return discovery, opening.result()
 
 
@@ -111,7 +115,7 @@ def audit_study(
     check_output_outside(out_dir, study_dir, what="report folder", inputs_are="study")
     started = utc_now()
     settings = settings or ScanSettings(keep_views=overlays)
-    discovery, scorer = open_study(study_dir, model, provider, engine, batch_size)
+    discovery, scorer = open_study(study_dir, model, provider, engine, batch_size, should_stop)
     slice_score = (score or ScoreRequest()).resolve(model, scorer.model_sha256)
     outcome = scan(
         discovery,

@@ -15,10 +15,9 @@ from btd_core.slices.tiling import (
     BODY_FRACTION,
     BODY_LEVEL,
     HeatMap,
-    body_mask,
     centred_patch_origin,
     crop_patch,
-    extract_tiles,
+    select_body_tiles,
     tile_grid,
 )
 from btd_core.slices.windowing import to_model_range
@@ -158,10 +157,9 @@ def select_tiles(image: np.ndarray, size: int, settings: ScanSettings) -> TileSe
         tiles = crop_patch(image, origin[0], origin[1], size)[None]
         return TileSet([origin], tiles, tiles_skipped=0, tile_size=size, stride=size)
     grid = tile_grid(image.shape[0], image.shape[1], size, stride)
-    tiles = extract_tiles(image, grid)
-    keep = body_mask(tiles, settings.body_level, settings.body_fraction)
+    keep, tiles = select_body_tiles(image, grid, settings.body_level, settings.body_fraction)
     kept = [o for o, k in zip(grid.origins, keep, strict=True) if k]
-    return TileSet(kept, tiles[keep], int((~keep).sum()), tile_size=size, stride=stride)
+    return TileSet(kept, tiles, int((~keep).sum()), tile_size=size, stride=stride)
 
 
 def score_tiles(tile_set: TileSet, scorer: Scorer) -> ImageScores:
