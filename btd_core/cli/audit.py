@@ -10,12 +10,14 @@ from rich.console import Console
 
 from btd_core.cli.args import (
     add_engine_arguments,
+    add_limit_arguments,
     add_model_argument,
     add_provider_argument,
     add_score_arguments,
     add_stride_argument,
     engine_options,
     score_request,
+    study_limits,
 )
 from btd_core.cli.failures import cannot_run
 
@@ -46,6 +48,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="do not start scoring at once (press s)",
     )
     add_score_arguments(parser)
+    add_limit_arguments(parser)
     add_engine_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -62,7 +65,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cannot_run(console, "btd audit", err)
     if not model.is_file():
         return cannot_run(console, "btd audit", f"no such model file: {model}")
+    from btd_core.study.limits import use_limits
     from btd_tui.factory import create_app
+
+    use_limits(study_limits(args), args.study)  # what discovery refuses (--max-pixels, ...)
 
     app = create_app(
         args.study,
