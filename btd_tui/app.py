@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from btd_core.engine.options import EngineOptions
     from btd_core.scoring.strategy import ScoreRequest, SliceScore
     from btd_core.scoring.tiles import ScanSettings
+    from btd_core.study.limits import StudyLimits
     from btd_core.study.records import Discovery
 
 TABLE_REFRESH_S = 0.5
@@ -337,6 +338,7 @@ def create_app(
     engine: EngineOptions | None = None,
     workers: int | None = None,
     score: ScoreRequest | None = None,
+    limits: StudyLimits | None = None,
 ) -> BtdApp:
     """The audit app for ``study_dir`` scored by the ONNX scorer ``model``.
 
@@ -352,7 +354,8 @@ def create_app(
     ``score``: the slice score asked for (:class:`btd_core.scoring.strategy.ScoreRequest`,
     as ``btd scan --score/--window/--calibration``; default auto), resolved once the
     model is open: one that cannot run (no calibration, another model's) is an error
-    on screen.
+    on screen; ``limits``: what the study's headers may claim (default
+    :data:`btd_core.study.limits.DEFAULT_LIMITS`).
     """
     request = AuditRequest(
         study_dir=Path(study_dir),
@@ -365,6 +368,7 @@ def create_app(
         workers=workers,
         engine=engine,
         score=score,
+        limits=limits,
         command_line=tuple(command_line if command_line is not None else sys.argv),
     )
     return BtdApp(request)

@@ -38,20 +38,26 @@ from btd_tui.state import AuditRequest, AuditSession, SliceKey
 if TYPE_CHECKING:
     from btd_core.audit.pipeline import ScanOutcome
     from btd_core.engine.options import EngineOptions
+    from btd_core.study.limits import StudyLimits
     from btd_core.study.records import Series
 
 Post = Callable[[Message], object]
 """Posts a message to the app (``App.post_message``: thread safe)."""
 
 
-def load_discovery(study_dir: Path, post: Post, should_stop: Callable[[], bool]) -> None:
+def load_discovery(
+    study_dir: Path,
+    post: Post,
+    should_stop: Callable[[], bool],
+    limits: StudyLimits | None = None,
+) -> None:
     """Walk the study folder (read-only); post DiscoveryReady or DiscoveryFailed.  When
     ``should_stop`` turns true (the app quits) the walk ends within a file and posts
     nothing."""
     try:
         from btd_core.study.discovery import discover
 
-        discovery = discover(study_dir, should_stop=should_stop)
+        discovery = discover(study_dir, limits=limits, should_stop=should_stop)
     except Exception as err:  # a study that cannot be walked at all
         post(DiscoveryFailed(f"{type(err).__name__}: {err}"))
         return
@@ -205,7 +211,7 @@ class AuditWorkers:
         """Walk the study and open the model, each in its own thread."""
         request, post = self._request, self._app.post_message
         self._start(
-            lambda: load_discovery(request.study_dir, post, self.stop_event.is_set),
+            lambda: load_discovery(request.study_dir, post, self.stop_event.is_set, request.limits),
             "discovery",
             "load",
             exclusive=False,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from btd_core.engine.options import EngineOptions
     from btd_core.scoring.strategy import ScoreRequest, SliceScore
     from btd_core.scoring.tiles import ScanSettings
+    from btd_core.study.limits import StudyLimits
     from btd_core.study.records import Discovery
 
 SliceKey = tuple[str, int]
@@ -87,6 +88,7 @@ class AuditRequest:
     workers: int | None = None
     engine: EngineOptions | None = None
     score: ScoreRequest | None = None
+    limits: StudyLimits | None = None
     command_line: Sequence[str] = field(default_factory=tuple)
 
 

@@ -23,6 +23,7 @@ from btd_core.scoring.calibration import Calibration, fit_calibration, sidecar_p
 from btd_core.scoring.strategy import SliceScore
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.scoring.windows import WINDOW_PX, LocalWindows
+from btd_core.study.limits import StudyLimits
 
 MAX_WINDOWS_PER_SLICE = 4000
 
@@ -47,6 +48,7 @@ def calibrate_model(
     window: int = WINDOW_PX,
     window_stride: int | None = None,
     engine: EngineOptions | None = None,
+    limits: StudyLimits | None = None,
     on_progress: ProgressCallback | None = None,
     max_windows_per_slice: int = MAX_WINDOWS_PER_SLICE,
     seed: int = 0,
@@ -83,7 +85,7 @@ def calibrate_model(
             rows = rows[rng.choice(len(rows), max_windows_per_slice, replace=False)]
         kept.append(rows)
 
-    discovery, scorer = open_study(genuine_dir, model, provider, engine)
+    discovery, scorer = open_study(genuine_dir, model, provider, engine, limits=limits)
     outcome = scan(
         discovery,
         scorer,

@@ -25,6 +25,7 @@ from btd_core.findings.report import ReportFiles, RunInfo, write_report
 from btd_core.scoring.strategy import ScoreRequest, SliceScore
 from btd_core.study.discovery import discover
 from btd_core.study.evidence import check_output_outside
+from btd_core.study.limits import StudyLimits
 from btd_core.study.records import Discovery, Finding
 
 
@@ -56,6 +57,7 @@ def open_study(
     engine: EngineOptions | None = None,
     batch_size: int | None = None,
     should_stop: StopCheck | None = None,
+    limits: StudyLimits | None = None,
 ) -> tuple[Discovery, Scorer]:
     """Walk the study and open the model's session (seconds on a GPU) at the same time.
 
@@ -72,7 +74,7 @@ def open_study(
         raise ModelOpenError("model file not found", f"no such model file: {model}")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="btd-session") as pool:
         opening = pool.submit(open_scorer, model, provider, engine, batch_size)
-        discovery = discover(study_dir, should_stop=should_stop)
+        discovery = discover(study_dir, limits=limits, should_stop=should_stop)
         return discovery, opening.result()
 
 
@@ -91,6 +93,7 @@ def audit_study(
     should_stop: StopCheck | None = None,
     engine: EngineOptions | None = None,
     score: ScoreRequest | None = None,
+    limits: StudyLimits | None = None,
 ) -> AuditResult:
     """Audit ``study_dir`` with the ONNX scorer ``model``; write the report into ``out_dir``.
 
@@ -98,7 +101,8 @@ def audit_study(
     onnxruntime runs (:class:`btd_core.engine.scorer.EngineOptions`).  ``score`` is the
     slice score asked for (default ``auto``: calibrated when the model has a calibration,
     else local), resolved once against the model before the scan starts
-    (:class:`btd_core.scoring.strategy.ScoreRequest`).
+    (:class:`btd_core.scoring.strategy.ScoreRequest`).  ``limits``: what the study's
+    headers may claim (default :data:`btd_core.study.limits.DEFAULT_LIMITS`).
 
     Raises
     ------
@@ -115,7 +119,9 @@ def audit_study(
     check_output_outside(out_dir, study_dir, what="report folder", inputs_are="study")
     started = utc_now()
     settings = settings or ScanSettings(keep_views=overlays)
-    discovery, scorer = open_study(study_dir, model, provider, engine, batch_size, should_stop)
+    discovery, scorer = open_study(
+        study_dir, model, provider, engine, batch_size, should_stop, limits
+    )
     slice_score = (score or ScoreRequest()).resolve(model, scorer.model_sha256)
     outcome = scan(
         discovery,

@@ -65,10 +65,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cannot_run(console, "btd audit", err)
     if not model.is_file():
         return cannot_run(console, "btd audit", f"no such model file: {model}")
-    from btd_core.study.limits import use_limits
     from btd_tui.factory import create_app
-
-    use_limits(study_limits(args), args.study)  # what discovery refuses (--max-pixels, ...)
 
     app = create_app(
         args.study,
@@ -81,6 +78,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         engine=engine_options(args),
         workers=args.workers,
         score=score_request(args),
+        limits=study_limits(args),
     )
     result = app.run()
     return int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)

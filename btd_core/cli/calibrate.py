@@ -55,9 +55,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd calibrate``; returns the exit status."""
     from btd_core.audit.calibrate import calibrate_model
     from btd_core.scoring.tiles import ScanSettings
-    from btd_core.study.limits import use_limits
-
-    use_limits(study_limits(args), args.genuine)  # what discovery refuses (--max-pixels, ...)
 
     progress, on_progress = slice_progress(console, "calibrating")
     settings = ScanSettings(stride=args.stride, workers=args.workers)
@@ -71,6 +68,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 settings=settings,
                 window=args.window,
                 engine=engine_options(args),
+                limits=study_limits(args),
                 on_progress=on_progress,
             )
     except (*cannot_run_errors(), OSError) as err:

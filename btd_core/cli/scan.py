@@ -76,9 +76,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_core.audit.pipeline import ScanSettings
     from btd_core.audit.study_audit import audit_study
     from btd_core.findings.output_folder import prepare_report_folder
-    from btd_core.study.limits import use_limits
-
-    use_limits(study_limits(args), args.study)  # what discovery refuses (--max-pixels, ...)
 
     if not args.study.is_dir():
         return cannot_run(console, "btd scan", f"{args.study} is not a folder")
@@ -106,6 +103,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 include_phi=not args.no_phi,
                 engine=engine_options(args),
                 score=score_request(args),
+                limits=study_limits(args),
                 command_line=sys.argv,
                 on_progress=on_progress,
                 should_stop=interrupt.requested,

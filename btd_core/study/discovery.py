@@ -57,7 +57,7 @@ from btd_core.study.file_access import (
     short_message,
     walk_entries,
 )
-from btd_core.study.limits import LimitExceeded, StudyLimits, active_limits
+from btd_core.study.limits import DEFAULT_LIMITS, LimitExceeded, StudyLimits
 from btd_core.study.records import (
     Discovery,
     FileKind,
@@ -507,8 +507,7 @@ def discover(
         :attr:`FileRecord.sha256` ``None``.
     limits:
         What headers may claim (:class:`~btd_core.study.limits.StudyLimits`); default:
-        those set for this folder by :func:`~btd_core.study.limits.use_limits` (a
-        command's flags), else the defaults.
+        :data:`~btd_core.study.limits.DEFAULT_LIMITS`.
     should_stop:
         Asked before each file, each zip member, each MiB hashed and every 64 frames of
         a multi-frame header; when it returns true the walk ends within that step and
@@ -534,7 +533,7 @@ def discover(
     root = Path(os.path.abspath(root))
     if not root.is_dir():
         raise NotADirectoryError(f"study folder not found or not a folder: {root}")
-    limits = limits or active_limits(root)
+    limits = limits or DEFAULT_LIMITS
     walk = _Walk(os.path.realpath(root), limits, hash_files, should_stop)
     found: list[_Found] = []
     cancelled = False

@@ -15,10 +15,7 @@ per pixel at the default half-tile stride (4.3 GB at 16384 x 16384).
 from __future__ import annotations
 
 import math
-import os
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 DEFAULT_MAX_SIDE_PIXELS = 16384
 """The default frame limit is this many pixels squared."""
@@ -160,25 +157,6 @@ class StudyLimits:
 
 
 DEFAULT_LIMITS = StudyLimits()
-
-_BY_STUDY: dict[str, StudyLimits] = {}
-_LOCK = threading.Lock()
-
-
-def use_limits(limits: StudyLimits, study: Path) -> None:
-    """Make ``limits`` the ones :func:`btd_core.study.discovery.discover` applies to the
-    folder ``study`` (compared resolved) when it is given none: how a command's flags
-    reach the discovery its library call makes, without touching other folders."""
-    with _LOCK:
-        _BY_STUDY[os.path.realpath(study)] = limits
-
-
-def active_limits(study: Path | None = None) -> StudyLimits:
-    """The limits set by :func:`use_limits` for ``study``, else the defaults."""
-    if study is None:
-        return DEFAULT_LIMITS
-    with _LOCK:
-        return _BY_STUDY.get(os.path.realpath(study), DEFAULT_LIMITS)
 
 
 def parse_pixels(text: str) -> int:
