@@ -138,3 +138,10 @@ def test_tied_slices_rank_deterministically_and_every_top_overlay_is_written(ct_
     assert len(blocks) == 3  # all scores equal: one series after the other ...
     for uid in blocks:  # ... each in slice order
         assert [index for u, index in ranked if u == uid] == list(range(5))
+
+
+def test_limit_flags_reach_discovery(study, ct_onnx, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert scan(study, ct_onnx, out, "--max-pixels", "64") == ExitStatus.SOME_FAILED
+    reasons = [line for line in (out / "files.csv").read_text().splitlines()[1:]]
+    assert reasons and all("over the limit of 64 x 64 (--max-pixels)" in r for r in reasons)
