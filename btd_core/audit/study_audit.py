@@ -94,6 +94,7 @@ def audit_study(
     engine: EngineOptions | None = None,
     score: ScoreRequest | None = None,
     limits: StudyLimits | None = None,
+    dicom_top: int | None = None,
 ) -> AuditResult:
     """Audit ``study_dir`` with the ONNX scorer ``model``; write the report into ``out_dir``.
 
@@ -103,6 +104,8 @@ def audit_study(
     else local), resolved once against the model before the scan starts
     (:class:`btd_core.scoring.strategy.ScoreRequest`).  ``limits``: what the study's
     headers may claim (default :data:`btd_core.study.limits.DEFAULT_LIMITS`).
+    ``dicom_top``: when given, each DICOM series' top ``dicom_top`` slices are also
+    written as DICOM SR and SEG into ``out_dir/dicom`` (see :func:`write_audit_report`).
 
     Raises
     ------
@@ -142,6 +145,7 @@ def audit_study(
         overlays=overlays,
         include_phi=include_phi,
         command_line=command_line,
+        dicom_top=dicom_top,
     )
 
 
@@ -157,6 +161,7 @@ def write_audit_report(
     overlays: int = 10,
     include_phi: bool = True,
     command_line: Sequence[str] | None = None,
+    dicom_top: int | None = None,
 ) -> AuditResult:
     """Rank a finished (or cancelled) scan and write its report and overlays into ``out_dir``.
 
@@ -164,12 +169,22 @@ def write_audit_report(
     overlay, or the report's settings say why not (``overlays_missing``: a slice scored
     by an earlier run of the app keeps no image).  With ``--overwrite`` the overlays of
     an earlier report in ``out_dir`` are replaced, and its surplus ``rankNNN.png`` removed.
+    With ``dicom_top``, :func:`btd_core.findings.dicom_export.write_dicom_findings` also
+    writes ``out_dir/dicom`` (its files hashed in ``report.json``, its notes under
+    ``settings.dicom``).
     """
     out_dir = Path(out_dir).resolve()  # overlay paths are then absolute, whatever the cwd
     check_output_outside(out_dir, discovery.root, what="report folder", inputs_are="study")
     findings = rank(outcome.results, discovery)
     out_dir.mkdir(parents=True, exist_ok=True)
     overlay_paths, missing = _write_overlays(out_dir, findings[:overlays], outcome)
+    dicom = None
+    if dicom_top is not None:  # highdicom is imported only when asked for
+        from btd_core.findings.dicom_export import write_dicom_findings
+        from btd_core.findings.dicom_sr import Producer
+
+        producer = Producer(__version__, scorer.model_sha256, slice_score.mode)
+        dicom = write_dicom_findings(out_dir, findings, discovery, producer, dicom_top)
     run = RunInfo(
         tool_version=__version__,
         command_line=list(command_line if command_line is not None else sys.argv),
@@ -185,6 +200,7 @@ def write_audit_report(
         settings={
             **_settings_record(settings, slice_score, scorer, outcome),
             "overlays_missing": missing,
+            **({"dicom": dicom.record()} if dicom else {}),
         },
         library_versions=library_versions(),
     )
@@ -194,7 +210,7 @@ def write_audit_report(
         findings,
         discovery.files,
         include_phi=include_phi,
-        extra_files=overlay_paths,
+        extra_files=overlay_paths + (dicom.files if dicom else []),
         slices_scored=len(outcome.results),
     )
     return AuditResult(discovery, outcome, findings, report, run, overlay_paths)

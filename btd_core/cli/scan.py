@@ -30,6 +30,12 @@ from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
 from btd_core.study.records import series_label
 
+DICOM_NO_PHI = (
+    "--dicom copies the patient and study modules (name, ID, birth date, ...) from the "
+    "source images into the SR and SEG, so it cannot honour --no-phi: leave out one of them "
+    "(de-identify the study first to share DICOM findings without PHI)"
+)
+
 if TYPE_CHECKING:  # imported when a command runs: btd --help stays quick
     from btd_core.audit.study_audit import AuditResult
 
@@ -65,6 +71,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave patient identifiers (name, ID, study date) out of the report",
     )
+    parser.add_argument(
+        "--dicom",
+        action="store_true",
+        help="also write each DICOM series' top --top slices as a DICOM SR (TID 1500) and a "
+        "SEG of the flagged regions into OUT/dicom, to open in a DICOM viewer (copies the "
+        "patient and study modules: not with --no-phi)",
+    )
     add_overwrite_argument(parser)
     add_engine_arguments(parser)
     add_limit_arguments(parser)
@@ -79,6 +92,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
     if not args.study.is_dir():
         return cannot_run(console, "btd scan", f"{args.study} is not a folder")
+    if args.dicom and args.no_phi:
+        return cannot_run(console, "btd scan", DICOM_NO_PHI)
     errors = cannot_run_errors()
     try:
         prepare_report_folder(args.out, args.study, overwrite=args.overwrite)
@@ -104,6 +119,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 engine=engine_options(args),
                 score=score_request(args),
                 limits=study_limits(args),
+                dicom_top=args.top if args.dicom else None,
                 command_line=sys.argv,
                 on_progress=on_progress,
                 should_stop=interrupt.requested,
@@ -114,6 +130,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cannot_run(console, "btd scan", f"cannot write the report into {args.out}: {err}")
     print_audit_summary(console, result, args.top)
     _print_score_mode(console, result.run.settings, args)
+    _print_dicom(console, result.run.settings.get("dicom"))
     if result.outcome.cancelled:
         done, total = result.outcome.slices_done, result.outcome.slices_total
         line = f"cancelled after {done} of {total} slices: the report holds what was done"
@@ -122,6 +139,19 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if not result.findings:
         return ExitStatus.SOME_FAILED  # nothing could be scored: not a clean audit
     return ExitStatus.SOME_FAILED if result.files_failed else ExitStatus.OK
+
+
+def _print_dicom(console: Console, record: object) -> None:
+    """Where ``--dicom`` wrote its objects, and each series' note (not DICOM, refused)."""
+    if not isinstance(record, dict):
+        return
+    series = record.get("series", [])
+    written = sum(len(item["files"]) for item in series)
+    console.print(Text(f"dicom: {written} DICOM objects in {record['folder']}/"))
+    for item in series:
+        if item["note"]:
+            line = f"dicom: {printable(item['series_key'])}: {printable(item['note'])}"
+            console.print(Text(line, style="yellow"), soft_wrap=True)
 
 
 def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace) -> None:
