@@ -1,12 +1,13 @@
 """The coded concepts btd's DICOM findings use (Structured Report and Segmentation).
 
 No standard code says "this image region may be synthetic (GAN/diffusion-edited)", so
-the finding, the score's name and the procedure are private codes of the coding scheme
-``99BTD`` (``99`` + name: a private scheme, DICOM PS3.16 section 8.2), declared in each
-object's Coding Scheme Identification Sequence (0008,0110).  Where a standard code fits
-it is used: DCM 121071 "Finding" names the qualitative evaluation, SCT 49755003
-"Morphologically abnormal structure" is the segment's category, and the score's unit is
-UCUM ``{score}`` (an annotation of the unity: a dimensionless number).
+the finding, the score's name, the assessment and the procedure are private codes of the
+coding scheme ``99BTD`` (``99`` + name: a private scheme, DICOM PS3.16 section 8.2),
+declared in each object's Coding Scheme Identification Sequence (0008,0110).  Where a
+standard code fits it is used: DCM 121007 "Device" is the observer type, SCT 49755003
+"Morphologically abnormal structure" the segment's category, DCM 123110 "Artificial
+Intelligence" the segmentation algorithm's family, and the score's unit is UCUM
+``{score}`` (an annotation of the unity: a dimensionless number).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ DETECTION_PROCEDURE = CodedConcept("BTD003", SCHEME, "Synthetic content detectio
 SCORE_UNIT = CodedConcept("{score}", "UCUM", "score")
 """UCUM unit of the slice score: dimensionless."""
 
-FINDING = codes.DCM.Finding
-"""DCM 121071 "Finding": the concept name of the qualitative evaluation."""
+AUTHENTICITY = CodedConcept("BTD004", SCHEME, "Image authenticity assessment")
+"""The concept name of the qualitative evaluation whose value is :data:`SUSPECTED_SYNTHETIC`
+(DCM 121071 "Finding" is already the ROI group's finding type, and TID 1410 allows one)."""
 
 ABNORMAL_STRUCTURE = codes.SCT.MorphologicallyAbnormalStructure
 """SCT 49755003: the segmented property category of the flagged regions."""

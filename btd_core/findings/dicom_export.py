@@ -154,7 +154,11 @@ def _export_series(
 
 
 def _message(err: BaseException) -> str:
-    """``Type: first line of the message``, printable, short."""
+    """What went wrong, printable and short: the attribute a source header lacks, else
+    ``Type: first line of the message``."""
+    missing = getattr(err, "name", None) if isinstance(err, AttributeError) else None
+    if missing:
+        return f"the source header has no {printable(str(missing))}"
     return f"{type(err).__name__}: {short_message(err)}"
 
 

@@ -28,9 +28,9 @@ from pydicom import Dataset
 from pydicom.uid import generate_uid
 
 from btd_core.findings.dicom_codes import (
+    AUTHENTICITY,
     DETECTION_PROCEDURE,
     DEVICE,
-    FINDING,
     SCHEME_ITEM,
     SCORE_UNIT,
     SUSPECTED_SYNTHETIC,
@@ -171,7 +171,7 @@ def _roi_group(
         algorithm_id=producer.algorithm(),
         measurements=[score],
         qualitative_evaluations=[
-            hd.sr.QualitativeEvaluation(name=FINDING, value=SUSPECTED_SYNTHETIC)
+            hd.sr.QualitativeEvaluation(name=AUTHENTICITY, value=SUSPECTED_SYNTHETIC)
         ],
     )
 
