@@ -128,7 +128,6 @@ def _export_series(
     folder: Path, rank: int, series: Series, chosen: Sequence[Finding], producer: Producer
 ) -> SeriesExport:
     """The SR and SEG of one series, or the note that says why not."""
-    made = SeriesExport(series.key, series.kind, len(chosen))
     if series.kind != "dicom":
         return SeriesExport(series.key, series.kind, len(chosen), note=_not_dicom(series))
     try:
@@ -150,7 +149,7 @@ def _export_series(
             notes.append(f"no {suffix.upper()}: {_message(err)}")
             continue
         written.append(f"{DICOM_FOLDER}/{name}")
-    return SeriesExport(made.series_key, made.kind, made.slices, tuple(written), "; ".join(notes))
+    return SeriesExport(series.key, series.kind, len(chosen), tuple(written), "; ".join(notes))
 
 
 def _message(err: BaseException) -> str:
