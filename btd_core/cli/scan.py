@@ -130,7 +130,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cannot_run(console, "btd scan", f"cannot write the report into {args.out}: {err}")
     print_audit_summary(console, result, args.top)
     _print_score_mode(console, result.run.settings, args)
-    _print_dicom(console, result.run.settings.get("dicom"))
+    _print_dicom(console, result.run.settings.get("dicom"), result.report.sidecar_json.parent)
     if result.outcome.cancelled:
         done, total = result.outcome.slices_done, result.outcome.slices_total
         line = f"cancelled after {done} of {total} slices: the report holds what was done"
@@ -141,13 +141,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
     return ExitStatus.SOME_FAILED if result.files_failed else ExitStatus.OK
 
 
-def _print_dicom(console: Console, record: object) -> None:
+def _print_dicom(console: Console, record: object, report_dir: Path) -> None:
     """Where ``--dicom`` wrote its objects, and each series' note (not DICOM, refused)."""
     if not isinstance(record, dict):
         return
     series = record.get("series", [])
     written = sum(len(item["files"]) for item in series)
-    console.print(Text(f"dicom: {written} DICOM objects in {record['folder']}/"))
+    folder = report_dir / str(record["folder"])
+    console.print(Text(f"dicom: {written} DICOM objects (SR, SEG) in {folder}"), soft_wrap=True)
     for item in series:
         if item["note"]:
             line = f"dicom: {printable(item['series_key'])}: {printable(item['note'])}"
