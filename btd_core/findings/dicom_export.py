@@ -75,10 +75,6 @@ class DicomExport:
             "series": [vars(item) | {"files": list(item.files)} for item in self.series],
         }
 
-    def notes(self) -> list[str]:
-        """One printable line per series that did not get both objects."""
-        return [f"{printable(item.series_key)}: {item.note}" for item in self.series if item.note]
-
 
 def write_dicom_findings(
     report_dir: Path,
