@@ -1,30 +1,34 @@
-"""Detection quality of the score modes on real chest CT the model never saw.
+"""Detection quality on real chest CT: edits in the lungs, location known and unknown.
 
-Data: pyradiomics' ``lung1`` (a real chest CT, 512 x 512 x 48, with a labelled nodule
-in slices 32-34; ``lung2`` of the same package is reserved and never used here).
-Slices 0-23 train the model and its calibration; slices 24-47 are the test series.
+Data: pyradiomics' ``lung1`` (a real chest CT, 512 x 512 x 48, 5 mm slices, with a
+labelled nodule in slices 32-34; ``lung2`` of the same package is reserved for
+independent evaluation and never used here).  Slices 0-23 train the model and its
+calibration; slices 24-47 are the test series.
 
-1. Model: the method's U-Net, trained here with the library's ``p_losses`` on random
-   crops of the training slices (``--train-steps``, ``--crop``; t in [0, 100), the
-   low-noise end that the t = 0 score uses), exported by btd-export; or ``--model``
-   with ``--checkpoint`` for one trained elsewhere (say on a GPU with ``btd train``).
-2. Calibration on the training slices (``btd calibrate``'s own code path).
-3. Tampering of the test slices by both of ``btd tamper``'s methods: copy-move, and
-   diffusion inpainting (by default with the detector's own checkpoint: the attacker
-   knows the model, the hardest case; ``--attacker`` names another), injection and
-   removal, at three sizes, at random body locations, two per slice, method, kind and size.
-4. Location known (the paper's protocol): AUROC of tampered vs the same location in
-   the untouched slice, for (a) the paper's whole-patch mean of r^2 over the 96 px
-   patch centred there, (b) the highest local-window mean r^2 in that patch, (c) the
-   highest calibrated surprise of those windows, (d) the non-learned baseline: the
-   highest local-window mean of the squared 3 x 3 median-filter residual.
-5. Location unknown (an audit): each tampered slice is ranked among the genuine test
-   slices by each mode's whole-slice score: median rank, top-1 and top-5 rates.
-6. Real lesions: do the genuine slices with the labelled nodule rank as suspicious?
-   AUROC of nodule slices vs the other genuine test slices (0.5: not singled out).
+1. Model: the method's U-Net trained here on random crops of the training slices
+   (``--train-steps``, ``--crop``), exported by btd-export; or ``--model`` (with
+   ``--checkpoint`` for diffusion tampering) for one trained elsewhere.  A model whose
+   training saw lung1 (the shared GPU model) measures in-sample: say so.
+2. Calibration: ``btd calibrate``'s own code (:func:`calibrate_model`) on the training
+   slices, written as one ``.npy`` series (so series context is fitted too).
+3. Edits in the lungs, as CT-GAN attacks: ``btd tamper``'s methods (copy-move; and
+   diffusion inpainting with ``--methods diffusion``), injection (a mass in aerated
+   lung) and removal (a vessel or nodule covered with lung), at three radii, at random
+   lung places, ``--locations`` per test slice, kind and radius; and 3-D edits (a ball
+   over 3 consecutive slices, copy-move) for the series-level result.
+4. Location known (the paper's protocol): AUROC of the 96 px patch centred on the
+   edit against the same patch untouched.
+5. Whole slice (location unknown), each score judged as the product judges it (body
+   mask, tiles, windows, calibration and series context through the same functions):
+   paired lift rate (the edited slice scores above its own untouched original), rank
+   of the edited slice in its series (the other 23 slices, their context recomputed
+   with the edit in place), AUROC of edited slices against the genuine test slices,
+   and whether the reported region lies on the edit.
+6. Coverage and artefacts: the share of lung parenchyma pixels inside a scorable window,
+   and the share of genuine slices whose worst region touches the image border or
+   leaves the body.  Real lesion: the rank of the nodule slices among genuine slices.
 
-    python benchmarks/bench_detection.py --lung1 DIR    # DIR holds lung1_image.nrrd
-    python benchmarks/bench_detection.py --lung1 DIR --keep MODELS   # keep the trained model
+    python benchmarks/bench_detection.py --lung1 ~/.cache/btd/pyradiomics --keep M
     python benchmarks/bench_detection.py --lung1 DIR --model M.onnx --checkpoint M.pt
 """
 
@@ -36,29 +40,34 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from btd_core.audit.calibrate import calibrate_model
 from btd_core.cli.tamper import tamperers_for
 from btd_core.engine.scorer import Scorer
 from btd_core.evaluation.metrics import auroc
-from btd_core.scoring.calibration import Calibration, fit_calibration
-from btd_core.scoring.strategy import SliceScore
-from btd_core.scoring.tiles import ImageScores, ScanSettings, TileSet, score_tiles, select_tiles
+from btd_core.scoring.calibration import Calibration
+from btd_core.scoring.strategy import SliceScore, SliceVerdict
+from btd_core.scoring.tiles import ImageScores, ScanSettings, score_tiles, select_tiles
 from btd_core.scoring.windows import local_windows, median_residual
 from btd_core.slices.profiles import CT
-from btd_core.tamper.copy_move import KINDS, choose_location
-from btd_core.tamper.labelled_set import METHODS
+from btd_core.tamper.copy_move import KINDS, choose_location, copy_move_stack, lung_mask
 
 TRAIN_SLICES = range(0, 24)
 TEST_SLICES = range(24, 48)
 RADII = (6, 10, 14)
-"""Tampered disc radii, px (12-28 px across plus a feathered edge)."""
-MODES = ("a_patch_mean", "b_local", "c_calibrated", "d_highpass")
+"""Edit disc radii, px (12-28 px across plus a feathered edge; 0.57 mm pixels)."""
+STACK_RADII = (10, 14)
+"""Radii of the 3-D edits (a ball over 3 slices)."""
+MODES = ("tile", "local", "calibrated", "default", "highpass")
+"""tile: the paper's whole-patch mean; local: raw window energy; calibrated: tissue
+surprise alone; default: tissue surprise with series context (what ``btd scan`` runs);
+highpass: the non-learned baseline (3 x 3 median residual in the same windows)."""
 PATCH = 96
 
 
@@ -114,112 +123,109 @@ def train_model(slices: np.ndarray, steps: int, crop: int, folder: Path) -> tupl
     return export_scorer(checkpoint, folder / "lung1_train.onnx", modality="ct").path, checkpoint
 
 
-def slice_scores(
-    scorer: Scorer, image: np.ndarray, settings: ScanSettings
-) -> tuple[ImageScores, TileSet]:
-    tiles = select_tiles(image, PATCH, settings)
-    return score_tiles(tiles, scorer), tiles
+@dataclass
+class Judged:
+    """One slice judged by every mode: own verdicts (before series context)."""
+
+    scores: ImageScores
+    verdicts: dict[str, SliceVerdict | None]
+    highpass: tuple[float, int, int] | None
 
 
-def rescore_region(
-    scorer: Scorer, image: np.ndarray, base: ImageScores, box: tuple[int, int, int, int]
-) -> ImageScores:
-    """``base`` with the tiles that overlap ``box`` (x0, y0, x1, y1) scored on ``image``."""
-    x0, y0, x1, y1 = box
-    touched = [
-        i
-        for i, (y, x) in enumerate(base.origins)
-        if x < x1 and x0 < x + PATCH and y < y1 and y0 < y + PATCH
-    ]
-    if not touched:
-        return base
-    patches = np.stack(
-        [image[base.origins[i][0] : base.origins[i][0] + PATCH,
-               base.origins[i][1] : base.origins[i][1] + PATCH] for i in touched]
-    )  # fmt: skip
-    scored = scorer.score(patches, with_residuals=True)
-    scores, residuals = base.scores.copy(), base.residuals.copy()
-    scores[touched] = scored.scores
-    residuals[touched] = scored.residuals
-    return replace(base, scores=scores, residuals=residuals)
+class Judge:
+    """Judges slices the way ``btd scan`` does, for every mode of :data:`MODES`."""
+
+    def __init__(self, scorer: Scorer, calibration: Calibration, window: int) -> None:
+        self.scorer = scorer
+        self.settings = ScanSettings()
+        stride = calibration.stride
+        self.modes = {
+            "tile": SliceScore.tile(),
+            "local": SliceScore.local(window, stride),
+            "calibrated": SliceScore(
+                "calibrated", window, stride, calibration=calibration, context=False
+            ),
+            "default": SliceScore("calibrated", window, stride, calibration=calibration),
+        }
+        self.window = window
+
+    def score(self, image: np.ndarray) -> ImageScores:
+        return score_tiles(select_tiles(image, PATCH, self.settings), self.scorer)
+
+    def rescore(self, image: np.ndarray, base: ImageScores, box: tuple[int, ...]) -> ImageScores:
+        """``base`` with the tiles overlapping ``box`` (x0, y0, x1, y1) scored on ``image``
+        (the edit changes nothing else; the body mask is the untouched slice's)."""
+        x0, y0, x1, y1 = box
+        touched = [
+            i
+            for i, (y, x) in enumerate(base.origins)
+            if x < x1 and x0 < x + PATCH and y < y1 and y0 < y + PATCH
+        ]
+        if not touched:
+            return base
+        patches = np.stack(
+            [image[base.origins[i][0] : base.origins[i][0] + PATCH,
+                   base.origins[i][1] : base.origins[i][1] + PATCH] for i in touched]
+        )  # fmt: skip
+        scored = self.scorer.score(patches, with_residuals=True)
+        scores, residuals = base.scores.copy(), base.residuals.copy()
+        scores[touched] = scored.scores
+        residuals[touched] = scored.residuals
+        return replace(base, scores=scores, residuals=residuals)
+
+    def judge(self, image: np.ndarray, scores: ImageScores) -> Judged:
+        verdicts = {name: mode.judge("s", 0, image, scores) for name, mode in self.modes.items()}
+        energy = np.square(median_residual(image))
+        windows = local_windows(
+            image, energy, np.ones(image.shape, bool), window=self.window, body=scores.body
+        )
+        return Judged(scores, verdicts, windows.worst(windows.energy))
+
+    def final(
+        self, series: dict[int, Judged], z: int, mode: str
+    ) -> tuple[float, int, int, int] | None:
+        """(score, x, y, size) of slice ``z`` of ``series`` under ``mode`` (the default
+        with its neighbours), ``None`` when nothing of it was scored."""
+        judged = series[z]
+        if mode == "highpass":
+            if judged.highpass is None:
+                return None
+            return (*judged.highpass, self.window)
+        verdict = judged.verdicts[mode]
+        if verdict is None:
+            return None
+        if mode == "default":
+            before, after = series.get(z - 1), series.get(z + 1)
+            verdict = self.modes[mode].in_context(
+                verdict,
+                before.verdicts[mode] if before else None,
+                after.verdicts[mode] if after else None,
+            )
+        r = verdict.result
+        if r.window_x is None:
+            return r.score, r.tile_x, r.tile_y, r.tile_size
+        return r.score, r.window_x, r.window_y, r.window_size
 
 
-def whole_slice_modes(
-    image: np.ndarray,
-    scores: ImageScores,
-    settings: ScanSettings,
-    calibration: Calibration,
-) -> dict[str, float]:
-    """The slice score under each mode (the paper's mode: the highest tile mean)."""
-    local = SliceScore.local(calibration.window, calibration.stride)
-    calibrated = SliceScore(
-        "calibrated", calibration.window, calibration.stride, calibration=calibration
+def on_edit(place: tuple[float, int, int, int] | None, x: int, y: int, radius: int) -> bool:
+    """Whether the reported box overlaps the edit's disc."""
+    if place is None:
+        return False
+    _, bx, by, size = place
+    nearest_x = min(max(x, bx), bx + size)
+    nearest_y = min(max(y, by), by + size)
+    return (nearest_x - x) ** 2 + (nearest_y - y) ** 2 <= radius * radius
+
+
+def calibrate(volume: np.ndarray, model: Path, folder: Path, window: int) -> Calibration:
+    """``btd calibrate`` on the training slices, written as one .npy series (HU)."""
+    genuine = folder / "genuine"
+    genuine.mkdir(parents=True, exist_ok=True)
+    np.save(genuine / "lung1_train.npy", volume[list(TRAIN_SLICES)])
+    run = calibrate_model(
+        genuine, model, folder / "calibration.json", provider="cpu", window=window
     )
-    local_verdict = local.judge("s", 0, image, scores)
-    calibrated_verdict = calibrated.judge("s", 0, image, scores)
-    return {
-        "a_patch_mean": float(scores.scores.max()),
-        "b_local": local_verdict.result.score if local_verdict else 0.0,
-        "c_calibrated": calibrated_verdict.result.score if calibrated_verdict else -99.0,
-        "d_highpass": highpass_score(image, calibration.window),
-    }
-
-
-def highpass_score(image: np.ndarray, window: int) -> float:
-    energy = np.square(median_residual(image))
-    covered = np.ones(image.shape, dtype=bool)
-    windows = local_windows(image, energy, covered, window=window)
-    worst = windows.worst(windows.energy)
-    return worst[0] if worst else 0.0
-
-
-def patch_modes(
-    scorer: Scorer, image: np.ndarray, x: int, y: int, calibration: Calibration, window: int
-) -> dict[str, float]:
-    """Location known: the 96 px patch centred at (x, y), scored by each mode."""
-    top, left = max(y - PATCH // 2, 0), max(x - PATCH // 2, 0)
-    top, left = min(top, image.shape[0] - PATCH), min(left, image.shape[1] - PATCH)
-    patch = image[top : top + PATCH, left : left + PATCH]
-    scored = scorer.score(patch[None], with_residuals=True)
-    energy = np.square(scored.residuals[0, 0])
-    covered = np.zeros(patch.shape, dtype=bool)
-    margin = window // 2  # the U-Net's zero padding inflates the residual at the border
-    covered[margin:-margin, margin:-margin] = True
-    windows = local_windows(patch, energy, covered, window=window)
-    z = calibration.surprise(windows.energy, windows.intensity, windows.texture)
-    high = local_windows(patch, np.square(median_residual(patch)), covered, window=window)
-    return {
-        "a_patch_mean": float(scored.scores[0]),
-        "b_local": (windows.worst(windows.energy) or (0.0,))[0],
-        "c_calibrated": (windows.worst(z) or (-99.0,))[0],
-        "d_highpass": (high.worst(high.energy) or (0.0,))[0],
-    }
-
-
-def measure(
-    scorer: Scorer,
-    image: np.ndarray,
-    original: np.ndarray,
-    key: dict,
-    calibration: Calibration,
-    settings: ScanSettings,
-    genuine_scores: ImageScores,
-    others: list[dict[str, float]],
-) -> tuple[list[dict], dict[str, int]]:
-    """One tampering: both location-known rows, and its slice's rank under each mode."""
-    x, y, radius = key["x"], key["y"], key["radius"]
-    rows = []
-    for label_value, source in ((1, image), (0, original)):
-        modes = patch_modes(scorer, source, x, y, calibration, settings.window)
-        rows.append({**key, "label": label_value, **modes})
-    reach = radius + int(max(radius / 3, 2)) + 1
-    if key["method"] == "diffusion":
-        reach = PATCH // 2 + 1  # the inpainted patch is blended back whole
-    box = (x - reach, y - reach, x + reach, y + reach)
-    rescored = rescore_region(scorer, image, genuine_scores, box)
-    modes = whole_slice_modes(image, rescored, settings, calibration)
-    ranks = {f"rank_{m}": 1 + sum(v[m] >= modes[m] for v in others) for m in MODES}
-    return rows, ranks
+    return run.calibration
 
 
 def main() -> None:
@@ -230,19 +236,20 @@ def main() -> None:
     parser.add_argument(
         "--attacker", type=Path, help="the .pt that inpaints (default: the detector's own)"
     )
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", choices=("copy-move", "diffusion"), default=["copy-move"]
+    )
     parser.add_argument("--keep", type=Path, help="train into this folder and keep the model")
     parser.add_argument("--train-steps", type=int, default=1500)
     parser.add_argument("--crop", type=int, default=32, help="training crop side, px")
     parser.add_argument("--window", type=int, default=24)
-    parser.add_argument("--locations", type=int, default=2, help="per slice, kind and size")
+    parser.add_argument("--locations", type=int, default=2, help="per slice, kind and radius")
+    parser.add_argument("--label", default="", help="what the model is, for the tables")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     volume, label = load_lung1(args.lung1)
     rng = np.random.default_rng(0)
-    settings = ScanSettings()
-    local = SliceScore.local(args.window)
     if "diffusion" in args.methods and args.model and not (args.attacker or args.checkpoint):
         parser.error("diffusion tampering with --model needs --checkpoint or --attacker")
     with tempfile.TemporaryDirectory() as tmp:
@@ -255,136 +262,247 @@ def main() -> None:
                 volume[list(TRAIN_SLICES)], args.train_steps, args.crop, folder
             )
         tamperers = tamperers_for(args.methods, args.attacker or checkpoint, CT)
-        scorer = Scorer(model, provider="auto")
-        print(f"model {model.name} on {scorer.provider_in_use}", flush=True)
-
+        scorer = Scorer(model, provider="cpu")
         started = time.perf_counter()
-        collected = []
-        for index in TRAIN_SLICES:
-            image = CT.to_unit_range(volume[index])
-            scores, _ = slice_scores(scorer, image, settings)
-            verdict = local.judge("s", index, image, scores)
-            if verdict is None or verdict.windows is None:
-                continue
-            w = verdict.windows
-            collected.append(
-                np.column_stack([w.energy[w.valid], w.intensity[w.valid], w.texture[w.valid]])
-            )
-        table = np.concatenate(collected)
-        calibration = fit_calibration(
-            table[:, 0], table[:, 1], table[:, 2], model_sha256=scorer.model_sha256,
-            window=args.window, stride=args.window // 2, slices=len(TRAIN_SLICES),
-        )  # fmt: skip
+        calibration = calibrate(volume, model, Path(tmp), args.window)
         print(
-            f"calibrated on {calibration.windows} windows of the training slices "
-            f"({time.perf_counter() - started:.0f} s)",
+            f"model {model.name}; calibrated on {calibration.windows} windows of "
+            f"{calibration.slices} training slices in {time.perf_counter() - started:.0f} s "
+            f"(floor {calibration.energy_floor:.2e}, context spread "
+            f"{calibration.context_spread})",
             flush=True,
         )
-
-        genuine: dict[int, dict[str, float]] = {}
-        genuine_scores: dict[int, ImageScores] = {}
-        for index in TEST_SLICES:
-            image = CT.to_unit_range(volume[index])
-            scores, _ = slice_scores(scorer, image, settings)
-            genuine_scores[index] = scores
-            genuine[index] = whole_slice_modes(image, scores, settings, calibration)
-        print(f"scored {len(TEST_SLICES)} genuine test slices", flush=True)
-
-        patch_rows, slice_rows = [], []
-        for index in TEST_SLICES:
-            hu = volume[index]
-            original = CT.to_unit_range(hu)
-            for method, tamper in tamperers.items():
-                for kind in KINDS:
-                    for radius in RADII:
-                        for _ in range(args.locations):
-                            try:
-                                x, y = choose_location(hu, radius, rng)
-                                tampering = tamper(hu, kind, x, y, radius, rng)
-                            except ValueError:
-                                continue
-                            key = {"slice": index, "method": method, "kind": kind,
-                                   "radius": radius, "x": x, "y": y}  # fmt: skip
-                            rows, ranks = measure(
-                                scorer, CT.to_unit_range(tampering.values), original, key,
-                                calibration, settings, genuine_scores[index],
-                                [genuine[j] for j in TEST_SLICES if j != index],
-                            )  # fmt: skip
-                            patch_rows.extend(rows)
-                            slice_rows.append({**key, **ranks})
-            print(f"  tampered slice {index}: {len(slice_rows)} tampered slices so far", flush=True)
-
-    results = summarise(patch_rows, slice_rows, genuine, label)
+        judge = Judge(scorer, calibration, args.window)
+        started = time.perf_counter()
+        genuine = {z: judge.judge(img, judge.score(img)) for z, img in _test_images(volume)}
+        print(f"judged {len(genuine)} genuine test slices in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+        results = {"model": args.label or model.name, "coverage": coverage(judge, volume, genuine)}
+        edits = single_edits(judge, volume, genuine, tamperers, rng, args.locations)
+        edits += stack_edits(judge, volume, genuine, rng)
+    results.update(summarise(judge, edits, genuine, label, results["coverage"]))
     if args.out:
-        args.out.write_text(json.dumps({"results": results, "patches": patch_rows,
-                                        "slices": slice_rows}, indent=1))  # fmt: skip
+        args.out.write_text(json.dumps({"results": results, "edits": edits}, indent=1))
 
 
-def summarise(patch_rows, slice_rows, genuine, label) -> dict:
-    out: dict = {"location_known": {}, "whole_slice": {}, "lesions": {}}
-    methods = sorted({r["method"] for r in patch_rows})
-    print()
-    print("Location known: AUROC, tampered vs the same spot untouched (real chest CT, unseen)")
-    print("| method | kind | disc radius px | pairs | (a) whole-patch mean | (b) local | "
-          "(c) local calibrated | (d) high-pass baseline |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
-    for method in (*methods, None):
-        for kind in (*KINDS, None):
-            for radius in (*RADII, None):
-                if (method is None or kind is None) and radius is not None:
-                    continue
-                rows = [
-                    r
-                    for r in patch_rows
-                    if (method is None or r["method"] == method)
-                    and (kind is None or r["kind"] == kind)
-                    and (radius is None or r["radius"] == radius)
-                ]
-                if not rows:
-                    continue
-                labels = np.array([r["label"] for r in rows])
-                values = {m: auroc(labels, np.array([r[m] for r in rows])) for m in MODES}
-                name = f"{method or 'all'}/{kind or 'all'}/{radius or 'all'}"
-                out["location_known"][name] = values
-                print(f"| {method or 'all'} | {kind or 'all'} | {radius or 'all'} | "
-                      f"{len(rows) // 2} | "
-                      + " | ".join(f"{values[m]:.3f}" for m in MODES) + " |")  # fmt: skip
-    print()
-    print("Location unknown: rank of the tampered slice among the 24 genuine test slices")
-    print("| method | radius px | tampered slices | mode | median rank | top-1 | top-5 |")
-    print("|---|---|---|---|---|---|---|")
-    for method in (*methods, None):
-        for radius in (*RADII, None):
-            rows = [
-                r
-                for r in slice_rows
-                if (method is None or r["method"] == method)
-                and (radius is None or r["radius"] == radius)
-            ]
-            if not rows or (method is None and radius is not None):
-                continue
-            for mode in MODES:
-                ranks = np.array([r[f"rank_{mode}"] for r in rows])
-                stats = {
-                    "median_rank": float(np.median(ranks)),
-                    "top1": float((ranks == 1).mean()),
-                    "top5": float((ranks <= 5).mean()),
-                }
-                out["whole_slice"][f"{method or 'all'}/{radius or 'all'}/{mode}"] = stats
-                print(f"| {method or 'all'} | {radius or 'all'} | {len(rows)} | {mode} | "
-                      f"{stats['median_rank']:.1f} | {100 * stats['top1']:.0f} % | "
-                      f"{100 * stats['top5']:.0f} % |")  # fmt: skip
-    nodule = np.array([label[j].any() for j in TEST_SLICES])
-    print()
-    print(f"Real lesion: {nodule.sum()} genuine test slices hold the labelled nodule")
-    print("| mode | AUROC nodule vs other genuine slices | ranks of the nodule slices (of 24) |")
-    print("|---|---|---|")
+def _test_images(volume: np.ndarray):
+    for z in TEST_SLICES:
+        yield z, CT.to_unit_range(volume[z])
+
+
+def coverage(judge: Judge, volume: np.ndarray, genuine: dict[int, Judged]) -> dict:
+    """Lung pixels inside a scorable window; genuine worst regions on the border or
+    outside the body (default score)."""
+    lung_total = lung_scored = border = outside = judged = 0
+    for z, item in genuine.items():
+        lung = lung_mask(volume[z])
+        verdict = item.verdicts["default"]
+        scorable = np.zeros(lung.shape, bool)
+        if verdict is not None and verdict.windows is not None:
+            w = verdict.windows
+            for row, y in enumerate(w.ys):
+                for col, x in enumerate(w.xs):
+                    if w.valid[row, col]:
+                        scorable[y : y + w.window, x : x + w.window] = True
+        lung_total += int(lung.sum())
+        lung_scored += int((lung & scorable).sum())
+        place = judge.final(genuine, z, "default")
+        if place is None:
+            continue
+        judged += 1
+        _, x, y, size = place
+        height, width = lung.shape
+        border += x <= 0 or y <= 0 or x + size >= width or y + size >= height
+        body = item.scores.body
+        outside += body is not None and not body[y : y + size, x : x + size].all()
+    return {
+        "lung_pixels": lung_total,
+        "lung_share_scorable": lung_scored / max(lung_total, 1),
+        "genuine_slices": judged,
+        "worst_on_border": border,
+        "worst_outside_body": outside,
+    }
+
+
+def _series_finals(judge: Judge, series: dict[int, Judged]) -> dict[str, dict[int, float]]:
+    finals: dict[str, dict[int, float]] = {}
     for mode in MODES:
-        values = np.array([genuine[j][mode] for j in TEST_SLICES])
-        order = (-values).argsort().argsort() + 1
-        value = auroc(nodule.astype(int), values)
-        out["lesions"][mode] = {"auroc": value, "ranks": order[nodule].tolist()}
-        print(f"| {mode} | {value:.3f} | {', '.join(map(str, order[nodule]))} |")
+        finals[mode] = {}
+        for z in series:
+            place = judge.final(series, z, mode)
+            finals[mode][z] = place[0] if place else -np.inf
+    return finals
+
+
+def single_edits(judge, volume, genuine, tamperers, rng, locations) -> list[dict]:
+    """Single-slice edits in the lungs, every method, kind and radius."""
+    rows = []
+    genuine_finals = _series_finals(judge, genuine)
+    started = time.perf_counter()
+    for z in TEST_SLICES:
+        hu = volume[z]
+        for method, tamper in tamperers.items():
+            for kind in KINDS:
+                for radius in RADII:
+                    for _ in range(locations):
+                        try:
+                            x, y = choose_location(hu, radius, rng, place="lung", kind=kind)
+                            done = tamper(hu, kind, x, y, radius, rng)
+                        except ValueError:
+                            continue
+                        image = CT.to_unit_range(done.values)
+                        rows.append(
+                            measure(judge, genuine, genuine_finals, {z: (image, done.mask)},
+                                    {"slice": z, "method": method, "kind": kind, "depth": 1,
+                                     "radius": radius, "x": x, "y": y}, hu)
+                        )  # fmt: skip
+        print(f"  edited slice {z}: {len(rows)} edits ({time.perf_counter() - started:.0f} s)",
+              flush=True)  # fmt: skip
+    return rows
+
+
+def stack_edits(judge, volume, genuine, rng) -> list[dict]:
+    """3-D copy-move edits: a ball over 3 consecutive slices (its centre slice at z)."""
+    rows = []
+    genuine_finals = _series_finals(judge, genuine)
+    for z in list(TEST_SLICES)[1:-1]:
+        for kind in KINDS:
+            for radius in STACK_RADII:
+                try:
+                    x, y = choose_location(volume[z], radius, rng, place="lung", kind=kind)
+                    done = copy_move_stack([volume[q] for q in (z - 1, z, z + 1)], kind, x, y,
+                                           radius, rng)  # fmt: skip
+                except ValueError:
+                    continue
+                edited = {
+                    q: (CT.to_unit_range(t.values), t.mask)
+                    for q, t in zip((z - 1, z, z + 1), done, strict=True)
+                }
+                rows.append(
+                    measure(judge, genuine, genuine_finals, edited,
+                            {"slice": z, "method": "copy-move", "kind": kind, "depth": 3,
+                             "radius": radius, "x": x, "y": y}, volume[z])
+                )  # fmt: skip
+    return rows
+
+
+def measure(judge, genuine, genuine_finals, edited, key, hu) -> dict:
+    """Whole-slice and located results of one edit (``edited``: slice -> (image, mask))."""
+    x, y, radius = key["x"], key["y"], key["radius"]
+    series = dict(genuine)
+    for q, (image, mask) in edited.items():
+        ys, xs = np.nonzero(mask)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        series[q] = judge.judge(image, judge.rescore(image, genuine[q].scores, box))
+    row = dict(key)
+    for mode in MODES:
+        finals = {z: genuine_finals[mode][z] for z in genuine}
+        for q in range(min(edited) - 1, max(edited) + 2):
+            if q in series:
+                place = judge.final(series, q, mode)
+                finals[q] = place[0] if place else -np.inf
+        best = max(edited, key=lambda q: finals[q])
+        others = [finals[q] for q in finals if q not in edited]
+        centre = key["slice"]
+        row[f"{mode}_score"] = finals[centre]
+        row[f"{mode}_lift"] = bool(finals[centre] > genuine_finals[mode][centre])
+        row[f"{mode}_rank"] = 1 + sum(v >= finals[best] for v in others)
+        row[f"{mode}_on_edit"] = on_edit(judge.final(series, centre, mode), x, y, radius)
+    row["located"] = located(judge, edited[key["slice"]][0], CT.to_unit_range(hu), x, y)
+    return row
+
+
+def located(judge: Judge, image: np.ndarray, original: np.ndarray, x: int, y: int) -> dict:
+    """The paper's protocol: the 96 px patch centred on the edit, edited and untouched,
+    scored by the whole-patch mean, the calibrated windows and the high-pass baseline."""
+    top = int(np.clip(y - PATCH // 2, 0, image.shape[0] - PATCH))
+    left = int(np.clip(x - PATCH // 2, 0, image.shape[1] - PATCH))
+    out = {}
+    for name, source in (("edited", image), ("genuine", original)):
+        patch = source[top : top + PATCH, left : left + PATCH]
+        scored = judge.scorer.score(patch[None], with_residuals=True)
+        scores = ImageScores([(0, 0)], scored.scores, scored.residuals, 0, PATCH, PATCH)
+        verdict = judge.modes["calibrated"].judge("p", 0, patch, scores)
+        high = local_windows(patch, np.square(median_residual(patch)), np.ones_like(patch, bool),
+                             window=judge.window)  # fmt: skip
+        out[name] = {
+            "tile": float(scored.scores[0]),
+            "calibrated": verdict.result.score if verdict else float("-inf"),
+            "highpass": (high.worst(high.energy) or (0.0,))[0],
+        }
+    return out
+
+
+def summarise(judge, edits, genuine, label, cover) -> dict:
+    out: dict = {"whole_slice": {}, "located": {}, "lesion": {}}
+    genuine_finals = _series_finals(judge, genuine)
+    print()
+    print(f"Coverage: {100 * cover['lung_share_scorable']:.1f} % of {cover['lung_pixels']} "
+          f"lung pixels lie in a scorable window; of {cover['genuine_slices']} genuine slices, "
+          f"{cover['worst_on_border']} have their worst region on the image border and "
+          f"{cover['worst_outside_body']} outside the body")  # fmt: skip
+    print()
+    print(
+        "Whole slice (location unknown), each mode: paired lift rate | median rank in the "
+        "series of 24 | top-5 rate | AUROC vs the 24 genuine slices | region on the edit"
+    )
+    print("| method | kind | depth | radius px | edits | " + " | ".join(MODES) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(MODES))
+    groups = sorted({(e["method"], e["kind"], e["depth"], e["radius"]) for e in edits})
+    groups += sorted({(e["method"], e["kind"], e["depth"], None) for e in edits})
+    for method, kind, depth, radius in groups:
+        rows = [e for e in edits if (e["method"], e["kind"], e["depth"]) == (method, kind, depth)
+                and (radius is None or e["radius"] == radius)]  # fmt: skip
+        cells, stats = [], {}
+        for mode in MODES:
+            ranks = np.array([r[f"{mode}_rank"] for r in rows])
+            values = np.array([r[f"{mode}_score"] for r in rows])
+            negatives = np.array(list(genuine_finals[mode].values()))
+            labels = np.r_[np.ones(len(values)), np.zeros(len(negatives))]
+            both = np.nan_to_num(np.r_[values, negatives], neginf=-1e9)
+            stats[mode] = {
+                "lift": float(np.mean([r[f"{mode}_lift"] for r in rows])),
+                "median_rank": float(np.median(ranks)),
+                "top5": float(np.mean(ranks <= 5)),
+                "auroc": auroc(labels, both),
+                "on_edit": float(np.mean([r[f"{mode}_on_edit"] for r in rows])),
+            }
+            s = stats[mode]
+            cells.append(
+                f"{100 * s['lift']:.0f} % / {s['median_rank']:.0f} / {100 * s['top5']:.0f} % / "
+                f"{s['auroc']:.2f} / {100 * s['on_edit']:.0f} %"
+            )
+        name = f"{method}/{kind}/{depth}/{radius or 'all'}"
+        out["whole_slice"][name] = stats
+        print(f"| {method} | {kind} | {depth} | {radius or 'all'} | {len(rows)} | "
+              + " | ".join(cells) + " |")  # fmt: skip
+    print()
+    print("Location known (the paper's protocol): AUROC, the 96 px patch on the edit vs untouched")
+    print("| method | kind | edits | whole-patch mean | calibrated windows | high-pass baseline |")
+    print("|---|---|---|---|---|---|")
+    for method, kind in sorted({(e["method"], e["kind"]) for e in edits if e["depth"] == 1}):
+        rows = [e for e in edits if (e["method"], e["kind"], e["depth"]) == (method, kind, 1)]
+        labels = np.r_[np.ones(len(rows)), np.zeros(len(rows))]
+        values = {}
+        for mode in ("tile", "calibrated", "highpass"):
+            both = [r["located"]["edited"][mode] for r in rows]
+            both += [r["located"]["genuine"][mode] for r in rows]
+            values[mode] = auroc(labels, np.nan_to_num(np.array(both), neginf=-1e9))
+        out["located"][f"{method}/{kind}"] = values
+        print(f"| {method} | {kind} | {len(rows)} | {values['tile']:.2f} | "
+              f"{values['calibrated']:.2f} | {values['highpass']:.2f} |")  # fmt: skip
+    nodule = [z for z in TEST_SLICES if label[z].any()]
+    print()
+    print(
+        f"Real lesion: the labelled nodule lies in slices {nodule}; their ranks among the "
+        f"{len(genuine)} genuine test slices (top 10 % = ranks 1-{max(1, len(genuine) // 10)})"
+    )
+    for mode in MODES:
+        values = genuine_finals[mode]
+        order = sorted(values, key=lambda z: -values[z])
+        ranks = [order.index(z) + 1 for z in nodule]
+        out["lesion"][mode] = ranks
+        print(f"  {mode}: {ranks}")
     return out
 
 

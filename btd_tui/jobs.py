@@ -122,7 +122,8 @@ def preview_slice(
     """Read, window and score one slice again for the preview (image + heat map).
 
     The slice is judged by the scan's own slice score, so the heat map and the boxed
-    region are the scan's (local windows, or the calibrated surprise map).
+    region are the scan's (local windows, or the calibrated surprise map; with series
+    context its neighbouring slices are scored too, as the scan judged it).
     """
     from btd_core.scoring.tiles import SliceView, view_slice
 
@@ -130,7 +131,15 @@ def preview_slice(
         view, scores = view_slice(series, index, session.scorer, session.settings)
         if cancelled():
             return
-        verdict = session.slice_score.judge(series.key, index, view.image, scores)
+        judge = session.slice_score
+        verdict = judge.judge(series.key, index, view.image, scores)
+        if verdict is not None and judge.uses_context:
+            around = []
+            for other in (index - 1, index + 1):
+                if cancelled():
+                    return
+                around.append(_neighbour_verdict(series, other, session))
+            verdict = judge.in_context(verdict, *around)
     except Exception as err:  # unreadable slice: shown in the preview, the audit goes on
         if not cancelled():
             post(PreviewFailed(series.key, index, str(err)))
@@ -275,3 +284,18 @@ class AuditWorkers:
         self.stop_event.set()
         if scorer is not None:
             scorer.closing.set()
+
+
+def _neighbour_verdict(series: Series, index: int, session: AuditSession):
+    """The own verdict of a neighbouring slice for series context; ``None`` when it does
+    not exist or cannot be read (the scan then judged without it too)."""
+    from btd_core.scoring.tiles import view_slice
+    from btd_core.study.pixels import SliceReadError
+
+    if not 0 <= index < len(series.slices):
+        return None
+    try:
+        view, scores = view_slice(series, index, session.scorer, session.settings)
+    except SliceReadError:
+        return None
+    return session.slice_score.judge(series.key, index, view.image, scores)

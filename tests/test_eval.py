@@ -228,8 +228,8 @@ def test_folder_pair_scores_whole_slices(ct_onnx: Path, tmp_path: Path, mode: st
     genuine, tampered = tmp_path / "genuine", tmp_path / "tampered"
     genuine.mkdir()
     tampered.mkdir()
-    for i in range(2):  # 96 x 128 slices: two 96-px tiles each
-        np.save(genuine / f"g{i}.npy", hu_crop(i, tampered=False)[16:112])
+    for i in range(2):  # 96 x 128 slices inside the head: two 96-px tiles each
+        np.save(genuine / f"g{i}.npy", hu_crop(i + 4, tampered=False)[16:112])
         np.save(tampered / f"t{i}.npy", hu_crop(i + 2, tampered=True)[16:112])
     out = tmp_path / "eval"
     argv = ["eval", "--model", str(ct_onnx), "--genuine", str(genuine), "--tampered"]

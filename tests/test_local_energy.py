@@ -17,6 +17,7 @@ from btd_core.scoring.calibration import (
     sidecar_path,
 )
 from btd_core.scoring.windows import box_means, local_windows, median_residual
+from btd_core.slices.body import body_region
 
 
 @pytest.mark.parametrize(
@@ -43,12 +44,16 @@ def test_the_worst_window_sits_on_the_hot_spot_and_unscored_pixels_do_not_count(
     covered = np.ones((128, 128), bool)
     covered[100:, 100:] = False
     energy[110:, 110:] = 1.0  # nor pixels no tile measured
-    windows = local_windows(image, energy, covered, window=24, stride=8)
+    body = body_region(image)
+    assert body[:, 40:].all() and not body[:, :40].any()
+    windows = local_windows(image, energy, covered, window=24, stride=8, body=body)
     score, x, y = windows.worst(windows.energy)
     assert x <= 80 and x + 24 >= 96 and y <= 60 and y + 24 >= 76
     assert score == pytest.approx((16 * 16 * 5e-3 + (24 * 24 - 256) * 1e-4) / (24 * 24))
-    air = [j for j, x in enumerate(windows.xs) if x + 24 <= 40]
-    assert air and not windows.valid[:, air].any()  # windows wholly in air do not count
+    air = [j for j, x in enumerate(windows.xs) if x < 40]
+    assert air and not windows.valid[:, air].any()  # windows reaching into air do not count
+    near_edge = [i for i, y in enumerate(windows.ys) if y < 16 or y + 24 > 128 - 16]
+    assert near_edge and not windows.valid[near_edge].any()  # nor do the image's edges
     unscored = [i for i, y in enumerate(windows.ys) if y + 24 > 100]
     assert not windows.valid[
         np.ix_(unscored, [j for j, x in enumerate(windows.xs) if x + 24 > 100])
@@ -57,7 +62,9 @@ def test_the_worst_window_sits_on_the_hot_spot_and_unscored_pixels_do_not_count(
 
 def test_no_valid_window_gives_no_worst():
     image = np.zeros((64, 64), np.float32)
-    windows = local_windows(image, np.ones_like(image), np.ones((64, 64), bool))
+    windows = local_windows(
+        image, np.ones_like(image), np.ones((64, 64), bool), body=body_region(image)
+    )
     assert windows.worst(windows.energy) is None
 
 

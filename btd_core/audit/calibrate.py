@@ -3,7 +3,10 @@
 The genuine folder is read like a study (same discovery, windowing, tiling and body
 mask as ``btd scan``) and never written into.  Each scored slice contributes its valid
 local windows (at most ``max_windows_per_slice``, drawn at random with a fixed seed,
-so one huge slice does not dominate).
+so one huge slice does not dominate).  Consecutive slices of a series also give the
+series context: each valid window's log energy minus the mean of the same window in
+the neighbouring slices (same sampling).  Memory: the window energies of every slice
+(a few kB each), kept until the energy floor (their median) is known.
 """
 
 from __future__ import annotations
@@ -19,10 +22,16 @@ from btd_core.audit.study_audit import AuditError, open_study
 from btd_core.engine.options import EngineOptions
 from btd_core.engine.scorer import ProviderChoice
 from btd_core.findings.output_folder import check_output_file
-from btd_core.scoring.calibration import Calibration, fit_calibration, sidecar_path
-from btd_core.scoring.strategy import SliceScore
+from btd_core.scoring.calibration import (
+    Calibration,
+    context_deviation,
+    fit_calibration,
+    genuine_floor,
+    sidecar_path,
+)
+from btd_core.scoring.strategy import SliceScore, SliceVerdict
 from btd_core.scoring.tiles import ScanSettings
-from btd_core.scoring.windows import WINDOW_PX, LocalWindows
+from btd_core.scoring.windows import WINDOW_PX
 from btd_core.study.limits import StudyLimits
 
 MAX_WINDOWS_PER_SLICE = 4000
@@ -75,8 +84,11 @@ def calibrate_model(
     slice_score = SliceScore.local(window, window_stride)
     rng = np.random.default_rng(seed)
     kept: list[np.ndarray] = []
+    grids: list[tuple[str, int, np.ndarray, np.ndarray]] = []
 
-    def collect(windows: LocalWindows) -> None:
+    def collect(verdict: SliceVerdict) -> None:
+        windows = verdict.windows
+        assert windows is not None
         valid = windows.valid.ravel()
         rows = np.column_stack(
             [windows.energy.ravel(), windows.intensity.ravel(), windows.texture.ravel()]
@@ -84,6 +96,8 @@ def calibrate_model(
         if len(rows) > max_windows_per_slice:
             rows = rows[rng.choice(len(rows), max_windows_per_slice, replace=False)]
         kept.append(rows)
+        key = (verdict.result.series_key, verdict.result.slice_index)
+        grids.append((*key, windows.energy.astype(np.float32), windows.valid))
 
     discovery, scorer = open_study(genuine_dir, model, provider, engine, limits=limits)
     outcome = scan(
@@ -92,9 +106,11 @@ def calibrate_model(
         settings,
         on_progress=on_progress,
         slice_score=slice_score,
-        on_windows=collect,
+        on_verdict=collect,
     )
     windows = np.concatenate(kept) if kept else np.zeros((0, 3))
+    floor = genuine_floor(windows[:, 0])
+    differences = _context_differences(grids, floor, max_windows_per_slice, rng)
     failed = [(r.relpath, r.reason) for r in discovery.files if r.status == "error"]
     calibration = fit_calibration(
         windows[:, 0],
@@ -104,6 +120,8 @@ def calibrate_model(
         window=slice_score.window,
         stride=slice_score.window_stride,
         slices=len(outcome.results),
+        energy_floor=floor,
+        context_differences=differences,
         source={
             "folder": str(genuine_dir.resolve()),
             "files": len(discovery.files),
@@ -117,3 +135,30 @@ def calibrate_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     calibration.save(out)
     return CalibrationRun(out, calibration, len(outcome.results), failed)
+
+
+def _context_differences(
+    grids: list[tuple[str, int, np.ndarray, np.ndarray]],
+    floor: float,
+    per_slice: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Genuine windows' context deviation (:func:`context_deviation` of ``log10(E + floor)``
+    from the slice's scored neighbours, the slices just before and after it in its
+    series); at most ``per_slice`` per slice, drawn at random."""
+    by_key = {(series, index): (energy, valid) for series, index, energy, valid in grids}
+    found: list[np.ndarray] = []
+    for series, index, energy, valid in grids:
+        neighbours = [
+            np.log10(by_key[key][0].astype(np.float64) + floor)
+            for key in ((series, index - 1), (series, index + 1))
+            if key in by_key and by_key[key][0].shape == energy.shape
+        ]
+        if not neighbours:
+            continue
+        levels = np.log10(energy.astype(np.float64) + floor)
+        rows = context_deviation(levels, neighbours)[valid]
+        if len(rows) > per_slice:
+            rows = rows[rng.choice(len(rows), per_slice, replace=False)]
+        found.append(rows)
+    return np.concatenate(found) if found else np.zeros(0)

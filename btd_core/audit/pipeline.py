@@ -9,6 +9,11 @@ highest-scoring slices (for overlays and previews); at most a few batches of sli
 are in flight, so memory does not grow with the number of slices.
 
 A slice that cannot be read makes its file an error row; the scan goes on.
+
+Series context: with a slice score that judges slices with their neighbours
+(:meth:`btd_core.scoring.strategy.SliceScore.in_context`), a slice is finished once the
+next slice of its series has been judged (or the series ended), so its progress report
+and result come one slice later; one slice's image and scores wait at a time.
 """
 
 from __future__ import annotations
@@ -24,9 +29,8 @@ import numpy as np
 
 from btd_core.engine.scorer import Scorer
 from btd_core.findings.ranking import rank_key
-from btd_core.scoring.strategy import SliceScore, resolve_slice_score
+from btd_core.scoring.strategy import SliceScore, SliceVerdict, resolve_slice_score
 from btd_core.scoring.tiles import ImageScores, ScanSettings, SliceView, TileSet, select_tiles
-from btd_core.scoring.windows import LocalWindows
 from btd_core.slices.windowing import modality_mismatch, to_model_range
 from btd_core.study.pixels import SliceReadError, read_slice
 from btd_core.study.records import Discovery, FileRecord, Series, SliceRef, SliceResult
@@ -64,7 +68,7 @@ class ScanOutcome:
 
 
 ProgressCallback = Callable[[ScanProgress], None]
-WindowsCallback = Callable[[LocalWindows], None]
+VerdictCallback = Callable[[SliceVerdict], None]
 StopCheck = Callable[[], bool]
 
 
@@ -76,7 +80,7 @@ def scan(
     should_stop: StopCheck | None = None,
     skip: Collection[tuple[str, int]] = (),
     slice_score: SliceScore | None = None,
-    on_windows: WindowsCallback | None = None,
+    on_verdict: VerdictCallback | None = None,
 ) -> ScanOutcome:
     """Score every slice of every series that fits the model.
 
@@ -89,8 +93,9 @@ def scan(
     ``slice_score`` turns each slice's scored tiles into its score
     (:class:`btd_core.scoring.strategy.SliceScore`); by default ``auto`` for the scorer's
     model (calibrated when its sidecar calibration exists, else local).  In the local
-    modes ``on_windows`` receives every scored slice's
-    :class:`btd_core.scoring.windows.LocalWindows` (calibration collects them).
+    modes ``on_verdict`` receives every scored slice's
+    :class:`btd_core.scoring.strategy.SliceVerdict`, in study order (calibration collects
+    their windows).
 
     Raises
     ------
@@ -102,7 +107,7 @@ def scan(
         slice_score = resolve_slice_score(
             model_path=scorer.model_path, model_sha256=scorer.model_sha256
         )
-    run = _Run(discovery, scorer, settings, slice_score, on_progress, on_windows)
+    run = _Run(discovery, scorer, settings, slice_score, on_progress, on_verdict)
     skip = set(skip)
     for series in discovery.series:
         reason = modality_mismatch(series, scorer.card.profile)
@@ -130,6 +135,7 @@ def scan(
             else:
                 batcher.add(prepared)
         batcher.flush()
+    run.flush_context()
     for series in fitting:
         run.finish_series(series)
     if run.outcome.cancelled:
@@ -302,6 +308,24 @@ class _Kept:
         return self.key < other.key
 
 
+@dataclass
+class _Judged:
+    """A slice judged on its own (``verdict`` ``None``: unreadable or nothing to score),
+    before series context."""
+
+    prepared: _Prepared
+    verdict: SliceVerdict | None = None
+    image: np.ndarray | None = None
+
+    def follows(self, other: _Judged | None) -> bool:
+        """Whether ``other`` is the slice just before this one in the same series."""
+        return (
+            other is not None
+            and other.prepared.series is self.prepared.series
+            and other.prepared.index == self.prepared.index - 1
+        )
+
+
 class _Run:
     """State of one scan: per-file errors, kept views, counters."""
 
@@ -312,11 +336,11 @@ class _Run:
         settings: ScanSettings,
         slice_score: SliceScore,
         on_progress: ProgressCallback | None,
-        on_windows: WindowsCallback | None = None,
+        on_verdict: VerdictCallback | None = None,
     ) -> None:
         self.scorer = scorer
         self.slice_score = slice_score
-        self.on_windows = on_windows
+        self.on_verdict = on_verdict
         self.settings = settings
         self.on_progress = on_progress
         self.records: dict[str, FileRecord] = {str(r.path): r for r in discovery.files}
@@ -327,16 +351,53 @@ class _Run:
                 self.slices_left[str(ref.path)] = self.slices_left.get(str(ref.path), 0) + 1
         self.outcome = ScanOutcome()
         self._heap: list[_Kept] = []  # the kept views, the lowest-ranked first
+        self._waiting: _Judged | None = None  # judged, waiting for its next neighbour
+        self._previous: _Judged | None = None  # the last slice finished
 
     def finish_slice(self, prepared: _Prepared, scores: ImageScores | None) -> None:
-        """Record one slice (scored, background only, or unreadable) and post progress."""
-        ref = prepared.ref
-        result = None
+        """Judge one slice (scored, background only, or unreadable); finish the slice
+        before it in the series, which now knows both its neighbours."""
+        judged = _Judged(prepared)
         if prepared.error is not None:
-            self.errors.setdefault(str(ref.path), prepared.error)
+            self.errors.setdefault(str(prepared.ref.path), prepared.error)
         elif scores is not None:
             assert prepared.image is not None
-            result = self._record(prepared.series, prepared.index, prepared.image, scores)
+            judged.verdict = self._judge(prepared.series, prepared.index, prepared.image, scores)
+            judged.image = prepared.image if judged.verdict is not None else None
+        prepared.image = prepared.tiles = None  # only the verdict and image wait
+        if not self.slice_score.uses_context:
+            self._finish(judged, None, None)
+            return
+        self.flush_context(judged)
+        self._waiting = judged
+
+    def flush_context(self, following: _Judged | None = None) -> None:
+        """Finish the slice waiting for its neighbour (``following``: the slice judged
+        after it, its neighbour when next in the same series)."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is None:
+            return
+        self._finish(
+            waiting,
+            self._previous if waiting.follows(self._previous) else None,
+            following if following is not None and following.follows(waiting) else None,
+        )
+
+    def _finish(self, judged: _Judged, before: _Judged | None, after: _Judged | None) -> None:
+        """Record one judged slice and post progress."""
+        prepared = judged.prepared
+        ref = prepared.ref
+        result = None
+        if judged.verdict is not None:
+            assert judged.image is not None
+            verdict = self.slice_score.in_context(
+                judged.verdict,
+                before.verdict if before is not None else None,
+                after.verdict if after is not None else None,
+            )
+            result = self._record(verdict, judged.image)
+        self._previous = judged
+        judged.image = None
         self.outcome.slices_done += 1
         self.slices_left[str(ref.path)] -= 1
         if self.on_progress is not None:
@@ -358,9 +419,9 @@ class _Run:
         self.outcome.slices_done += 1
         self.slices_left[str(ref.path)] -= 1
 
-    def _record(
+    def _judge(
         self, series: Series, index: int, image: np.ndarray, scores: ImageScores
-    ) -> SliceResult | None:
+    ) -> SliceVerdict | None:
         self.outcome.tiles_skipped += scores.tiles_skipped
         if not scores.origins:
             self.outcome.background_slices += 1
@@ -369,9 +430,11 @@ class _Run:
         verdict = self.slice_score.judge(series.key, index, image, scores)
         if verdict is None:
             self.outcome.background_slices += 1
-            return None
-        if verdict.windows is not None and self.on_windows is not None:
-            self.on_windows(verdict.windows)
+        return verdict
+
+    def _record(self, verdict: SliceVerdict, image: np.ndarray) -> SliceResult:
+        if verdict.windows is not None and self.on_verdict is not None:
+            self.on_verdict(verdict)
         self.outcome.results.append(verdict.result)
         self._keep_view(verdict.result, image, verdict.heat)
         return verdict.result

@@ -98,11 +98,23 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="calibration file for --score calibrated/auto (default: MODEL.onnx.calibration.json)",
     )
+    parser.add_argument(
+        "--no-context",
+        dest="context",
+        action="store_false",
+        help="calibrated score: judge each slice alone, not also against the same windows in "
+        "its neighbouring slices (series context, on by default with a calibration that has it)",
+    )
 
 
 def score_request(args: argparse.Namespace) -> ScoreRequest:
     """The slice score asked for by :func:`add_score_arguments`."""
-    return ScoreRequest(mode=args.score, window=args.window, calibration_path=args.calibration)
+    return ScoreRequest(
+        mode=args.score,
+        window=args.window,
+        calibration_path=args.calibration,
+        context=getattr(args, "context", True),
+    )
 
 
 def add_model_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:

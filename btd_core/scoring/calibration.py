@@ -9,6 +9,19 @@ tissue, which always leaves more residual than lung, does not look tampered by
 itself.  Cells with fewer than :data:`MIN_WINDOWS` genuine windows borrow the
 statistics of their intensity row, then of all windows.
 
+Series context (format 2).  Genuine anatomy changes smoothly from one slice to the
+next; a tampered slice differs at the edit from both of its neighbours, in the same
+direction (more residual where a mass was pasted, less where one was covered), while
+its neighbours each still match one slice.  A window's context deviation
+(:func:`context_deviation`) is how far its ``log10 E`` stands above both neighbours'
+same window, or below both, whichever is larger; the calibration keeps its robust
+centre and spread over genuine series (:meth:`Calibration.context_surprise`).
+Energies are floored at the genuine windows' median energy
+(:attr:`Calibration.energy_floor`), so that windows quieter than typical tissue
+(aerated lung, which the CT window clips to 0) all sit at the floor instead of
+spreading over many decades of numerical noise.  A format-1 file still loads: floor
+1e-12 and no series context.
+
 A calibration belongs to one model: it records the ONNX file's SHA-256 and is refused
 for any other file.  It is stored as JSON beside the model
 (``MODEL.onnx.calibration.json``, :func:`sidecar_path`).
@@ -23,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 FORMAT_NAME = "btd-calibration"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 INTENSITY_BINS = 20
 """Equal bins of windowed intensity over [0, 1] (CT: 135 HU each over [-700, 2000])."""
 TEXTURE_BINS = 4
@@ -58,6 +71,18 @@ class Calibration:
     source: dict[str, object] = field(default_factory=dict)
     format_name: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
+    energy_floor: float = ENERGY_FLOOR
+    context_centre: float | None = None
+    context_spread: float | None = None
+
+    @property
+    def has_context(self) -> bool:
+        """Whether this calibration can judge a window against its neighbouring slices."""
+        return self.context_spread is not None and self.context_centre is not None
+
+    def levels(self, energy: np.ndarray) -> np.ndarray:
+        """``log10(E + floor)`` of window energies (model space r^2), float64."""
+        return np.log10(np.asarray(energy, dtype=np.float64) + self.energy_floor)
 
     def surprise(
         self, energy: np.ndarray, intensity: np.ndarray, texture: np.ndarray
@@ -66,7 +91,23 @@ class Calibration:
         rows, cols = self._cells(intensity, texture)
         centre = np.asarray(self.centre)[rows, cols]
         spread = np.asarray(self.spread)[rows, cols]
-        return (np.log10(np.asarray(energy, dtype=np.float64) + ENERGY_FLOOR) - centre) / spread
+        return (self.levels(energy) - centre) / spread
+
+    def context_surprise(self, levels: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
+        """Series-context surprise of windows: the :func:`context_deviation` of ``levels``
+        (:meth:`levels` of one slice's windows) from the same windows of the neighbouring
+        slices, in genuine spreads (0 = as genuine slices differ).
+
+        Raises
+        ------
+        ValueError
+            Without neighbours, or when this calibration has no series context.
+        """
+        if not self.has_context or not neighbours:
+            raise ValueError("series context needs neighbours and a format-2 calibration")
+        assert self.context_centre is not None and self.context_spread is not None
+        deviation = context_deviation(levels, neighbours)
+        return (deviation - self.context_centre) / self.context_spread
 
     def _cells(self, intensity: np.ndarray, texture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (
@@ -118,8 +159,15 @@ def fit_calibration(
     stride: int,
     slices: int,
     source: dict[str, object] | None = None,
+    energy_floor: float = ENERGY_FLOOR,
+    context_differences: np.ndarray | None = None,
 ) -> Calibration:
     """Fit the table from genuine windows (1-D arrays of equal length, valid windows only).
+
+    ``energy_floor`` is added to energies before the logarithm (model space r^2; use
+    :func:`genuine_floor`).  ``context_differences``: genuine windows' ``log10(E + floor)``
+    minus the mean of the same windows in their neighbouring slices; with at least
+    :data:`MIN_WINDOWS` of them the calibration also judges series context.
 
     Raises
     ------
@@ -134,11 +182,14 @@ def fit_calibration(
             f"only {len(energy)} genuine tissue windows; calibration needs at least "
             f"{MIN_WINDOWS} (give it more genuine slices)"
         )
-    logs = np.log10(energy + ENERGY_FLOOR)
+    logs = np.log10(energy + energy_floor)
     intensity_edges = np.linspace(0.0, 1.0, INTENSITY_BINS + 1)
     inner = np.quantile(texture, np.linspace(0, 1, TEXTURE_BINS + 1)[1:-1])
     texture_edges = np.concatenate([[0.0], np.maximum.accumulate(inner), [TEXTURE_TOP]])
     global_stats = _robust(logs)
+    context_centre = context_spread = None
+    if context_differences is not None and np.size(context_differences) >= MIN_WINDOWS:
+        context_centre, context_spread = _robust(np.asarray(context_differences, np.float64))
     centre = np.empty((INTENSITY_BINS, TEXTURE_BINS))
     spread = np.empty_like(centre)
     counts = np.zeros((INTENSITY_BINS, TEXTURE_BINS), dtype=int)
@@ -164,7 +215,27 @@ def fit_calibration(
         windows=len(energy),
         slices=slices,
         source=dict(source or {}),
+        energy_floor=float(energy_floor),
+        context_centre=context_centre,
+        context_spread=context_spread,
     )
+
+
+def context_deviation(levels: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
+    """Per window, how far ``levels`` (log10 energies, [ny, nx]) stand above every
+    neighbour's, or below every neighbour's, whichever is larger (decades; negative when
+    the window lies between its neighbours).  With one neighbour: the absolute difference.
+    A slice next to an edited one matches its other neighbour, so it is not lifted."""
+    above = np.min([levels - other for other in neighbours], axis=0)
+    below = np.min([other - levels for other in neighbours], axis=0)
+    return np.maximum(above, below)
+
+
+def genuine_floor(energy: np.ndarray) -> float:
+    """The energy floor of a calibration: the median energy of genuine windows (model
+    space r^2), at least :data:`ENERGY_FLOOR`."""
+    energy = np.asarray(energy, dtype=np.float64)
+    return max(float(np.median(energy)), ENERGY_FLOOR) if energy.size else ENERGY_FLOOR
 
 
 def _bin(edges: list[float] | np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -14,7 +14,12 @@ Modes
     energy map (:mod:`btd_core.scoring.windows`), in tissue only.
 ``calibrated``
     The highest surprise z of those windows against what genuine tissue of the same
-    intensity and texture produces (:mod:`btd_core.scoring.calibration`).
+    intensity and texture produces (:mod:`btd_core.scoring.calibration`).  With series
+    context (the default, when the calibration has it and the slice has scored
+    neighbours in its series), each window's surprise is combined with how far its
+    energy stands from the same window in the neighbouring slices:
+    ``(z_tissue + z_context) / sqrt(2)`` (:meth:`SliceScore.in_context`).  Measured in
+    ``benchmarks/bench_detection.py`` and README ("How well it detects").
 ``auto``
     Asked for, never run: ``calibrated`` when a calibration is at hand (a named file,
     or the model's sidecar ``MODEL.onnx.calibration.json``), else ``local``.  The best
@@ -34,7 +39,6 @@ import numpy as np
 from btd_core.scoring.calibration import Calibration, CalibrationError, sidecar_path
 from btd_core.scoring.tiles import ImageScores
 from btd_core.scoring.windows import WINDOW_PX, LocalWindows, local_windows
-from btd_core.slices.tiling import BODY_LEVEL
 from btd_core.study.records import SliceResult
 
 ScoreMode = Literal["tile", "local", "calibrated"]
@@ -47,6 +51,8 @@ _DESCRIPTIONS = {
     "tile": "max tile score ({reduction})",
     "local": "max over local windows of mean r^2",
     "calibrated": "max over local windows of the calibrated surprise z vs genuine tissue",
+    "context": "max over local windows of (z vs genuine tissue + z vs the same window in the "
+    "neighbouring slices) / sqrt(2)",
 }
 
 
@@ -71,12 +77,19 @@ class SliceVerdict:
         The slice's local windows (``None`` in the ``tile`` mode); calibration collects them.
     values:
         [ny, nx] each window's score (mean r^2 or z), ``None`` in the ``tile`` mode.
+    levels:
+        [ny, nx] ``log10(E + floor)`` of each window (``calibrated`` only): what the
+        neighbouring slices are compared by (:meth:`SliceScore.in_context`).
+    shape:
+        (H, W) of the slice, pixels.
     """
 
     result: SliceResult
     heat: Callable[[], np.ndarray]
     windows: LocalWindows | None = None
     values: np.ndarray | None = None
+    levels: np.ndarray | None = None
+    shape: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -93,8 +106,9 @@ class SliceScore:
         The tissue table of the ``calibrated`` mode (``None`` otherwise).
     calibration_path:
         Where it was read from, recorded in the report.
-    body_level:
-        Windowed [0, 1] intensity under which a window is background, not tissue.
+    context:
+        Combine each window with the same window in the neighbouring slices
+        (``calibrated`` only, and only with a calibration that has series context).
     """
 
     mode: ScoreMode = "local"
@@ -102,7 +116,7 @@ class SliceScore:
     window_stride: int = WINDOW_PX // 2
     calibration: Calibration | None = None
     calibration_path: Path | None = None
-    body_level: float = BODY_LEVEL
+    context: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in SCORE_MODES:
@@ -129,9 +143,15 @@ class SliceScore:
         """Whether slices are judged by local windows (``local``, ``calibrated``)."""
         return self.mode != "tile"
 
+    @property
+    def uses_context(self) -> bool:
+        """Whether slices are judged with their neighbours (:meth:`in_context`)."""
+        return self.context and self.calibration is not None and self.calibration.has_context
+
     def describe(self, reduction: str) -> str:
         """One line for the report: what the slice score is (``reduction``: the card's)."""
-        return _DESCRIPTIONS[self.mode].format(reduction=reduction)
+        key = "context" if self.uses_context else self.mode
+        return _DESCRIPTIONS[key].format(reduction=reduction)
 
     def record(self) -> dict[str, object]:
         """The report's record of this slice score."""
@@ -147,6 +167,7 @@ class SliceScore:
             "window_px": self.window if self.uses_windows else None,
             "window_stride_px": self.window_stride if self.uses_windows else None,
             "calibration": calibration,
+            "series_context": self.uses_context,
         }
 
     def judge(
@@ -179,10 +200,12 @@ class SliceScore:
             covered,
             window=self.window,
             stride=self.window_stride,
-            body_level=self.body_level,
+            body=scores.body,
         )
+        levels = None
         if self.calibration is not None:
             values = self.calibration.surprise(windows.energy, windows.intensity, windows.texture)
+            levels = self.calibration.levels(windows.energy)
 
             def heat() -> np.ndarray:
                 return paint_windows(windows, values, energy_map.shape)
@@ -196,16 +219,71 @@ class SliceScore:
         worst = windows.worst(values)
         if worst is None:
             return None
-        score, x, y = worst
-        result = SliceResult(
-            score=score,
-            window_x=x,
-            window_y=y,
-            window_size=windows.window,
-            score_mode=self.mode,
-            **common,
+        result = _worst_result(worst, windows, self.mode, common)
+        return SliceVerdict(result, heat, windows, values, levels, (image.shape[0], image.shape[1]))
+
+    def in_context(
+        self,
+        verdict: SliceVerdict,
+        before: SliceVerdict | None,
+        after: SliceVerdict | None,
+    ) -> SliceVerdict:
+        """``verdict`` judged again with its neighbouring slices in the series (the slice
+        before and after it, each ``None`` when it was not scored or does not exist).
+
+        Each window's value becomes ``(z_tissue + z_context) / sqrt(2)``
+        (:meth:`btd_core.scoring.calibration.Calibration.context_surprise`; with one
+        neighbour, against that one).  Unchanged when series context is off, the slice
+        has no neighbour of its own size, or nothing of it was judged by windows.
+        """
+        neighbours = [
+            other.levels
+            for other in (before, after)
+            if other is not None
+            and other.levels is not None
+            and verdict.levels is not None
+            and other.levels.shape == verdict.levels.shape
+        ]
+        if not self.uses_context or not neighbours or verdict.windows is None:
+            return verdict
+        assert self.calibration is not None and verdict.levels is not None
+        assert verdict.values is not None
+        context = self.calibration.context_surprise(verdict.levels, neighbours)
+        values = (verdict.values + context) / np.sqrt(2.0)
+        windows = verdict.windows
+        worst = windows.worst(values)
+        if worst is None:
+            return verdict
+        old = verdict.result
+        result = _worst_result(
+            worst,
+            windows,
+            self.mode,
+            {
+                "series_key": old.series_key,
+                "slice_index": old.slice_index,
+                "tile_x": old.tile_x,
+                "tile_y": old.tile_y,
+                "tile_size": old.tile_size,
+                "tiles_scored": old.tiles_scored,
+                "tiles_skipped": old.tiles_skipped,
+            },
         )
-        return SliceVerdict(result, heat=heat, windows=windows, values=values)
+        shape = verdict.shape
+
+        def heat() -> np.ndarray:
+            return paint_windows(windows, values, shape)
+
+        return SliceVerdict(result, heat, windows, values, verdict.levels, shape)
+
+
+def _worst_result(
+    worst: tuple[float, int, int], windows: LocalWindows, mode: ScoreMode, common: dict
+) -> SliceResult:
+    score, x, y = worst
+    return SliceResult(
+        score=score, window_x=x, window_y=y, window_size=windows.window, score_mode=mode, **common
+    )
 
 
 def resolve_slice_score(
@@ -216,6 +294,7 @@ def resolve_slice_score(
     calibration_path: Path | None = None,
     window: int | None = None,
     window_stride: int | None = None,
+    context: bool = True,
 ) -> SliceScore:
     """The slice score to run for what was asked: done once, before a scan starts.
 
@@ -224,7 +303,8 @@ def resolve_slice_score(
     (``model_sha256``) and was made with the same window and window step; ``auto`` is
     ``calibrated`` when a calibration file is named or the sidecar exists, else
     ``local``.  ``window`` / ``window_stride`` (pixels) default to the calibration's
-    own, else 24 and half the window.
+    own, else 24 and half the window.  ``context``: judge each slice with its
+    neighbours too (``calibrated`` with a format-2 calibration, see :meth:`SliceScore.in_context`).
 
     Raises
     ------
@@ -269,6 +349,7 @@ def resolve_slice_score(
         window_stride=window_stride,
         calibration=calibration,
         calibration_path=path,
+        context=context,
     )
 
 
@@ -297,12 +378,15 @@ class ScoreRequest:
         Local window side and step, pixels; ``None``: the calibration's, else 24 and half.
     calibration_path:
         A calibration file; ``None``: the model's sidecar.
+    context:
+        Judge slices with their neighbouring slices too (``--no-context`` turns it off).
     """
 
     mode: str = "auto"
     window: int | None = None
     window_stride: int | None = None
     calibration_path: Path | None = None
+    context: bool = True
 
     def resolve(self, model_path: Path | None, model_sha256: str | None) -> SliceScore:
         """The :class:`SliceScore` to run with this model (:func:`resolve_slice_score`)."""
@@ -313,4 +397,5 @@ class ScoreRequest:
             calibration_path=self.calibration_path,
             window=self.window,
             window_stride=self.window_stride,
+            context=self.context,
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from btd_core.engine.scorer import Scorer
+from btd_core.slices.body import body_region
 from btd_core.slices.tiling import (
     BODY_FRACTION,
     BODY_LEVEL,
@@ -34,8 +35,9 @@ class ScanSettings:
     stride:
         Pixels between tile starts; ``None`` means S / 2 (tiles overlap by half).
     body_level, body_fraction:
-        Body mask: a tile is scored when at least ``body_fraction`` (0..1) of its pixels
-        are above ``body_level`` (windowed [0, 1]); see :mod:`btd_core.slices.tiling`.
+        Body mask: the patient's body (tissue above ``body_level``, windowed [0, 1], with
+        the lungs and other air it encloses; not the table: :mod:`btd_core.slices.body`);
+        a tile is scored when at least ``body_fraction`` (0..1) of its pixels are body.
     keep_views:
         How many of the highest-scoring slices keep their windowed image and heat map.
     patch_at:
@@ -83,6 +85,9 @@ class TileSet:
         Tiles the body mask left out.
     tile_size, stride:
         S and the stride used, pixels.
+    body:
+        bool [H, W]: the slice's body mask (``None`` for the paper's single patch: the
+        patch is where the user pointed).
     """
 
     origins: list[tuple[int, int]]
@@ -90,6 +95,7 @@ class TileSet:
     tiles_skipped: int
     tile_size: int
     stride: int
+    body: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,8 @@ class ImageScores:
         Tiles the body mask left out.
     tile_size, stride:
         S and the stride used, pixels.
+    body:
+        bool [H, W]: the slice's body mask, or ``None`` (the whole image counts).
     """
 
     origins: list[tuple[int, int]]
@@ -116,6 +124,7 @@ class ImageScores:
     tiles_skipped: int
     tile_size: int
     stride: int
+    body: np.ndarray | None = None
 
     @classmethod
     def of(cls, tile_set: TileSet, scores: np.ndarray, residuals: np.ndarray) -> ImageScores:
@@ -127,6 +136,7 @@ class ImageScores:
             tiles_skipped=tile_set.tiles_skipped,
             tile_size=tile_set.tile_size,
             stride=tile_set.stride,
+            body=tile_set.body,
         )
 
     def worst_tile(self) -> tuple[float, int, int]:
@@ -157,9 +167,10 @@ def select_tiles(image: np.ndarray, size: int, settings: ScanSettings) -> TileSe
         tiles = crop_patch(image, origin[0], origin[1], size)[None]
         return TileSet([origin], tiles, tiles_skipped=0, tile_size=size, stride=size)
     grid = tile_grid(image.shape[0], image.shape[1], size, stride)
-    keep, tiles = select_body_tiles(image, grid, settings.body_level, settings.body_fraction)
+    body = body_region(image, settings.body_level)
+    keep, tiles = select_body_tiles(image, grid, fraction=settings.body_fraction, region=body)
     kept = [o for o, k in zip(grid.origins, keep, strict=True) if k]
-    return TileSet(kept, tiles, int((~keep).sum()), tile_size=size, stride=stride)
+    return TileSet(kept, tiles, int((~keep).sum()), tile_size=size, stride=stride, body=body)
 
 
 def score_tiles(tile_set: TileSet, scorer: Scorer) -> ImageScores:

@@ -23,6 +23,11 @@ from btd_core.slices.tiling import axis_origins
 WINDOW_PX = 24
 """Default side of a local window, pixels (the tampered regions measured were 20-28 px)."""
 
+EDGE_PX = 16
+"""Windows closer than this to the image's edge are not scored, pixels: the U-Net's zero
+padding inflates the residual there (an artefact of the image's border, not of the
+scan).  Narrowed on images too small to keep one window inside such a band."""
+
 
 def box_means(
     values: np.ndarray, window: int, stride: int
@@ -62,8 +67,9 @@ class LocalWindows:
     texture:
         [ny, nx]: the windowed image's standard deviation in each window, [0, 0.5].
     valid:
-        bool [ny, nx]: windows wholly inside scored tissue (covered by scored tiles and
-        not air); only these count.
+        bool [ny, nx]: windows wholly inside the body (its tissue and the air spaces it
+        encloses), covered by scored tiles and at least :data:`EDGE_PX` from the image's
+        edge; only these count.
     ys, xs:
         Top row / left column of each window row / column, pixels.
     window:
@@ -94,7 +100,8 @@ def local_windows(
     *,
     window: int = WINDOW_PX,
     stride: int | None = None,
-    body_level: float = 0.02,
+    body: np.ndarray | None = None,
+    edge: int = EDGE_PX,
 ) -> LocalWindows:
     """The windows of one slice.
 
@@ -108,8 +115,12 @@ def local_windows(
         bool [H, W]: pixels where ``energy_map`` was measured (inside scored tiles).
     window, stride:
         Window side and step, pixels (stride default: window / 2).
-    body_level:
-        A window counts only if its mean intensity is above this (not air), [0, 1].
+    body:
+        bool [H, W]: the body mask (:func:`btd_core.slices.body.body_region`); a window
+        counts only when wholly inside it.  ``None``: the whole image counts (a patch the
+        user pointed at).
+    edge:
+        Windows closer than this to the image's edge do not count, pixels (>= 0).
     """
     stride = stride or max(window // 2, 1)
     energy, ys, xs = box_means(energy_map, window, stride)
@@ -117,8 +128,22 @@ def local_windows(
     square, _, _ = box_means(np.square(image, dtype=np.float64), window, stride)
     coverage, _, _ = box_means(covered, window, stride)
     texture = np.sqrt(np.maximum(square - mean * mean, 0.0))
-    valid = (coverage >= 1.0 - 1e-9) & (mean > body_level)
-    return LocalWindows(energy, mean, texture, valid, ys, xs, min(window, *image.shape))
+    valid = coverage >= 1.0 - 1e-9
+    if body is not None:
+        inside, _, _ = box_means(body, window, stride)
+        valid &= inside >= 1.0 - 1e-9
+    size = min(window, *image.shape)
+    valid &= _away_from_edge(ys, image.shape[0], size, edge)[:, None]
+    valid &= _away_from_edge(xs, image.shape[1], size, edge)[None, :]
+    return LocalWindows(energy, mean, texture, valid, ys, xs, size)
+
+
+def _away_from_edge(starts: tuple[int, ...], length: int, size: int, edge: int) -> np.ndarray:
+    """bool per window start: the window keeps ``edge`` px (narrowed so that at least one
+    window fits on a short axis) from both ends of an axis of ``length`` px."""
+    band = max(0, min(edge, (length - size) // 2))
+    first = np.asarray(starts)
+    return (first >= band) & (first + size <= length - band)
 
 
 def median_residual(image: np.ndarray) -> np.ndarray:

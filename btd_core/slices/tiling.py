@@ -193,15 +193,38 @@ def tile_body_mask(
     return keep
 
 
+def tile_region_mask(
+    region: np.ndarray, grid: TileGrid, fraction: float = BODY_FRACTION
+) -> np.ndarray:
+    """bool [N]: tiles of ``grid`` with at least ``fraction`` (0..1) of their S x S pixels
+    in ``region`` (bool [H, W], e.g. :func:`btd_core.slices.body.body_region`); zero
+    padding beyond the image is never in the region.  Memory: one band of S rows."""
+    size = grid.size
+    width = region.shape[1]
+    xs = np.asarray(grid.xs, dtype=np.intp)
+    keep = np.empty(len(grid.ys) * len(xs), dtype=bool)
+    for row, y in enumerate(grid.ys):
+        per_column = np.count_nonzero(region[y : y + size], axis=0)
+        running = np.concatenate(([0], np.cumsum(per_column, dtype=np.int64)))
+        inside = running[np.minimum(xs + size, width)] - running[xs]
+        keep[row * len(xs) : (row + 1) * len(xs)] = inside / (size * size) >= fraction
+    return keep
+
+
 def select_body_tiles(
     image: np.ndarray,
     grid: TileGrid,
     level: float = BODY_LEVEL,
     fraction: float = BODY_FRACTION,
+    region: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(keep bool [N], the kept tiles float32 [n, S, S]): the body mask decided on the
-    image, then only the kept tiles copied (memory: those tiles, see the module doc)."""
-    keep = tile_body_mask(image, grid, level, fraction)
+    image (or, given ``region``, bool [H, W], on that region's share of each tile), then
+    only the kept tiles copied (memory: those tiles, see the module doc)."""
+    if region is None:
+        keep = tile_body_mask(image, grid, level, fraction)
+    else:
+        keep = tile_region_mask(region, grid, fraction)
     return keep, extract_tiles(image, grid, keep)
 
 
