@@ -42,7 +42,7 @@ from btd_tui.screens.error import ErrorScreen
 from btd_tui.screens.export import ExportScreen, default_report_folder
 from btd_tui.screens.help import HelpScreen
 from btd_tui.serial_scorer import SerialScorer
-from btd_tui.state import AuditRequest, AuditSession, ScanPhase
+from btd_tui.state import AuditRequest, AuditSession, PlantedEdit, ScanPhase
 from btd_tui.widgets.findings_table import FindingsTable
 from btd_tui.widgets.log_panel import LogPanel
 from btd_tui.widgets.model_panel import ModelPanel
@@ -90,6 +90,7 @@ class BtdApp(App[int]):
         self.model_panel = ModelPanel(self.model_path.name, request.provider, id="model-panel")
         self.study_tree = StudyTree(str(self.study_dir), id="study-tree")
         self.findings = FindingsTable(id="findings")
+        self.findings.planted = frozenset(edit.relpath for edit in request.planted)
         self.slice_preview = SlicePreview(ascii=request.ascii, id="preview")
         self.scan_status = ScanStatus(id="scan-status")
         self.log_panel = LogPanel(id="log")
@@ -100,6 +101,7 @@ class BtdApp(App[int]):
             log=self.log_panel,
             tree=self.study_tree,
             table=self.findings,
+            planted=request.planted,
         )
         self.preview = PreviewControl(
             self, self.jobs, self.scan_view, preview=self.slice_preview, log=self.log_panel
@@ -339,6 +341,7 @@ def create_app(
     workers: int | None = None,
     score: ScoreRequest | None = None,
     limits: StudyLimits | None = None,
+    planted: Sequence[PlantedEdit] = (),
 ) -> BtdApp:
     """The audit app for ``study_dir`` scored by the ONNX scorer ``model``.
 
@@ -355,7 +358,8 @@ def create_app(
     as ``btd scan --score/--window/--calibration``; default auto), resolved once the
     model is open: one that cannot run (no calibration, another model's) is an error
     on screen; ``limits``: what the study's headers may claim (default
-    :data:`btd_core.study.limits.DEFAULT_LIMITS`).
+    :data:`btd_core.study.limits.DEFAULT_LIMITS`); ``planted``: tamperings known to be
+    in the study (``btd demo``'s), marked in the table and their ranks logged.
     """
     request = AuditRequest(
         study_dir=Path(study_dir),
@@ -369,6 +373,7 @@ def create_app(
         engine=engine,
         score=score,
         limits=limits,
+        planted=tuple(planted),
         command_line=tuple(command_line if command_line is not None else sys.argv),
     )
     return BtdApp(request)

@@ -9,15 +9,17 @@ was given.  The table is re-ranked at most every ``TABLE_REFRESH_S`` seconds of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from btd_core.safe_text import printable
 from btd_core.study.records import series_label
 from btd_tui.formatting import plural
 from btd_tui.jobs import AuditWorkers
 from btd_tui.messages import ScanFailed, ScanFinished, ScanProgressed
 from btd_tui.scan_book import ScanBook, mismatch
-from btd_tui.state import AuditHost, AuditSession, ScanPhase
+from btd_tui.state import AuditHost, AuditSession, PlantedEdit, ScanPhase
 from btd_tui.widgets.findings_table import FindingsTable
 from btd_tui.widgets.log_panel import LogPanel
 from btd_tui.widgets.scan_status import ScanStatus
@@ -47,6 +49,7 @@ class ScanView:
         log: LogPanel,
         tree: StudyTree,
         table: FindingsTable,
+        planted: Sequence[PlantedEdit] = (),
     ) -> None:
         self.host = host
         self.jobs = jobs
@@ -54,6 +57,7 @@ class ScanView:
         self.log = log
         self.tree = tree
         self.table = table
+        self.planted = tuple(planted)
         self.run_id = 0
         self.discovery: Discovery | None = None
         self.session: AuditSession | None = None
@@ -187,8 +191,26 @@ class ScanView:
                 "green",
             )
         self.status.show_progress(self.book.tried, self.book.total, failed=self.failed_files)
+        self._log_planted()
         if outcome.cancelled:
             self.status.set_detail(self.status.detail_text + " · r resumes")
+
+    def _log_planted(self) -> None:
+        """Say where each known tampering ranked (``btd demo``'s planted slices)."""
+        planted = self.planted
+        if not planted or self.book is None or self.discovery is None:
+            return
+        from btd_core.findings.ranking import rank
+
+        findings = rank(self.book.results, self.discovery)
+        ranks = {f.file.relpath: f.rank for f in findings}
+        for edit in planted:
+            where = ranks.get(edit.relpath)
+            text = f"rank {where} of {len(findings)}" if where else "not scored"
+            self.log.entry(
+                f"planted {printable(edit.description)} in {printable(edit.relpath)}: {text}",
+                "magenta",
+            )
 
     def failed(self, message: ScanFailed) -> None:
         """A run broke: log it; the audit can be resumed."""

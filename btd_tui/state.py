@@ -70,6 +70,23 @@ _STYLES = {
 
 
 @dataclass(frozen=True)
+class PlantedEdit:
+    """A tampering known to be in the study (``btd demo``'s planted slices, a test set's
+    truth table): the app marks its row and says where it ranked.
+
+    Attributes
+    ----------
+    relpath:
+        The tampered file, relative to the study folder.
+    description:
+        What was done and where, e.g. ``copy-move injection at x=120, y=300``.
+    """
+
+    relpath: str
+    description: str
+
+
+@dataclass(frozen=True)
 class AuditRequest:
     """What ``btd audit`` was asked to do (see :func:`btd_tui.app.create_app`).
 
@@ -90,6 +107,7 @@ class AuditRequest:
     score: ScoreRequest | None = None
     limits: StudyLimits | None = None
     command_line: Sequence[str] = field(default_factory=tuple)
+    planted: Sequence[PlantedEdit] = ()
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ that need it are marked ``slow``).  Nothing is downloaded.
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -184,3 +185,23 @@ def trained_ct_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = folder / "ct_texture.onnx"
     assert main([str(checkpoint), "-o", str(out)]) == 0
     return out
+
+
+LUNG1_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "btd" / "pyradiomics"
+"""Where ``benchmarks/fetch_lung1.py`` keeps pyradiomics' lung1 chest CT (CI fetches it)."""
+
+
+@pytest.fixture(scope="session")
+def lung1() -> tuple[np.ndarray, np.ndarray]:
+    """pyradiomics' lung1: a real chest CT, HU [48, 512, 512] float32, and its nodule
+    label (bool, same shape); skipped (with how to get it) when it was not fetched."""
+    image = LUNG1_DIR / "lung1_image.nrrd"
+    if not image.is_file():
+        pytest.skip("lung1 is not fetched: python benchmarks/fetch_lung1.py (CI fetches it)")
+    nrrd = pytest.importorskip("nrrd", reason="reading lung1 needs pynrrd (the test extra)")
+    volume, _ = nrrd.read(str(image))
+    label, _ = nrrd.read(str(LUNG1_DIR / "lung1_label.nrrd"))
+    return (
+        np.ascontiguousarray(volume.transpose(2, 1, 0), dtype=np.float32),
+        np.ascontiguousarray(label.transpose(2, 1, 0) > 0),
+    )

@@ -25,7 +25,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--headless like btd scan. The demo shows the tool, not the method's accuracy.",
     )
     parser.add_argument("--headless", action="store_true", help="no app: scan and print")
-    parser.add_argument("--out", type=Path, default=Path("btd-demo-report"), help="report folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="report folder of --headless (default: report/ in the demo files' folder, "
+        "replaced on each run)",
+    )
     parser.add_argument("--fresh", action="store_true", help="rebuild the demo model and study")
     add_provider_argument(parser)
     parser.set_defaults(run=run)
@@ -60,29 +65,35 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_core.audit.study_audit import audit_study
     from btd_core.cli.scan import print_audit_summary
 
+    out = args.out or cache_dir() / "demo" / "report"
     with console.status("scoring the demo study ..."):
-        result = audit_study(files.study, files.model, args.out, provider=args.provider)
+        result = audit_study(files.study, files.model, out, provider=args.provider)
     print_audit_summary(console, result, top=10)
     _print_truth(console, files, result)
     return ExitStatus.OK
 
 
-def _print_truth(console: Console, files, result) -> None:
-    """Where each planted tampering ended up in the ranking."""
-    rank_of = {f.file.relpath: f.rank for f in result.findings}
+def planted_edits(files) -> list[tuple[str, str]]:
+    """(relative path in the study, what was done) of each planted tampering."""
+    planted = []
     for truth in files.truth:
         series = truth.name.removesuffix("_truth.csv")
         with truth.open(newline="") as handle:
             for row in csv.DictReader(handle):
-                relpath = f"{series}/{row['file']}"
-                rank = rank_of.get(relpath, "-")
-                console.print(
-                    Text(
-                        f"planted {row['method']} {row['kind']} at x={row['x']}, y={row['y']} "
-                        f"in {relpath}: rank {rank} of {len(result.findings)}"
-                    ),
-                    soft_wrap=True,
-                )
+                what = f"{row['method']} {row['kind']} at x={row['x']}, y={row['y']}"
+                planted.append((f"{series}/{row['file']}", what))
+    return planted
+
+
+def _print_truth(console: Console, files, result) -> None:
+    """Where each planted tampering ended up in the ranking."""
+    rank_of = {f.file.relpath: f.rank for f in result.findings}
+    for relpath, what in planted_edits(files):
+        rank = rank_of.get(relpath, "-")
+        console.print(
+            Text(f"planted {what} in {relpath}: rank {rank} of {len(result.findings)}"),
+            soft_wrap=True,
+        )
 
 
 def _launch_app(files, args: argparse.Namespace, console: Console) -> int | None:
@@ -92,5 +103,8 @@ def _launch_app(files, args: argparse.Namespace, console: Console) -> int | None
     except ImportError:
         console.print(Text("the terminal app is not available; scanning headless"))
         return None
-    create_app(files.study, files.model, provider=args.provider).run()
+    from btd_tui.state import PlantedEdit
+
+    planted = [PlantedEdit(relpath, what) for relpath, what in planted_edits(files)]
+    create_app(files.study, files.model, provider=args.provider, planted=planted).run()
     return ExitStatus.OK

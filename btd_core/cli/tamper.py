@@ -27,9 +27,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="make a labelled test set (injection / removal) from genuine scans",
         description="Tamper genuine slices under DATA_DIR by copy-move with blended edges and/or "
         "by inpainting with the method's own diffusion model (--checkpoint), injecting or "
-        "removing a round region at random body locations (or --at X Y). Writes tampered and "
-        "genuine .npy slices, masks and tamper.csv (path, x, y, type, set, method, kind, source, "
-        "frame) into --out; evaluate with: btd eval --model M.onnx --csv OUT/tamper.csv "
+        "removing a round region at random places in the body or, with --place lung, in the "
+        "lungs (or --at X Y); with --depth N each edit is a ball over N consecutive slices, as "
+        "CT-GAN tampers a volume. Writes tampered and genuine .npy slices, masks and tamper.csv "
+        "(path, x, y, type, set, method, kind, source, frame, edit) into --out; evaluate with: "
+        "btd eval --model M.onnx --csv OUT/tamper.csv "
         "--label tampered=tampered --label genuine=genuine",
     )
     parser.add_argument("data_dir", type=Path, metavar="DATA_DIR")
@@ -48,6 +50,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", type=Path, help="model .pt for --methods diffusion")
     parser.add_argument("--at", nargs=2, type=int, metavar=("X", "Y"), help="fixed location")
     parser.add_argument("--radius", nargs=2, type=int, default=[8, 14], metavar=("MIN", "MAX"))
+    parser.add_argument(
+        "--place",
+        choices=("body", "lung"),
+        default="body",
+        help="where edits go: anywhere in the body, or in the lungs (CT: injections in "
+        "aerated lung, removals of a vessel or nodule there, as CT-GAN attacks) (default body)",
+    )
+    parser.add_argument(
+        "--depth",
+        type=positive_int,
+        default=1,
+        help="slices per edit, odd: 1 = one slice, 3 or more = a ball over that many "
+        "consecutive slices of a series (default 1)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run)
 
@@ -80,6 +96,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
             at=tuple(args.at) if args.at else None,
             tamperers=tamperers_for(args.methods, args.checkpoint, profile),
             seed=args.seed,
+            place=args.place,
+            depth=args.depth,
         )
     except (ValueError, ImportError) as err:
         return cannot_run(console, "btd tamper", err)

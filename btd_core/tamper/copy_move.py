@@ -100,12 +100,14 @@ def choose_location(
 
 def lung_mask(values: np.ndarray) -> np.ndarray:
     """bool [H, W]: aerated lung (and airways) of a CT slice in HU: below
-    :data:`LUNG_HU` and enclosed by the body (:func:`btd_core.slices.body.body_region`)."""
+    :data:`LUNG_HU` and enclosed by the body (:func:`btd_core.slices.body.body_region`),
+    at least 4 px inside it (the skin's partial-volume rim is not lung)."""
     from btd_core.slices.body import body_region
     from btd_core.slices.profiles import CT
 
     values = np.asarray(values, dtype=np.float32)
-    return body_region(CT.to_unit_range(values)) & (values < LUNG_HU)
+    inside = ndimage.binary_erosion(body_region(CT.to_unit_range(values)), iterations=4)
+    return inside & (values < LUNG_HU)
 
 
 def _lung_points(values: np.ndarray, radius: int, kind: str, margin: int) -> np.ndarray:

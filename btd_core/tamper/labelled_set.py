@@ -1,10 +1,13 @@
 """``btd tamper``'s work: labelled test sets and tampered studies from genuine scans.
 
 Test set (the public layout, read back by ``btd eval --csv``): for each method x
-kind, ``per_set`` genuine slices are tampered at a random body location (or at a
-given (x, y)); each tampered slice and its genuine original are written as ``.npy``
-(HU for CT), their masks as ``.npy``, and every pair as two rows of ``tamper.csv``:
-``path, x, y, type (tampered | genuine), set, method, kind, source, frame``.
+kind, ``per_set`` edits are made at a random place in the body or in the lungs (or at
+a given (x, y)); an edit is one slice, or with ``depth`` > 1 a 3-D edit over that many
+consecutive slices of one series (a ball, as CT-GAN tampers a volume).  Each tampered
+slice and its genuine original are written as ``.npy`` (HU for CT), their masks as
+``.npy``, and every pair as two rows of ``tamper.csv``:
+``path, x, y, type (tampered | genuine), set, method, kind, source, frame, edit``
+(``edit`` names the edit a slice belongs to: the slices of one 3-D edit share it).
 
 Tampered study: a copy of one DICOM series with some slices tampered in place
 (UIDs kept, as an attacker would), and ``truth.csv`` saying which and where.
@@ -26,10 +29,17 @@ from btd_core.slices.windowing import modality_mismatch
 from btd_core.study.discovery import discover
 from btd_core.study.pixels import SliceReadError, read_slice
 from btd_core.study.records import Series
-from btd_core.tamper.copy_move import KINDS, Tampering, choose_location, copy_move
+from btd_core.tamper.copy_move import (
+    KINDS,
+    Tampering,
+    choose_location,
+    copy_move,
+    copy_move_stack,
+    stack_radii,
+)
 
 METHODS = ("copy-move", "diffusion")
-CSV_COLUMNS = ["path", "x", "y", "type", "set", "method", "kind", "source", "frame"]
+CSV_COLUMNS = ["path", "x", "y", "type", "set", "method", "kind", "source", "frame", "edit"]
 TRUTH_COLUMNS = ["file", "slice_index", "x", "y", "radius", "method", "kind"]
 NUMERIC_COLUMNS = frozenset({"x", "y", "frame", "slice_index", "radius"})
 
@@ -84,14 +94,26 @@ def make_test_set(
     at: tuple[int, int] | None = None,
     tamperers: Mapping[str, Tamperer] = COPY_MOVE,
     seed: int = 0,
+    place: str = "body",
+    depth: int = 1,
 ) -> TamperedSet:
     """Write a labelled test set into ``out_dir`` (see module doc).
 
-    ``tamperers`` maps each of ``methods`` to the function that applies it.
+    ``tamperers`` maps each of ``methods`` to the function that applies it.  ``place``:
+    ``body`` or ``lung`` (CT: injections in aerated lung, removals of a vessel or nodule
+    there).  ``depth``: slices per edit (odd; 3-D edits need series of that many slices).
     """
-    slices = genuine_slices(data_dir, profile)
+    stack_radii(1, depth)  # an odd depth, or a clear error now
+    slices = [
+        (series, index)
+        for series, index in genuine_slices(data_dir, profile)
+        if depth // 2 <= index < len(series.slices) - depth // 2
+    ]
     if not slices:
-        raise ValueError(f"no usable {profile.name.upper()} slices under {data_dir}")
+        raise ValueError(
+            f"no usable {profile.name.upper()} slices under {data_dir}"
+            + (f" with {depth // 2} slices on each side (--depth {depth})" if depth > 1 else "")
+        )
     rng = np.random.default_rng(seed)
     rows: list[dict[str, object]] = []
     failures: list[str] = []
@@ -102,39 +124,61 @@ def make_test_set(
             name = f"{method}-{kind}"
             for number in range(per_set):
                 series, index = slices[int(rng.integers(len(slices)))]
-                ref = series.slices[index]
+                refs = series.slices[index - depth // 2 : index + depth // 2 + 1]
                 try:
-                    values = read_slice(series, ref)
+                    stack = [read_slice(series, ref) for ref in refs]
                     r = int(rng.integers(radius[0], radius[1] + 1))
-                    x, y = at if at else choose_location(values, r, rng)
-                    done = tamper(values, kind, x, y, r, rng)
+                    middle = stack[depth // 2]
+                    x, y = at if at else choose_location(middle, r, rng, place=place, kind=kind)
+                    done = _edit(stack, method, tamper, kind, x, y, r, rng)
                 except (SliceReadError, ValueError) as err:
-                    failures.append(f"{name} #{number} ({ref.path.name}): {err}")
+                    failures.append(f"{name} #{number} ({refs[depth // 2].path.name}): {err}")
                     continue
-                source = str(ref.path.relative_to(data_dir))
-                for label, pixels in (("tampered", done.values), ("genuine", values)):
-                    path = Path(label) / name / f"{number:04d}.npy"
-                    (out_dir / path).parent.mkdir(parents=True, exist_ok=True)
-                    np.save(out_dir / path, pixels.astype(np.float32))
-                    rows.append(
-                        {
-                            "path": path.as_posix(),
-                            "x": x,
-                            "y": y,
-                            "type": label,
-                            "set": name,
-                            "method": method,
-                            "kind": kind,
-                            "source": source,
-                            "frame": "" if ref.frame is None else ref.frame,
-                        }
-                    )
-                mask_path = out_dir / "masks" / name / f"{number:04d}.npy"
-                mask_path.parent.mkdir(parents=True, exist_ok=True)
-                np.save(mask_path, done.mask > 0)  # every pixel the tampering touched
+                edit = f"{name}/{number:04d}"
+                edited = zip(refs, stack, done, strict=True)
+                for offset, (ref, values, tampering) in enumerate(edited):
+                    stem = f"{number:04d}" if depth == 1 else f"{number:04d}_{offset}"
+                    common = {
+                        "x": x,
+                        "y": y,
+                        "set": name,
+                        "method": method,
+                        "kind": kind,
+                        "source": str(ref.path.relative_to(data_dir)),
+                        "frame": "" if ref.frame is None else ref.frame,
+                        "edit": edit,
+                    }
+                    for label, pixels in (("tampered", tampering.values), ("genuine", values)):
+                        path = Path(label) / name / f"{stem}.npy"
+                        (out_dir / path).parent.mkdir(parents=True, exist_ok=True)
+                        np.save(out_dir / path, pixels.astype(np.float32))
+                        rows.append({"path": path.as_posix(), "type": label, **common})
+                    mask_path = out_dir / "masks" / name / f"{stem}.npy"
+                    mask_path.parent.mkdir(parents=True, exist_ok=True)
+                    np.save(mask_path, tampering.mask > 0)  # every pixel the edit touched
                 counts[name] = counts.get(name, 0) + 1
     csv_path = _write_csv(out_dir / "tamper.csv", rows)
     return TamperedSet(csv_path=csv_path, rows=len(rows), sets=counts, failures=failures)
+
+
+def _edit(
+    stack: list[np.ndarray],
+    method: str,
+    tamper: Tamperer,
+    kind: str,
+    x: int,
+    y: int,
+    radius: int,
+    rng: np.random.Generator,
+) -> list[Tampering]:
+    """One edit over ``stack`` (consecutive slices; one for a 2-D edit): copy-move copies
+    every slice from one place; other methods tamper each slice at the ball's radius."""
+    if len(stack) == 1:
+        return [tamper(stack[0], kind, x, y, radius, rng)]
+    if method == "copy-move":
+        return copy_move_stack(stack, kind, x, y, radius, rng)
+    radii = stack_radii(radius, len(stack))
+    return [tamper(values, kind, x, y, r, rng) for values, r in zip(stack, radii, strict=True)]
 
 
 def _write_csv(path: Path, rows: list[dict[str, object]]) -> Path:

@@ -12,7 +12,7 @@ says which slice is under it whenever that changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from rich.text import Text
@@ -56,19 +56,26 @@ def rank_cell(rank: int) -> Text:
     return Text(str(rank), justify="right")
 
 
-def finding_cells(finding: Finding) -> tuple[Text, ...]:
-    """The six cells of one finding."""
+PLANTED_STYLE = "bold magenta"
+"""How a known tampering's file cell is marked."""
+
+
+def finding_cells(finding: Finding, planted: Collection[str] = ()) -> tuple[Text, ...]:
+    """The six cells of one finding; a file in ``planted`` (relative paths of known
+    tamperings) is marked ``PLANTED``."""
     location = finding.slice.location
-    file_text = printable(finding.file.relpath)
+    file_text = Text(printable(finding.file.relpath))
     if finding.slice.frame is not None:
-        file_text += f" [frame {finding.slice.frame}]"
+        file_text.append(f" [frame {finding.slice.frame}]")
+    if finding.file.relpath in planted:
+        file_text = Text.assemble(("PLANTED ", PLANTED_STYLE), file_text)
     return (
         rank_cell(finding.rank),
         Text(f"{finding.result.score:.5g}", justify="right"),
         Text(printable(series_label(finding.series))),
         Text(f"{finding.result.slice_index + 1}/{len(finding.series.slices)}", justify="right"),
         Text("" if location is None else f"{location:.1f}", justify="right"),
-        Text(file_text),
+        file_text,
     )
 
 
@@ -97,6 +104,8 @@ class FindingsTable(DataTable):
         """Row keys in the order shown."""
         self._ranks: dict[str, int] = {}
         self._announced: str | None = None
+        self.planted: frozenset[str] = frozenset()
+        """Relative paths of known tamperings (marked in the file column)."""
 
     def on_mount(self) -> None:
         """Add the columns."""
@@ -124,7 +133,7 @@ class FindingsTable(DataTable):
         for key, finding in wanted.items():
             rank = self._ranks.get(key)
             if rank is None:
-                self.add_row(*finding_cells(finding), key=key)
+                self.add_row(*finding_cells(finding, self.planted), key=key)
             elif rank != finding.rank:
                 before, after = rank_cell(rank), rank_cell(finding.rank)
                 self.update_cell(key, "rank", after, update_width=after.cell_len != before.cell_len)

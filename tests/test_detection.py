@@ -1,0 +1,201 @@
+"""Detection on real chest CT (pyradiomics' lung1): the lungs are scored, artefacts do not
+win, series context lifts a single-slice edit and not its neighbours, 3-D lung edits."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from btd_core.cli.main import main
+from btd_core.engine.scorer import Scorer
+from btd_core.scoring.calibration import Calibration, context_deviation, fit_calibration
+from btd_core.scoring.strategy import SliceScore
+from btd_core.scoring.tiles import ScanSettings, score_image
+from btd_core.slices.body import body_region
+from btd_core.slices.profiles import CT
+from btd_core.tamper.copy_move import choose_location, copy_move, lung_mask
+
+SLICE = 20
+"""A lung1 slice with both lungs in it (0-based)."""
+
+
+def scorable(verdict) -> np.ndarray:
+    """bool [H, W]: pixels inside some valid window of ``verdict``."""
+    windows = verdict.windows
+    covered = np.zeros(verdict.shape, bool)
+    for row, y in enumerate(windows.ys):
+        for col, x in enumerate(windows.xs):
+            if windows.valid[row, col]:
+                covered[y : y + windows.window, x : x + windows.window] = True
+    return covered
+
+
+def test_the_body_mask_keeps_the_lungs_and_drops_outside_air(lung1):
+    volume, _ = lung1
+    hu = volume[SLICE]
+    body = body_region(CT.to_unit_range(hu))
+    lung = lung_mask(hu)
+    assert lung.sum() > 20_000  # aerated lung, clipped to 0 by the CT window
+    assert body[lung].all()
+    assert not body[:100].any()  # the air in front of the chest (the FOV cuts the rest)
+    assert (hu[~body] < -500).mean() > 0.99  # what is left out is air
+
+
+def test_an_edit_in_aerated_lung_is_scorable(lung1, ct_onnx: Path):
+    volume, _ = lung1
+    hu = volume[SLICE]
+    rng = np.random.default_rng(3)
+    x, y = choose_location(hu, 10, rng, place="lung", kind="injection")
+    assert lung_mask(hu)[y, x]
+    edited = copy_move(hu, "injection", x, y, 10, rng)
+    image = CT.to_unit_range(edited.values)
+    scorer = Scorer(ct_onnx, provider="cpu")
+    verdict = SliceScore.local().judge("s", 0, image, score_image(image, scorer, ScanSettings()))
+    covered = scorable(verdict)
+    assert covered[edited.mask > 0].all()
+    lung = lung_mask(hu)
+    assert covered[lung].mean() >= 0.99  # the issue's target: >= 99 % of lung pixels
+
+
+def test_a_border_artefact_does_not_win_on_a_real_slice(lung1, ct_onnx: Path):
+    """A bright noisy rail in the air outside the patient (like a table or a head-rest)
+    and noise along the image's edge (where the field of view cuts the patient): the
+    highest raw energy lies there, yet the reported region is in the body, off the edge."""
+    volume, _ = lung1
+    hu = volume[SLICE].copy()
+    rng = np.random.default_rng(0)
+    body = body_region(CT.to_unit_range(hu))
+    top = int(np.nonzero(body.any(axis=1))[0].min())
+    hu[top - 20 : top - 15, 60:450] = 1500 + rng.normal(0, 400, (5, 390))  # the rail
+    hu[:, -6:] = rng.normal(0, 1500, (512, 6))  # an artefact on the image's right edge
+    image = CT.to_unit_range(hu)
+    scorer = Scorer(ct_onnx, provider="cpu")
+    scores = score_image(image, scorer, ScanSettings())
+    energy, _ = scores.energy_map(image.shape)
+    hottest = np.unravel_index(int(np.argmax(energy)), energy.shape)
+    assert hottest[0] < top or hottest[1] >= 506  # the artefacts are where the energy peaks
+    verdict = SliceScore.local().judge("s", 0, image, scores)
+    r = verdict.result
+    box = np.s_[r.window_y : r.window_y + r.window_size, r.window_x : r.window_x + r.window_size]
+    assert body_region(image)[box].all()
+    assert r.window_x >= 16 and r.window_x + r.window_size <= 512 - 16
+    assert r.window_y >= 16 and r.window_y + r.window_size <= 512 - 16
+
+
+def test_context_deviation_lifts_the_edited_slice_not_its_neighbours():
+    genuine = np.zeros((3, 3))
+    edited = genuine.copy()
+    edited[1, 1] = 2.0  # more residual where a mass was pasted
+    assert context_deviation(edited, [genuine, genuine])[1, 1] == 2.0
+    # the slice after the edit matches the slice after it: not lifted
+    assert context_deviation(genuine, [edited, genuine])[1, 1] == 0.0
+    covered = -edited  # less residual where a structure was covered
+    assert context_deviation(covered, [genuine, genuine])[1, 1] == 2.0
+    assert context_deviation(genuine, [covered, genuine])[1, 1] == 0.0
+    ramp = [np.full((3, 3), 0.0), np.full((3, 3), 1.0), np.full((3, 3), 2.0)]
+    assert (context_deviation(ramp[1], [ramp[0], ramp[2]]) == -1.0).all()  # between: below 0
+
+
+def test_a_format_1_calibration_loads_without_context(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    calibration = fit_calibration(
+        rng.lognormal(-9, 1, 500), rng.random(500), rng.random(500) * 0.2,
+        model_sha256="a" * 64, window=24, stride=12, slices=5,
+    )  # fmt: skip
+    assert not calibration.has_context and calibration.format_version == 2
+    path = tmp_path / "old.json"
+    calibration.save(path)
+    old = path.read_text().replace('"format_version": 2', '"format_version": 1')
+    lines = [
+        line
+        for line in old.splitlines()
+        if not any(k in line for k in ("energy_floor", "context_centre", "context_spread"))
+    ]
+    path.write_text("\n".join(lines).replace('"format_version": 1,', '"format_version": 1'))
+    loaded = Calibration.load(path)
+    assert loaded.energy_floor == 1e-12 and not loaded.has_context
+    score = SliceScore("calibrated", 24, 12, calibration=loaded)
+    assert not score.uses_context  # judged alone, said so in the report
+    assert score.record()["series_context"] is False
+
+
+def test_series_context_in_a_scan_lifts_a_single_slice_edit(lung1, ct_onnx: Path, tmp_path):
+    """btd calibrate on genuine lung1 slices, then btd scan of five other slices with a
+    noisy block (which the test scorer sees as its strongest residual) put into the lung
+    of the middle one: with series context that slice ranks first with its region on the
+    block, its neighbours are not lifted there, and the report says context was used."""
+    volume, _ = lung1
+    genuine, study = tmp_path / "genuine", tmp_path / "study"
+    genuine.mkdir()
+    study.mkdir()
+    np.save(genuine / "train.npy", volume[8:16])
+    stack = volume[18:23].copy()
+    rng = np.random.default_rng(5)
+    x, y = choose_location(stack[2], 12, rng, place="lung", kind="injection")
+    stack[2, y - 10 : y + 10, x - 10 : x + 10] = rng.normal(0, 300, (20, 20))
+    np.save(study / "series.npy", stack)
+    calibration = tmp_path / "cal.json"
+    argv = ["calibrate", str(genuine), "--model", str(ct_onnx), "--out", str(calibration)]
+    assert main(argv) == 0
+    assert Calibration.load(calibration).has_context
+    out = tmp_path / "report"
+    argv = ["scan", str(study), "--model", str(ct_onnx), "--out", str(out)]
+    assert main([*argv, "--calibration", str(calibration)]) == 0
+    rows = {int(r["slice_index"]): r for r in csv.DictReader((out / "findings.csv").open())}
+    assert len(rows) == 5
+
+    def on_block(row: dict) -> bool:
+        wx, wy, size = int(row["window_x"]), int(row["window_y"]), int(row["window_size"])
+        return wx - 10 < x < wx + size + 10 and wy - 10 < y < wy + size + 10
+
+    assert rows[2]["rank"] == "1" and on_block(rows[2])
+    assert not on_block(rows[1]) and not on_block(rows[3])  # the neighbours: not lifted
+    settings = json.loads((out / "report.json").read_text())["settings"]
+    assert settings["series_context"] is True
+    assert "neighbouring slices" in settings["slice_score"]
+    alone = tmp_path / "alone"
+    argv = ["scan", str(study), "--model", str(ct_onnx), "--out", str(alone), "--no-context"]
+    assert main([*argv, "--calibration", str(calibration)]) == 0
+    settings = json.loads((alone / "report.json").read_text())["settings"]
+    assert settings["series_context"] is False
+
+
+def test_tamper_makes_3d_lung_edits(lung1, tmp_path: Path):
+    volume, _ = lung1
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "chest.npy", volume[14:22])
+    out = tmp_path / "set"
+    argv = ["tamper", str(data), "--out", str(out), "--place", "lung", "--depth", "3"]
+    assert main([*argv, "--per-set", "2", "--radius", "8", "10"]) == 0
+    rows = list(csv.DictReader((out / "tamper.csv").open()))
+    assert len(rows) == 2 * 2 * 3 * 2  # kinds x edits x slices x (tampered, genuine)
+    edits: dict[str, list[dict]] = {}
+    for row in rows:
+        edits.setdefault(row["edit"], []).append(row)
+    assert len(edits) == 4 and all(len(slices) == 6 for slices in edits.values())
+    for slices in edits.values():
+        tampered = [r for r in slices if r["type"] == "tampered"]
+        frames = sorted(int(r["frame"]) for r in tampered)
+        assert frames == list(range(frames[0], frames[0] + 3))  # consecutive slices
+        x, y = int(tampered[0]["x"]), int(tampered[0]["y"])
+        areas = []
+        for row in sorted(tampered, key=lambda r: int(r["frame"])):
+            mask = np.load(out / row["path"].replace("tampered/", "masks/"))
+            areas.append(int(mask.sum()))
+            genuine_hu = volume[14 + int(row["frame"])]
+            if row["kind"] == "injection":
+                assert lung_mask(genuine_hu)[y, x]  # in aerated lung
+        assert areas[1] > areas[0] and areas[1] > areas[2]  # a ball: widest in the middle
+
+
+def test_tamper_depth_must_be_odd(tmp_path: Path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "v.npy", np.zeros((3, 64, 64), np.float32))
+    argv = ["tamper", str(data), "--out", str(tmp_path / "o"), "--depth", "2"]
+    assert main(argv) == 2
+    assert "odd number of slices" in capsys.readouterr().out
