@@ -9,6 +9,7 @@ scored exits 1; the first Ctrl-C stops ``btd scan`` within seconds, writes what 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -145,3 +146,19 @@ def test_limit_flags_reach_discovery(study, ct_onnx, tmp_path, capsys):
     assert scan(study, ct_onnx, out, "--max-pixels", "64") == ExitStatus.SOME_FAILED
     reasons = [line for line in (out / "files.csv").read_text().splitlines()[1:]]
     assert reasons and all("over the limit of 64 x 64 (--max-pixels)" in r for r in reasons)
+
+
+def test_the_terminal_table_numbers_slices_from_1_like_the_app(study, ct_onnx, tmp_path, capsys):
+    """People read "slice N of M" (1-based) everywhere; findings.csv keeps the 0-based
+    ``slice_index`` for programs beside the 1-based ``slice_number``."""
+    out = tmp_path / "report"
+    assert scan(study, ct_onnx, out) == ExitStatus.OK
+    printed = capsys.readouterr().out
+    assert "slice N/M: the series' slice N of M, counted from 1" in " ".join(printed.split())
+    with (out / "findings.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(int(r["slice_index"]) for r in rows) == [0, 1]
+    assert all(int(r["slice_number"]) == int(r["slice_index"]) + 1 for r in rows)
+    table = [line.split("│") for line in printed.splitlines() if line.count("│") >= 7]
+    shown = {cells[1].strip(): cells[4].strip() for cells in table if cells[1].strip()}
+    assert shown == {r["rank"]: f"{r['slice_number']}/2" for r in rows}, printed

@@ -115,6 +115,7 @@ def test_findings_csv_columns_and_values(study: Path, tmp_path: Path) -> None:
     assert float(row["score"]) == 0.0123456789
     assert row["reduction"] == "mean_sq"
     assert row["frame"] == ""
+    assert (row["slice_index"], row["slice_number"]) == ("0", "1")  # machines 0-, people 1-based
     assert (row["tile_x"], row["tile_y"], row["tile_size"]) == ("96", "144", "96")
     assert row["patient_name"] == "Doe^Jane"
     assert row["series_description"] == "Chest, 1.25 mm"
@@ -241,9 +242,12 @@ def test_series_are_ranked_by_their_most_suspicious_slice(study: Path, tmp_path:
     assert [r["slices_scored"] for r in rows] == ["2", "2", "1"]
     assert [r["top_slice_rank"] for r in rows] == ["1", "2", "5"]
     assert [float(r["score"]) for r in rows] == [7.5, 6.0, -0.5]  # a negative z stays a number
-    assert rows[0]["top_slice_index"] == "4"
+    assert (rows[0]["top_slice_index"], rows[0]["top_slice_number"]) == ("4", "5")
     sidecar = json.loads(files.sidecar_json.read_text(encoding="utf-8"))
     assert [s["series_uid"] for s in sidecar["series_ranking"]] == ["2.9", "1.9", "3.9"]
+    assert sidecar["series_ranking"][0]["top_slice_number"] == 5
+    top = sidecar["top_findings"][0]
+    assert (top["slice_index"], top["slice_number"]) == (4, 5)
 
 
 def test_files_csv_lists_every_file(study: Path, tmp_path: Path) -> None:

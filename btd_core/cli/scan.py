@@ -176,11 +176,16 @@ def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace
 
 def print_audit_summary(console: Console, result: AuditResult, top: int) -> None:
     """The ranked table of the ``top`` slices, file counts, errors and the report folder."""
-    table = Table(title="most suspicious slices", title_justify="left")
+    table = Table(
+        title="most suspicious slices",
+        title_justify="left",
+        caption="slice N/M: the series' slice N of M, counted from 1",
+        caption_justify="left",
+    )
     table.add_column("rank", justify="right")
     table.add_column("score", no_wrap=True)
     table.add_column("series", no_wrap=True, overflow="ellipsis", max_width=24)
-    table.add_column("slice", justify="right")
+    table.add_column("slice", justify="right", no_wrap=True)
     table.add_column("pos mm", justify="right", no_wrap=True)
     table.add_column("where x,y size", no_wrap=True)
     table.add_column("file", overflow="fold", ratio=1)
@@ -190,7 +195,7 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
             str(finding.rank),
             f"{finding.result.score:.5g}",
             Text(printable(series_label(finding.series))),
-            str(finding.result.slice_index),
+            f"{finding.result.slice_index + 1}/{len(finding.series.slices)}",
             "" if location is None else f"{location:.1f}",
             "{},{} {}".format(*finding.result.region),
             Text(printable(finding.file.relpath)),

@@ -7,6 +7,11 @@ size, SHA-256 and status) and what was found (ranked slices; series ranked by th
 most suspicious slice).  Each file is written atomically; the sidecar carries the
 SHA-256 of every other report file.
 
+Slices are numbered twice, so that the base is plain from the name: ``slice_index``
+counts a series' slices from 0 in slice order (for programs), ``slice_number`` counts
+the same slice from 1, as people read it and as ``btd scan`` and the app show it ("slice
+3/24"); series.csv has both as ``top_slice_index`` / ``top_slice_number``.
+
 Text taken from files and DICOM tags (paths, UIDs, descriptions, patient fields,
 reasons) is data, never markup: in the CSV files its control characters are visible
 escapes and a cell that a spreadsheet would run as a formula is neutralised (see
@@ -39,22 +44,22 @@ TOP_FINDINGS = 20
 """How many findings the sidecar repeats under ``top_findings``."""
 
 NUMERIC_COLUMNS = frozenset(
-    {"rank", "score", "frame", "slice_index", "slice_location_mm", "size_bytes"}
+    {"rank", "score", "frame", "slice_index", "slice_number", "slice_location_mm", "size_bytes"}
     | {"position_x_mm", "position_y_mm", "position_z_mm", "tile_x", "tile_y", "tile_size"}
     | {"window_x", "window_y", "window_size", "slices_scored", "top_slice_rank"}
-    | {"top_slice_index", "top_window_x", "top_window_y", "top_window_size"}
+    | {"top_slice_index", "top_slice_number", "top_window_x", "top_window_y", "top_window_size"}
 )
 """Columns whose cells the writer formats itself from numbers (never neutralised)."""
 FINDINGS_COLUMNS = (
     *("rank", "score", "reduction", "file", "file_sha256"),
-    *("study_uid", "series_uid", "sop_instance_uid", "frame", "slice_index"),
+    *("study_uid", "series_uid", "sop_instance_uid", "frame", "slice_index", "slice_number"),
     *("slice_location_mm", "position_x_mm", "position_y_mm", "position_z_mm"),
     *("tile_x", "tile_y", "tile_size", "score_mode", "window_x", "window_y", "window_size"),
     *("modality", "series_description"),
 )
 SERIES_COLUMNS = (
     *("rank", "score", "score_mode", "slices_scored", "top_slice_rank", "top_slice_index"),
-    *("top_file", "top_window_x", "top_window_y", "top_window_size"),
+    *("top_slice_number", "top_file", "top_window_x", "top_window_y", "top_window_size"),
     *("study_uid", "series_uid", "modality", "series_description"),
 )
 PHI_COLUMNS = ("patient_id", "patient_name", "study_date")
@@ -173,6 +178,7 @@ def series_row(ranked: SeriesFinding, include_phi: bool = True) -> dict[str, obj
         "slices_scored": ranked.slices_scored,
         "top_slice_rank": top.rank,
         "top_slice_index": result.slice_index,
+        "top_slice_number": result.slice_index + 1,
         "top_file": top.file.relpath,
         "top_window_x": result.window_x,
         "top_window_y": result.window_y,
@@ -206,6 +212,7 @@ def finding_row(finding: Finding, reduction: str, include_phi: bool = True) -> d
         "sop_instance_uid": ref.sop_instance_uid,
         "frame": ref.frame,
         "slice_index": result.slice_index,
+        "slice_number": result.slice_index + 1,
         "slice_location_mm": ref.location,
         "position_x_mm": position[0],
         "position_y_mm": position[1],
