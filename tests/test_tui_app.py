@@ -448,3 +448,53 @@ def test_calibrated_mode_scores_with_the_models_calibration(tiny_onnx: Path, tmp
         assert "slice score: calibrated (calibration tiny.onnx.calibration.json)" in log
 
     run_app(app, test)
+
+
+def test_the_sort_label_says_what_the_order_is(tiny_onnx: Path, tmp_path: Path):
+    """The table's bottom border names the order the rows are really in ("by score,
+    highest first"), after ``o`` (next column) and a click on the same header (reversed),
+    and fits an 80-column terminal."""
+    from btd_tui.widgets.findings_table import COLUMN_KEYS, SORT_ORDERS
+
+    assert tuple(SORT_ORDERS) == COLUMN_KEYS
+    assert max(len(label) for pair in SORT_ORDERS.values() for label in pair) <= 32
+    root = tmp_path / "study"
+    write_fixed_series(root / "ct", 4, planted_index=2)
+    app = create_app(root, tiny_onnx, provider="cpu")
+
+    async def test(pilot):
+        await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 300, "the scan")
+        await pilot.pause(0.7)  # the table is re-ranked at most every 0.5 s
+        table = app.query_one(FindingsTable)
+
+        def column(index: int) -> list[str]:
+            return [row[index] for row in table.rows_text()]
+
+        def scores() -> list[float]:
+            return [float(cell) for cell in column(1)]
+
+        def shown(label: str) -> bool:  # on the table's bottom border, on screen
+            return any(label in line and "╯" in line for line in screen_text(app).splitlines())
+
+        assert shown("by rank, most suspicious first"), screen_text(app)
+        assert column(0) == ["1", "2", "3", "4"] and column(3)[0] == "3/4"
+        assert scores() == sorted(scores(), reverse=True)
+        table.focus()
+        await pilot.press("o")
+        await pilot.pause()
+        assert shown("by score, highest first")
+        assert scores() == sorted(scores(), reverse=True) and column(3)[0] == "3/4"
+        score_header = table.ordered_columns[1]
+        x = table.ordered_columns[0].get_render_width(table) + 2
+        await pilot.click(FindingsTable, offset=(x, 1))  # the score header: reversed
+        await pilot.pause()
+        assert score_header.key.value == "score" and shown("by score, lowest first"), screen_text(
+            app
+        )
+        assert scores() == sorted(scores()) and column(3)[-1] == "3/4"
+        await pilot.press("o", "o")  # series, then slice
+        await pilot.pause()
+        assert shown("by slice, first to last")
+        assert column(3) == ["1/4", "2/4", "3/4", "4/4"]
+
+    run_app(app, test)

@@ -4,7 +4,8 @@ Rows come from :class:`btd_core.study.records.Finding` lists (the app re-ranks a
 few times a second while results arrive) and are updated in place, by row key: new
 slices are added, dropped ones removed, and of the others only the rank cell changes
 (a slice's score, series, position and file never do); the rows are then put in the
-sort order.  Every cell that holds text from a file is a :class:`rich.text.Text` of
+sort order, which the bottom border says in words ("by score, highest first").  Every
+cell that holds text from a file is a :class:`rich.text.Text` of
 :func:`btd_core.safe_text.printable` text, never markup.  The cursor stays on the same
 slice across updates (or on the top row), and :class:`FindingsTable.SliceHighlighted`
 says which slice is under it whenever that changes.
@@ -35,6 +36,23 @@ COLUMNS: tuple[tuple[str, str, Callable[[Finding], Any]], ...] = (
     ("file", "file", lambda f: (f.file.relpath, f.slice.frame or 0)),
 )
 """(key, header, sort key) per column."""
+
+SORT_ORDERS: dict[str, tuple[str, str]] = {
+    "rank": ("by rank, most suspicious first", "by rank, least suspicious first"),
+    "score": ("by score, highest first", "by score, lowest first"),
+    "series": ("by series, A to Z", "by series, Z to A"),
+    "slice": ("by slice, first to last", "by slice, last to first"),
+    "pos": ("by position, lowest mm first", "by position, highest mm first"),
+    "file": ("by file, A to Z", "by file, Z to A"),
+}
+"""The order the rows are in, in words, per column: (the column's own order, reversed).
+Shown on the table's bottom border, so that nobody has to guess what "asc" means for a
+score; short enough for the table's width in an 80-column terminal."""
+
+
+def sort_label(column: str, reverse: bool) -> str:
+    """``by score, highest first``: the order the rows are in (``reverse``: reversed)."""
+    return SORT_ORDERS[column][reverse]
 
 
 def row_key(series_key: str, index: int) -> str:
@@ -164,12 +182,13 @@ class FindingsTable(DataTable):
         self._announce(again=True)
 
     def refresh_title(self) -> None:
-        """``ranked slices (n)``, the sort order, and a note when rows were cut."""
-        arrow = "desc" if self.sort_reverse else "asc"
-        title = f"ranked slices ({len(self.findings)}) · sort {self.sort_column} {arrow}"
+        """``ranked slices (n)`` and a note when rows were cut on the top border; the sort
+        order in words (:func:`sort_label`) on the bottom one."""
+        title = f"ranked slices ({len(self.findings)})"
         if len(self.findings) > MAX_ROWS:
             title += f" · top {MAX_ROWS} shown"
         self.border_title = Text(title)
+        self.border_subtitle = Text(sort_label(self.sort_column, self.sort_reverse))
 
     def current_key(self) -> str | None:
         """The row key under the cursor, or ``None`` when the table is empty."""
