@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import stat
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from btd_core.atomic import atomic_write_bytes
 from btd_core.findings.csv_table import neutralise_cell
 from btd_core.findings.provenance import library_versions, utc_now
 from btd_core.findings.report import (
@@ -353,3 +356,30 @@ def test_neutralise_cell_never_starts_dangerous_nor_holds_control_characters(tex
 @given(st.text().filter(lambda s: s.isprintable() and not s.startswith(DANGEROUS)))
 def test_neutralise_cell_keeps_safe_text(text: str) -> None:
     assert neutralise_cell(text) == text
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes and the umask are POSIX")
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_report_files_are_as_readable_as_the_umask_allows(
+    study: Path, tmp_path: Path, umask: int, mode: int
+) -> None:
+    """Written atomically, yet with ``0o666 & ~umask`` like any new file (not mkstemp's 0600)."""
+    finding = make_finding(study)
+    before = os.umask(umask)
+    try:
+        files = write_report(tmp_path / "out", make_run(study), [finding], [finding.file])
+        single = atomic_write_bytes(tmp_path / "single.bin", b"x")
+    finally:
+        os.umask(before)
+    for path in (files.findings_csv, files.series_csv, files.files_csv, files.sidecar_json, single):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, (path.name, oct(path.stat().st_mode))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "single.bin", "study"]
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failed_atomic_write_leaves_neither_file_nor_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    target.write_bytes(b"old")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, object())  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
