@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from btd_core.engine.options import PROVIDER_CHOICES, EngineOptions
+from btd_core.engine.options import DEFAULT_CUDNN_SEARCH, PROVIDER_CHOICES, EngineOptions
 from btd_core.scoring.strategy import SCORE_CHOICES, ScoreRequest
 from btd_core.study.limits import DEFAULT_LIMITS, StudyLimits, parse_pixels
 
@@ -40,7 +40,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--workers",
         type=positive_int,
-        help="threads that read and decode slices ahead of scoring (default: cores, at most 8)",
+        help="threads that read and decode slices ahead of scoring "
+        "(default: one per core, at most 8)",
     )
     group.add_argument(
         "--optimization",
@@ -51,7 +52,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cudnn-search",
         choices=("exhaustive", "heuristic", "default"),
-        help="CUDA only: cuDNN convolution algorithm search (default: onnxruntime's, exhaustive)",
+        help=f"CUDA only: cuDNN convolution algorithm search (default: {DEFAULT_CUDNN_SEARCH}, "
+        "as fast as onnxruntime's own exhaustive search once running, and ready sooner)",
     )
     group.add_argument(
         "--cuda-graph",
@@ -169,26 +171,26 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
         type=_pixels_argument,
         default=DEFAULT_LIMITS.max_pixels,
         metavar="SIDE|COLSxROWS",
-        help=f"pixels per frame (default {DEFAULT_LIMITS.pixels_label().replace(' ', '')})",
+        help=f"pixels per frame (default: {DEFAULT_LIMITS.pixels_label().replace(' ', '')})",
     )
     group.add_argument(
         "--max-frames",
         type=positive_int,
         default=DEFAULT_LIMITS.max_frames,
-        help=f"frames per file: multi-frame DICOM, TIFF pages, 3-D .npy (default "
+        help=f"frames per file: multi-frame DICOM, TIFF pages, 3-D .npy (default: "
         f"{DEFAULT_LIMITS.max_frames})",
     )
     group.add_argument(
         "--max-slices",
         type=positive_int,
         default=DEFAULT_LIMITS.max_slices,
-        help=f"slices per study (default {DEFAULT_LIMITS.max_slices})",
+        help=f"slices per study (default: {DEFAULT_LIMITS.max_slices})",
     )
     group.add_argument(
         "--max-member-mb",
         type=positive_int,
         default=DEFAULT_LIMITS.max_member_bytes >> 20,
-        help=f"MiB one .zip member or deflated DICOM may hold uncompressed (default "
+        help=f"MiB one .zip member or deflated DICOM may hold uncompressed (default: "
         f"{DEFAULT_LIMITS.max_member_bytes >> 20})",
     )
 

@@ -44,7 +44,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--window",
         type=positive_int,
         default=24,
-        help="local window side, px (default 24); scans then use the same window",
+        help="local window side, px (default: 24); scans then use the same window",
     )
     add_engine_arguments(parser)
     add_limit_arguments(parser)

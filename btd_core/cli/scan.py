@@ -64,8 +64,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="the paper's mode: score one patch per slice centred at column X, row Y",
     )
     add_score_arguments(parser)
-    parser.add_argument("--top", type=int, default=10, help="ranked slices to print (default 10)")
-    parser.add_argument("--overlays", type=int, default=10, help="PNG overlays of the top slices")
+    parser.add_argument("--top", type=int, default=10, help="ranked slices to print (default: 10)")
+    parser.add_argument(
+        "--overlays", type=int, default=10, help="PNG overlays of the top slices (default: 10)"
+    )
     parser.add_argument(
         "--no-phi",
         action="store_true",

@@ -40,7 +40,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     add_overwrite_argument(parser)
     parser.add_argument("--modality", choices=("ct", "mri"), default="ct")
-    parser.add_argument("--per-set", type=positive_int, default=10, help="tampered slices per set")
+    parser.add_argument(
+        "--per-set", type=positive_int, default=10, help="tampered slices per set (default: 10)"
+    )
     parser.add_argument(
         "--methods", nargs="+", choices=("copy-move", "diffusion"), default=["copy-move"]
     )
@@ -55,14 +57,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         choices=("body", "lung"),
         default="body",
         help="where edits go: anywhere in the body, or in the lungs (CT: injections in "
-        "aerated lung, removals of a vessel or nodule there, as CT-GAN attacks) (default body)",
+        "aerated lung, removals of a vessel or nodule there, as CT-GAN attacks) (default: body)",
     )
     parser.add_argument(
         "--depth",
         type=positive_int,
         default=1,
         help="slices per edit, odd: 1 = one slice, 3 or more = a ball over that many "
-        "consecutive slices of a series (default 1)",
+        "consecutive slices of a series (default: 1)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run)

@@ -38,7 +38,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "accelerate launch -m btd_core.cli.main train ...",
     )
     parser.add_argument("data_dir", type=Path, metavar="DATA_DIR")
-    parser.add_argument("--modality", choices=("ct", "mri"), help="default: ct")
+    parser.add_argument(
+        "--modality", choices=("ct", "mri"), help="modality of the scans (default: ct)"
+    )
     parser.add_argument("--out", type=Path, help="run folder (default: runs/btd)")
     parser.add_argument("--config", type=Path, help="a config.toml to start from")
     for name, (flag, kind, text) in _FLAGS.items():
