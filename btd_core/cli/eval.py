@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -28,6 +27,7 @@ from btd_core.cli.args import (
     score_request,
 )
 from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.cli.progress import progress_display
 from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
 
@@ -140,15 +140,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
         if not items:
             raise EvalError("nothing to evaluate: no rows or slices were found")
         check_modality(items, scorer.card.profile)
-        columns = (TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        progress = Progress(*columns, console=console)
-        task = progress.add_task("eval", total=len(items))
+        progress, update = progress_display(console, "scoring", unit="images")
         with progress:
             result = evaluate(
                 items,
                 scorer,
                 ScanSettings(stride=args.stride),
-                on_progress=lambda done, total: progress.update(task, completed=done),
+                on_progress=lambda done, total: update(done, total, ""),
                 slice_score=slice_score,
             )
     except errors as err:
