@@ -8,14 +8,22 @@ one patch per slice; then N and 4N slices in patch mode (and tiled with ``--full
 show that memory stays flat as the study grows.  Needs an ONNX scorer
 (``--model``) or the train extra (a random-weight CT scorer is exported).
 
+``--study-npy V.npy`` scans that volume instead (e.g. lung1's 48 chest slices in HU,
+where the body mask's lungs matter), and ``--baseline-tree DIR`` runs every
+configuration a second time, side by side in the same run, with the btd code of
+``DIR`` (a ``git worktree`` of an earlier commit): what a change costs.
+
     python benchmarks/bench_scan.py --slices 300          # the issue's measurement
     python benchmarks/bench_scan.py --slices 30           # a few minutes on 2 CPU cores
+    git worktree add /tmp/old 219c62c && python benchmarks/bench_scan.py \
+        --study-npy lung1.npy --model m.onnx --modes default --baseline-tree /tmp/old
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -51,11 +59,13 @@ def run_scan(
     mode: str,
     provider: str = "cpu",
     extra: list[str] | None = None,
+    tree: Path | None = None,
 ) -> dict[str, float]:
     """Run ``btd scan`` in a child process; return its wall time, peak RSS and counts.
 
     ``mode``: ``"default"`` (stride S/2), ``"stride96"`` (no overlap) or ``"patch"``
-    (the paper's one patch per slice, at the slice centre).
+    (the paper's one patch per slice, at the slice centre).  ``tree``: run the btd code
+    of that folder instead of this one (``PYTHONPATH``).
     """
     command = [*BTD, "scan", str(study), "--model", str(model), "--out", str(out)]
     command += ["--provider", provider, "--overlays", "5", "--top", "0", *(extra or [])]
@@ -67,8 +77,11 @@ def run_scan(
     timer = shutil.which("time") and Path("/usr/bin/time")
     if timer and timer.exists():  # GNU time: this child's own peak, in KiB
         command = [str(timer), "-f", "%M", "-o", str(rss_file), *command]
+    env = dict(os.environ)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if done.returncode not in (0, 1) or not (out / "report.json").exists():
         raise RuntimeError(f"btd scan failed ({done.returncode}): {done.stdout}{done.stderr}")
@@ -85,7 +98,7 @@ def run_scan(
         "slices_per_s": settings["slices_done"] / wall,
         "tiles_scored": settings["tiles_scored"],
         "skipped_share": settings["tiles_skipped_by_body_mask"] / max(tiles, 1),
-        "mode": mode + (" " + " ".join(extra) if extra else ""),
+        "mode": mode + (" " + " ".join(extra) if extra else "") + (" (baseline)" if tree else ""),
         "model": model.name,
         "provider": json.loads((out / "report.json").read_text())["provider"]["in_use"],
     }
@@ -118,25 +131,48 @@ def main() -> None:
     )
     parser.add_argument("--no-growth", action="store_true", help="skip the 4N-slice runs")
     parser.add_argument("--full", action="store_true", help="also tile 4N slices (slow on a CPU)")
+    parser.add_argument("--study-npy", type=Path, help="scan this .npy volume instead")
+    parser.add_argument(
+        "--baseline-tree", type=Path, help="also run each configuration with the btd code here"
+    )
+    parser.add_argument(
+        "--baseline-model",
+        type=Path,
+        help="the baseline's copy of the (last) model, with that code's own calibration sidecar",
+    )
     args = parser.parse_args()
+    trees = [None] if args.baseline_tree is None else [args.baseline_tree, None]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         models = args.model or [random_scorer(folder)]
         rows = []
-        counts = (args.slices,) if args.no_growth else (args.slices, 4 * args.slices)
+        counts = (
+            (args.slices,) if args.no_growth or args.study_npy else (args.slices, 4 * args.slices)
+        )
         for count in counts:
             study = folder / f"study_{count}"
-            write_series(study, args.source, count, spacing_mm=1.0)
+            if args.study_npy:
+                study.mkdir()
+                shutil.copyfile(args.study_npy, study / args.study_npy.name)
+            else:
+                write_series(study, args.source, count, spacing_mm=1.0)
             if count == args.slices:
                 runs = [(model, mode, []) for model in models for mode in args.modes]
                 runs += [(models[-1], args.modes[0], extra.split()) for extra in args.extra]
             else:
                 modes = ["patch", "stride96"] if args.full else ["patch"]
                 runs = [(models[0], mode, []) for mode in modes]
-            for number, (model, mode, extra) in enumerate(runs):
+            runs = [
+                (args.baseline_model or model, mode, extra, tree)
+                if tree is not None
+                else (model, mode, extra, tree)
+                for model, mode, extra in runs
+                for tree in trees
+            ]
+            for number, (model, mode, extra, tree) in enumerate(runs):
                 out = folder / f"report_{count}_{number}"
                 try:
-                    result = run_scan(study, model, out, mode, args.provider, extra)
+                    result = run_scan(study, model, out, mode, args.provider, extra, tree)
                 except RuntimeError as err:  # report it, go on with the other runs
                     print(json.dumps({"error": str(err)[-600:], "mode": mode, "extra": extra}))
                     continue
