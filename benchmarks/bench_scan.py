@@ -81,7 +81,9 @@ def run_scan(
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    # from the report's parent, never the repository: `python -m` puts the working
+    # directory first on sys.path, ahead of PYTHONPATH
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=out.parent)
     wall = time.perf_counter() - start
     if done.returncode not in (0, 1) or not (out / "report.json").exists():
         raise RuntimeError(f"btd scan failed ({done.returncode}): {done.stdout}{done.stderr}")

@@ -191,6 +191,10 @@ class ScanView:
                 "green",
             )
         self.status.show_progress(self.book.tried, self.book.total, failed=self.failed_files)
+        if not outcome.cancelled and self.book.results:
+            from btd_core.scoring.strategy import SCORE_MEANING
+
+            self.log.entry(f"note: {SCORE_MEANING}", "dim")
         self._log_planted()
         if outcome.cancelled:
             self.status.set_detail(self.status.detail_text + " · r resumes")

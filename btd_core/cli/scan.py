@@ -164,7 +164,11 @@ def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace
     line = f"slice score: {mode}"
     if calibration:
         line += f" (calibration {Path(calibration['file']).name})"
+    if settings.get("series_context"):
+        line += ", with series context"
     console.print(Text(line))
+    if settings.get("score_meaning"):
+        console.print(Text(f"note: {settings['score_meaning']}", style="dim"), soft_wrap=True)
     if args.score == "auto" and mode == "local":
         console.print(
             Text(

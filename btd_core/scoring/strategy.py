@@ -56,6 +56,14 @@ _DESCRIPTIONS = {
 }
 
 
+SCORE_MEANING = (
+    "a high score means the slice holds a region unusual for the model (and, with series "
+    "context, unlike the same place in the neighbouring slices): a lead to examine, not proof "
+    "of tampering; real lesions and unusual anatomy can score high too"
+)
+"""What a slice score says, in the report, the terminal summary and the app."""
+
+
 class ScoreModeError(ValueError):
     """The slice score asked for cannot run: no calibration, another model's, another
     window's, or an unknown mode.  The message says what to do."""
@@ -168,6 +176,7 @@ class SliceScore:
             "window_stride_px": self.window_stride if self.uses_windows else None,
             "calibration": calibration,
             "series_context": self.uses_context,
+            "score_meaning": SCORE_MEANING,
         }
 
     def judge(
