@@ -162,7 +162,9 @@ def export_report(
     command_line: Sequence[str],
     post: Post,
 ) -> None:
-    """Write the same CSV/JSON/PNG report as ``btd scan`` into ``folder``."""
+    """Write the same report as ``btd scan --dicom`` into ``folder``: CSV, JSON, PNG
+    overlays, and for each DICOM series a DICOM SR and SEG of its top slices (as many as
+    the overlays) in ``folder/dicom``, to open in a DICOM viewer."""
     from btd_core.audit.study_audit import write_audit_report
 
     try:
@@ -177,6 +179,7 @@ def export_report(
             overlays=session.settings.keep_views,
             include_phi=True,
             command_line=command_line,
+            dicom_top=max(session.settings.keep_views, 1),
         )
     except Exception as err:  # AuditError, permissions, full disk: shown, the app goes on
         post(ExportFailed(str(folder), str(err)))
@@ -185,6 +188,9 @@ def export_report(
     names = [report.findings_csv.name, report.series_csv.name, report.files_csv.name]
     names.append(report.sidecar_json.name)
     names += [f"overlays/{p.name}" for p in result.overlays]
+    dicom = result.run.settings.get("dicom") or {}
+    for series in dicom.get("series", []):
+        names += [f"dicom/{Path(name).name}" for name in series.get("files", [])]
     post(ExportDone(str(folder), names))
 
 

@@ -129,6 +129,7 @@ def test_planted_slice_ranks_first_preview_and_export(ct_onnx: Path, tmp_path: P
         await pilot.press("enter")
         log = app.query_one(LogPanel)
         await wait_for(pilot, lambda: any("report written" in e for e in log.entries), 120)
+        assert any("dicom/" in e for e in log.entries)  # the export names its DICOM objects
 
     run_app(app, test)
     assert tree_fingerprint(root) == before
@@ -140,6 +141,9 @@ def test_planted_slice_ranks_first_preview_and_export(ct_onnx: Path, tmp_path: P
     sidecar = json.loads((report / "report.json").read_text())
     assert sidecar["settings"]["stride_px"] == 64 and not sidecar["settings"]["cancelled"]
     assert (report / "overlays" / "rank001.png").is_file()
+    # the DICOM SR and SEG of the series, as btd scan --dicom writes them
+    written = sidecar["settings"]["dicom"]["series"][0]["files"]
+    assert len(written) == 2 and all((report / name).is_file() for name in written)
 
 
 def test_cancel_stops_the_worker_and_resume_finishes(ct_onnx: Path, tmp_path: Path, monkeypatch):

@@ -39,7 +39,7 @@ class ExportScreen(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         """Title, the Input with the default folder, and a line for errors."""
         with Vertical(id="export-panel") as panel:
-            panel.border_title = "export the report (CSV, JSON, PNG overlays)"
+            panel.border_title = "export the report (CSV, JSON, PNG, DICOM SR + SEG)"
             yield Static(Text("report folder (outside the study):"))
             yield Input(value=self.default, id="export-folder")
             yield Static(Text("enter writes · escape cancels", style="dim"), id="export-error")
