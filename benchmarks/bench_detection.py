@@ -52,7 +52,7 @@ from btd_core.cli.tamper import tamperers_for
 from btd_core.engine.scorer import Scorer
 from btd_core.evaluation.metrics import auroc
 from btd_core.scoring.calibration import Calibration
-from btd_core.scoring.strategy import SliceScore, SliceVerdict
+from btd_core.scoring.strategy import SliceScore, SliceVerdict, neighbour_indices
 from btd_core.scoring.tiles import ImageScores, ScanSettings, score_tiles, select_tiles
 from btd_core.scoring.windows import local_windows, median_residual
 from btd_core.slices.profiles import CT
@@ -195,11 +195,11 @@ class Judge:
         if verdict is None:
             return None
         if mode == "default":
-            before, after = series.get(z - 1), series.get(z + 1)
+            chosen = neighbour_indices(
+                z, lambda q: q in series and series[q].verdicts[mode] is not None
+            )
             verdict = self.modes[mode].in_context(
-                verdict,
-                before.verdicts[mode] if before else None,
-                after.verdicts[mode] if after else None,
+                verdict, [series[q].verdicts[mode] for q in chosen]
             )
         r = verdict.result
         if r.window_x is None:
@@ -397,7 +397,7 @@ def measure(judge, genuine, genuine_finals, edited, key, hu) -> dict:
     row = dict(key)
     for mode in MODES:
         finals = {z: genuine_finals[mode][z] for z in genuine}
-        for q in range(min(edited) - 1, max(edited) + 2):
+        for q in range(min(edited) - 2, max(edited) + 3):
             if q in series:
                 place = judge.final(series, q, mode)
                 finals[q] = place[0] if place else -np.inf

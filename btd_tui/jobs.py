@@ -38,6 +38,7 @@ from btd_tui.state import AuditRequest, AuditSession, SliceKey
 if TYPE_CHECKING:
     from btd_core.audit.pipeline import ScanOutcome
     from btd_core.engine.options import EngineOptions
+    from btd_core.scoring.strategy import SliceVerdict
     from btd_core.study.limits import StudyLimits
     from btd_core.study.records import Series
 
@@ -125,6 +126,7 @@ def preview_slice(
     region are the scan's (local windows, or the calibrated surprise map; with series
     context its neighbouring slices are scored too, as the scan judged it).
     """
+    from btd_core.scoring.strategy import neighbour_indices
     from btd_core.scoring.tiles import SliceView, view_slice
 
     try:
@@ -134,12 +136,17 @@ def preview_slice(
         judge = session.slice_score
         verdict = judge.judge(series.key, index, view.image, scores)
         if verdict is not None and judge.uses_context:
-            around = []
-            for other in (index - 1, index + 1):
-                if cancelled():
-                    return
-                around.append(_neighbour_verdict(series, other, session))
-            verdict = judge.in_context(verdict, *around)
+            around: dict[int, SliceVerdict | None] = {}
+
+            def scored(other: int) -> bool:
+                if other not in around and not cancelled():
+                    around[other] = _neighbour_verdict(series, other, session)
+                return around.get(other) is not None
+
+            chosen = neighbour_indices(index, scored)
+            if cancelled():
+                return
+            verdict = judge.in_context(verdict, [around[i] for i in chosen])
     except Exception as err:  # unreadable slice: shown in the preview, the audit goes on
         if not cancelled():
             post(PreviewFailed(series.key, index, str(err)))
@@ -292,7 +299,7 @@ class AuditWorkers:
             scorer.closing.set()
 
 
-def _neighbour_verdict(series: Series, index: int, session: AuditSession):
+def _neighbour_verdict(series: Series, index: int, session: AuditSession) -> SliceVerdict | None:
     """The own verdict of a neighbouring slice for series context; ``None`` when it does
     not exist or cannot be read (the scan then judged without it too)."""
     from btd_core.scoring.tiles import view_slice

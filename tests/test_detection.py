@@ -199,3 +199,15 @@ def test_tamper_depth_must_be_odd(tmp_path: Path, capsys):
     argv = ["tamper", str(data), "--out", str(tmp_path / "o"), "--depth", "2"]
     assert main(argv) == 2
     assert "odd number of slices" in capsys.readouterr().out
+
+
+def test_neighbours_are_both_sides_else_two_on_one_side():
+    from btd_core.scoring.strategy import neighbour_indices
+
+    five = {0, 1, 2, 3, 4}.__contains__
+    assert neighbour_indices(2, five) == [1, 3]
+    assert neighbour_indices(0, five) == [1, 2]  # a series' first slice
+    assert neighbour_indices(4, five) == [3, 2]  # its last: not only the one next to it
+    assert neighbour_indices(1, {1, 2}.__contains__) == [2]
+    assert neighbour_indices(0, {0}.__contains__) == []
+    assert neighbour_indices(2, {0, 1, 2}.__contains__) == [1, 0]

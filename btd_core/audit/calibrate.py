@@ -29,7 +29,7 @@ from btd_core.scoring.calibration import (
     genuine_floor,
     sidecar_path,
 )
-from btd_core.scoring.strategy import SliceScore, SliceVerdict
+from btd_core.scoring.strategy import SliceScore, SliceVerdict, neighbour_indices
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.scoring.windows import WINDOW_PX
 from btd_core.study.limits import StudyLimits
@@ -144,15 +144,16 @@ def _context_differences(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Genuine windows' context deviation (:func:`context_deviation` of ``log10(E + floor)``
-    from the slice's scored neighbours, the slices just before and after it in its
-    series); at most ``per_slice`` per slice, drawn at random."""
+    from the slice's scored neighbours in its series, chosen as a scan chooses them,
+    :func:`neighbour_indices`); at most ``per_slice`` per slice, drawn at random."""
     by_key = {(series, index): (energy, valid) for series, index, energy, valid in grids}
     found: list[np.ndarray] = []
     for series, index, energy, valid in grids:
+        chosen = neighbour_indices(index, lambda i, s=series: (s, i) in by_key)
         neighbours = [
-            np.log10(by_key[key][0].astype(np.float64) + floor)
-            for key in ((series, index - 1), (series, index + 1))
-            if key in by_key and by_key[key][0].shape == energy.shape
+            np.log10(by_key[(series, i)][0].astype(np.float64) + floor)
+            for i in chosen
+            if by_key[(series, i)][0].shape == energy.shape
         ]
         if not neighbours:
             continue

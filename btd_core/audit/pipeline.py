@@ -11,9 +11,10 @@ are in flight, so memory does not grow with the number of slices.
 A slice that cannot be read makes its file an error row; the scan goes on.
 
 Series context: with a slice score that judges slices with their neighbours
-(:meth:`btd_core.scoring.strategy.SliceScore.in_context`), a slice is finished once the
-next slice of its series has been judged (or the series ended), so its progress report
-and result come one slice later; one slice's image and scores wait at a time.
+(:meth:`btd_core.scoring.strategy.SliceScore.in_context`, the neighbours chosen by
+:func:`btd_core.scoring.strategy.neighbour_indices`), a slice is finished once the two
+slices after it in its series have been judged (or the series ended), so its progress
+report and result come two slices later; two slices' images wait at a time.
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ import numpy as np
 
 from btd_core.engine.scorer import Scorer
 from btd_core.findings.ranking import rank_key
-from btd_core.scoring.strategy import SliceScore, SliceVerdict, resolve_slice_score
+from btd_core.scoring.strategy import (
+    SliceScore,
+    SliceVerdict,
+    neighbour_indices,
+    resolve_slice_score,
+)
 from btd_core.scoring.tiles import ImageScores, ScanSettings, SliceView, TileSet, select_tiles
 from btd_core.slices.windowing import modality_mismatch, to_model_range
 from btd_core.study.pixels import SliceReadError, read_slice
@@ -308,6 +314,10 @@ class _Kept:
         return self.key < other.key
 
 
+CONTEXT_REACH = 2
+"""Series context looks at most this many slices away (:func:`neighbour_indices`)."""
+
+
 @dataclass
 class _Judged:
     """A slice judged on its own (``verdict`` ``None``: unreadable or nothing to score),
@@ -351,8 +361,8 @@ class _Run:
                 self.slices_left[str(ref.path)] = self.slices_left.get(str(ref.path), 0) + 1
         self.outcome = ScanOutcome()
         self._heap: list[_Kept] = []  # the kept views, the lowest-ranked first
-        self._waiting: _Judged | None = None  # judged, waiting for its next neighbour
-        self._previous: _Judged | None = None  # the last slice finished
+        self._run: list[_Judged] = []  # consecutive slices of one series, for context
+        self._run_finished = 0  # how many of them are finished
 
     def finish_slice(self, prepared: _Prepared, scores: ImageScores | None) -> None:
         """Judge one slice (scored, background only, or unreadable); finish the slice
@@ -366,37 +376,44 @@ class _Run:
             judged.image = prepared.image if judged.verdict is not None else None
         prepared.image = prepared.tiles = None  # only the verdict and image wait
         if not self.slice_score.uses_context:
-            self._finish(judged, None, None)
+            self._finish(judged)
             return
-        self.flush_context(judged)
-        self._waiting = judged
+        run = self._run
+        if run and not judged.follows(run[-1]):
+            self.flush_context()  # another series, or a gap: what waits has all it gets
+        self._run.append(judged)
+        while len(self._run) - self._run_finished > CONTEXT_REACH:
+            self._finish_in_run(self._run_finished)
 
-    def flush_context(self, following: _Judged | None = None) -> None:
-        """Finish the slice waiting for its neighbour (``following``: the slice judged
-        after it, its neighbour when next in the same series)."""
-        waiting, self._waiting = self._waiting, None
-        if waiting is None:
-            return
-        self._finish(
-            waiting,
-            self._previous if waiting.follows(self._previous) else None,
-            following if following is not None and following.follows(waiting) else None,
-        )
+    def flush_context(self) -> None:
+        """Finish every slice still waiting for neighbours (the series or the scan ended)."""
+        while self._run_finished < len(self._run):
+            self._finish_in_run(self._run_finished)
+        self._run, self._run_finished = [], 0
 
-    def _finish(self, judged: _Judged, before: _Judged | None, after: _Judged | None) -> None:
+    def _finish_in_run(self, position: int) -> None:
+        """Finish the slice at ``position`` of the current run of consecutive slices."""
+        run = self._run
+        scored = {
+            i: item.verdict
+            for i, item in enumerate(run)
+            if abs(i - position) <= CONTEXT_REACH and item.verdict is not None
+        }
+        chosen = neighbour_indices(position, scored.__contains__)
+        self._finish(run[position], [scored[i] for i in chosen])
+        self._run_finished = position + 1
+        if position >= CONTEXT_REACH:  # no longer anyone's neighbour
+            run[position - CONTEXT_REACH].verdict = None
+
+    def _finish(self, judged: _Judged, neighbours: list[SliceVerdict] | None = None) -> None:
         """Record one judged slice and post progress."""
         prepared = judged.prepared
         ref = prepared.ref
         result = None
         if judged.verdict is not None:
             assert judged.image is not None
-            verdict = self.slice_score.in_context(
-                judged.verdict,
-                before.verdict if before is not None else None,
-                after.verdict if after is not None else None,
-            )
+            verdict = self.slice_score.in_context(judged.verdict, neighbours or [])
             result = self._record(verdict, judged.image)
-        self._previous = judged
         judged.image = None
         self.outcome.slices_done += 1
         self.slices_left[str(ref.path)] -= 1

@@ -46,6 +46,11 @@ MIN_WINDOWS = 30
 ENERGY_FLOOR = 1e-12
 """Added to energies before the logarithm (r^2 means of a flat region can be 0)."""
 MAD_TO_SD = 1.4826
+MIN_SPREAD = 0.05
+"""The least spread (decades of energy) a cell or the series context may claim: genuine
+windows of one tissue measured here vary by 0.06-0.16 decades (lung1, the GPU model) and
+neighbouring slices by 0.04-0.08; calibration data more uniform than that (copies of one
+slice) would otherwise turn tiny differences into huge surprises."""
 TEXTURE_TOP = 1.0
 """Upper edge of the last texture bin (a [0, 1] image's standard deviation is <= 0.5)."""
 
@@ -245,7 +250,7 @@ def _bin(edges: list[float] | np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _robust(logs: np.ndarray) -> tuple[float, float]:
-    """(median, 1.4826 x MAD) of log energies; the spread is kept above 0.01 decades."""
+    """(median, 1.4826 x MAD) of log energies; the spread is at least :data:`MIN_SPREAD`."""
     centre = float(np.median(logs))
     spread = float(MAD_TO_SD * np.median(np.abs(logs - centre)))
-    return centre, max(spread, 0.01)
+    return centre, max(spread, MIN_SPREAD)

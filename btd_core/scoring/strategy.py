@@ -29,7 +29,7 @@ Modes
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -232,33 +232,31 @@ class SliceScore:
         return SliceVerdict(result, heat, windows, values, levels, (image.shape[0], image.shape[1]))
 
     def in_context(
-        self,
-        verdict: SliceVerdict,
-        before: SliceVerdict | None,
-        after: SliceVerdict | None,
+        self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict | None]
     ) -> SliceVerdict:
-        """``verdict`` judged again with its neighbouring slices in the series (the slice
-        before and after it, each ``None`` when it was not scored or does not exist).
+        """``verdict`` judged again with its neighbouring slices in the series (chosen by
+        :func:`neighbour_indices`; ``None`` entries are ignored).
 
-        Each window's value becomes ``(z_tissue + z_context) / sqrt(2)``
-        (:meth:`btd_core.scoring.calibration.Calibration.context_surprise`; with one
-        neighbour, against that one).  Unchanged when series context is off, the slice
-        has no neighbour of its own size, or nothing of it was judged by windows.
+        Each window's value becomes ``(max(z_tissue, 0) + z_context) / sqrt(2)``
+        (:meth:`btd_core.scoring.calibration.Calibration.context_surprise`): a window
+        quieter than its tissue (a covered nodule, aerated lung) is judged by its context
+        alone, not pulled down.  Unchanged when series context is off, the slice has no
+        neighbour of its own size, or nothing of it was judged by windows.
         """
-        neighbours = [
+        levels = [
             other.levels
-            for other in (before, after)
+            for other in neighbours
             if other is not None
             and other.levels is not None
             and verdict.levels is not None
             and other.levels.shape == verdict.levels.shape
         ]
-        if not self.uses_context or not neighbours or verdict.windows is None:
+        if not self.uses_context or not levels or verdict.windows is None:
             return verdict
         assert self.calibration is not None and verdict.levels is not None
         assert verdict.values is not None
-        context = self.calibration.context_surprise(verdict.levels, neighbours)
-        values = (verdict.values + context) / np.sqrt(2.0)
+        context = self.calibration.context_surprise(verdict.levels, levels)
+        values = (np.maximum(verdict.values, 0.0) + context) / np.sqrt(2.0)
         windows = verdict.windows
         worst = windows.worst(values)
         if worst is None:
@@ -284,6 +282,22 @@ class SliceScore:
             return paint_windows(windows, values, shape)
 
         return SliceVerdict(result, heat, windows, values, verdict.levels, shape)
+
+
+def neighbour_indices(index: int, scored: Callable[[int], bool]) -> list[int]:
+    """The slices a slice is compared with for series context: the one before and the one
+    after it when both were scored; else the two nearest on the side that has them (at a
+    series' end, or next to a slice that could not be read), so that a slice next to an
+    edited one still has a genuine slice to match; ``[]`` when it has no scored neighbour.
+    ``scored(i)``: whether slice ``i`` of the series was scored."""
+    before, after = scored(index - 1), scored(index + 1)
+    if before and after:
+        return [index - 1, index + 1]
+    if after:
+        return [i for i in (index + 1, index + 2) if scored(i)]
+    if before:
+        return [i for i in (index - 1, index - 2) if scored(i)]
+    return []
 
 
 def _worst_result(
