@@ -39,6 +39,7 @@ RESOLVED_DEFAULTS: dict[tuple[str, str], object] = {
     ("eval", "--calibration"): sidecar_path(Path("MODEL.onnx")).name,
     ("train", "--modality"): TrainConfig().modality,
     ("train", "--out"): TrainConfig().out_dir,
+    ("train", "--max-t"): TrainConfig().max_timestep,
 }
 """Options that the parser leaves ``None`` (so that the code can tell "not given"), with
 the value the code then uses."""

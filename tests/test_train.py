@@ -113,3 +113,31 @@ def test_resume_keeps_step_and_optimiser_state(data_dir: Path, tmp_path: Path):
     final = torch.load(second.checkpoint, map_location="cpu", weights_only=True)
     assert final["step"] == 14
     assert int(final["opt"]["state"][0]["step"]) == 14
+
+
+def test_low_noise_training_draws_t_below_the_limit_and_saves_plain_weights(
+    data_dir: Path, tmp_path: Path
+):
+    from btd_core.model.checkpoint import load_checkpoint
+    from btd_core.model.diffusion import build_diffusion
+    from btd_core.model.train import LowNoiseObjective, train
+
+    objective = LowNoiseObjective(build_diffusion(32), max_timestep=50)
+    drawn = []
+    real = objective.diffusion.p_losses
+
+    def recording(x_start, t, *args, **kwargs):
+        drawn.extend(t.tolist())
+        return real(x_start, t, *args, **kwargs)
+
+    objective.diffusion.p_losses = recording
+    for _ in range(20):
+        objective(torch.rand(8, 1, 32, 32))
+    assert max(drawn) < 50 and min(drawn) >= 0 and len(set(drawn)) > 20
+    result = train(tiny(data_dir, tmp_path / "run", steps=3, max_timestep=100))
+    raw = torch.load(result.checkpoint, map_location="cpu", weights_only=True)
+    assert set(raw["model"]) == set(build_diffusion(32).state_dict())  # no wrapper prefix
+    assert raw["btd"]["config"]["max_timestep"] == 100
+    assert load_checkpoint(result.checkpoint).step == 3
+    with pytest.raises(ValueError, match="max_timestep"):
+        tiny(data_dir, tmp_path / "bad", max_timestep=1001)

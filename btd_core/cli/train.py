@@ -23,6 +23,12 @@ _FLAGS = {
     "patch_size": ("--patch-size", int, "crop side in px (default: the modality's S)"),
     "seed": ("--seed", int, "random seed"),
     "workers": ("--workers", int, "DataLoader worker processes"),
+    "max_timestep": (
+        "--max-t",
+        int,
+        "draw the noise level t from [0, N) only: the low-noise end that the t = 0 score "
+        "uses (default: 0, all of the schedule's 1000 steps, as upstream)",
+    ),
 }
 
 

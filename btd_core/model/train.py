@@ -100,7 +100,10 @@ def train(
     loader = DataLoader(
         dataset, batch_size=config.batch_size, num_workers=config.workers, drop_last=True
     )
-    model, optimiser, loader = accelerator.prepare(diffusion, optimiser, loader)
+    objective: torch.nn.Module = diffusion
+    if config.max_timestep:
+        objective = LowNoiseObjective(diffusion, config.max_timestep)
+    model, optimiser, loader = accelerator.prepare(objective, optimiser, loader)
     batches = _cycle(loader)
     losses: list[float] = []
     step, stopped, began = start, False, time.perf_counter()
@@ -131,6 +134,25 @@ def train(
     )
 
 
+class LowNoiseObjective(torch.nn.Module):
+    """The library's training loss with the noise level t drawn from [0, ``max_timestep``)
+    only (``TrainConfig.max_timestep``); checkpoints hold the wrapped diffusion's weights."""
+
+    def __init__(self, diffusion: GaussianDiffusion, max_timestep: int) -> None:
+        super().__init__()
+        self.diffusion = diffusion
+        self.max_timestep = max_timestep
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Mean loss of ``images`` [B, C, S, S] in [0, 1] at random t < max_timestep."""
+        t = torch.randint(0, self.max_timestep, (images.shape[0],), device=images.device)
+        return self.diffusion.p_losses(self.diffusion.normalize(images), t)
+
+
+def _diffusion_of(module: torch.nn.Module) -> torch.nn.Module:
+    return module.diffusion if isinstance(module, LowNoiseObjective) else module
+
+
 def _cycle(loader: DataLoader) -> Iterator[torch.Tensor]:
     while True:
         yield from loader
@@ -138,7 +160,7 @@ def _cycle(loader: DataLoader) -> Iterator[torch.Tensor]:
 
 def _one_step(
     accelerator: Accelerator,
-    model: GaussianDiffusion,
+    model: torch.nn.Module,
     optimiser: torch.optim.Optimizer,
     batches: Iterator[torch.Tensor],
     config: TrainConfig,
@@ -172,7 +194,7 @@ def _resume(path: Path, diffusion: GaussianDiffusion, optimiser, ema: EMA) -> in
 
 def checkpoint_payload(
     accelerator: Accelerator,
-    model: GaussianDiffusion,
+    model: torch.nn.Module,
     optimiser: torch.optim.Optimizer,
     ema: EMA,
     step: int,
@@ -183,7 +205,7 @@ def checkpoint_payload(
     scaler = accelerator.scaler
     return {
         "step": step,
-        "model": accelerator.get_state_dict(model),
+        "model": _diffusion_of(accelerator.unwrap_model(model)).state_dict(),
         "opt": optimiser.state_dict(),
         "ema": ema.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -201,7 +223,7 @@ def checkpoint_payload(
 
 def _save(
     accelerator: Accelerator,
-    model: GaussianDiffusion,
+    model: torch.nn.Module,
     optimiser: torch.optim.Optimizer,
     ema: EMA,
     step: int,
