@@ -36,7 +36,7 @@ import numpy as np
 DEMO_STEPS = 300
 DEMO_DESCRIPTION = (
     "btd demo model: the method's U-Net trained for {steps} steps (batch 16, lr 1e-3, 32 px "
-    "crops, t in all of [0, 1000)) on 3 genuine CT slices shipped in pydicom-data "
+    "crops, t in [0, 100): the low-noise end the score uses) on 3 genuine CT slices shipped in pydicom-data "
     "(693_UNCI head CT, explicit_VR-UN abdominal CT, CT_small chest CT). A demonstration "
     "of the tool only: far too little training to detect real tampering; not for casework."
 )
@@ -262,6 +262,7 @@ def _build_demo(root: Path, files: DemoFiles, fresh: bool, on_step) -> None:
         patch_size=32,
         save_every=DEMO_STEPS,
         description=DEMO_DESCRIPTION.format(steps=DEMO_STEPS),
+        max_timestep=100,
     )
     train(config, resume=not fresh, on_progress=on_step)
     export_scorer(files.checkpoint, files.model, modality="ct")
