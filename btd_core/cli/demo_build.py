@@ -36,9 +36,10 @@ import numpy as np
 DEMO_STEPS = 300
 DEMO_DESCRIPTION = (
     "btd demo model: the method's U-Net trained for {steps} steps (batch 16, lr 1e-3, 32 px "
-    "crops, t in [0, 100): the low-noise end the score uses) on 3 genuine CT slices shipped in pydicom-data "
-    "(693_UNCI head CT, explicit_VR-UN abdominal CT, CT_small chest CT). A demonstration "
-    "of the tool only: far too little training to detect real tampering; not for casework."
+    "crops, t in [0, 100): the low-noise end the score uses) on 3 genuine CT slices shipped "
+    "in pydicom-data (693_UNCI head CT, explicit_VR-UN abdominal CT, CT_small chest CT). "
+    "A demonstration of the tool only: far too little training to detect real tampering; "
+    "not for casework."
 )
 SOURCES = {"abdomen": ("explicit_VR-UN.dcm", 6), "head": ("693_UNCI.dcm", 4)}
 PLAN = {
