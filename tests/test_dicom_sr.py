@@ -183,7 +183,8 @@ def test_each_seg_frame_marks_the_worst_window_of_its_slice(scanned):
         by_sop[(row["sop_instance_uid"], row["frame"])] = row
     for path in objects(scanned["out"], "seg"):
         seg = hd.seg.segread(path)
-        mask = seg.pixel_array  # [frames, rows, columns]
+        assert (seg.SegmentationType, seg.SegmentationFractionalType) == ("FRACTIONAL", "OCCUPANCY")
+        mask = seg.pixel_array  # [frames, rows, columns], 0 .. MaximumFractionalValue
         for index, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
             derivation = frame.DerivationImageSequence[0].SourceImageSequence[0]
             number = derivation.get("ReferencedFrameNumber")
@@ -191,7 +192,7 @@ def test_each_seg_frame_marks_the_worst_window_of_its_slice(scanned):
             row = by_sop[key]
             x, y, size = (int(row[k]) for k in ("window_x", "window_y", "window_size"))
             expected = np.zeros(mask.shape[1:], dtype=mask.dtype)
-            expected[y : y + size, x : x + size] = 1
+            expected[y : y + size, x : x + size] = seg.MaximumFractionalValue  # occupancy 1.0
             np.testing.assert_array_equal(mask[index], expected)
 
 

@@ -1,12 +1,13 @@
-"""One series' flagged regions as a binary DICOM Segmentation (SEG).
+"""One series' flagged regions as a fractional DICOM Segmentation (SEG, occupancy).
 
-Why a binary SEG of the worst-region rectangles, not a Parametric Map of the heat map:
+Why a SEG of the worst-region rectangles, not a Parametric Map of the heat map:
 the scan keeps the heat map of the report's top overlay slices only (memory does not grow
 with the study), so a map could not cover every reported slice; and SEG opens in more
 viewers (OHIF, 3D Slicer, Weasis and Orthanc's viewers show SEG; Parametric Maps far
-fewer).  A fractional SEG would suggest a probability, which the slice score is not, so the
-mask is binary: 1 inside each reported slice's worst region (pixels ``x .. x+size-1``,
-``y .. y+size-1``), 0 elsewhere.  One segment, "Suspected synthetic content"
+fewer).  The SEG is fractional, as the issue asks, of type OCCUPANCY (the share of each
+pixel the flagged region covers), never PROBABILITY, which the slice score is not: 1.0
+inside each reported slice's worst region (pixels ``x .. x+size-1``, ``y .. y+size-1``),
+0 elsewhere.  One segment, "Suspected synthetic content"
 (:data:`btd_core.findings.dicom_codes.SUSPECTED_SYNTHETIC`), registered to the source
 frames (highdicom copies their geometry, patient and study modules); new UIDs.
 """
@@ -64,8 +65,9 @@ def build_seg(
     )
     return hd.seg.Segmentation(
         source_images=sources,
-        pixel_array=mask,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        pixel_array=mask.astype(np.float32),
+        segmentation_type=hd.seg.SegmentationTypeValues.FRACTIONAL,
+        fractional_type=hd.seg.SegmentationFractionalTypeValues.OCCUPANCY,
         segment_descriptions=[segment],
         series_instance_uid=hd.UID(),
         series_number=SEG_SERIES_NUMBER,
