@@ -1,7 +1,7 @@
 """``btd scan --dicom``: each scanned DICOM series' findings as DICOM objects in ``REPORT/dicom/``.
 
 Per DICOM series with scored slices: ``seriesNNN_sr.dcm``, a Comprehensive 3D SR
-(:mod:`btd_core.findings.dicom_sr`), and ``seriesNNN_seg.dcm``, a binary SEG of the
+(:mod:`btd_core.findings.dicom_sr`), and ``seriesNNN_seg.dcm``, a fractional (occupancy) SEG of the
 flagged regions (:mod:`btd_core.findings.dicom_seg`); ``NNN`` is the series' rank in
 ``series.csv``.  The reported slices of a series are its ``top`` highest-ranked slices
 (the scan's ``--top``): no score threshold, because the score's scale depends on the
@@ -197,7 +197,7 @@ def _readme(export: DicomExport) -> bytes:
     lines = [
         "DICOM findings written by btd scan --dicom (see report.json, settings.dicom).",
         "seriesNNN_sr.dcm: Comprehensive 3D SR (TID 1500), one ROI per reported slice.",
-        "seriesNNN_seg.dcm: binary SEG of the same regions.  NNN = rank in series.csv.",
+        "seriesNNN_seg.dcm: fractional (occupancy) SEG of the same regions.  NNN = rank in series.csv.",
         "Reported slices: the top --top slices of each series (no score threshold).",
         "",
     ]

@@ -34,7 +34,7 @@ SEG_SERIES_NUMBER = 9902
 def build_seg(
     flagged: Sequence[FlaggedSlice], producer: Producer, description: str = ""
 ) -> hd.seg.Segmentation:
-    """The binary SEG of one series' reported slices.
+    """The fractional (occupancy) SEG of one series' reported slices.
 
     Single-frame sources give one SEG frame each; the frames of one multi-frame source
     are marked in a mask of all its frames (empty frames are left out of the file).
