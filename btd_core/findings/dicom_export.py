@@ -197,7 +197,8 @@ def _readme(export: DicomExport) -> bytes:
     lines = [
         "DICOM findings written by btd scan --dicom (see report.json, settings.dicom).",
         "seriesNNN_sr.dcm: Comprehensive 3D SR (TID 1500), one ROI per reported slice.",
-        "seriesNNN_seg.dcm: fractional (occupancy) SEG of the same regions.  NNN = rank in series.csv.",
+        "seriesNNN_seg.dcm: fractional (occupancy) SEG of the same regions.",
+        "NNN = the series' rank in series.csv.",
         "Reported slices: the top --top slices of each series (no score threshold).",
         "",
     ]
