@@ -18,3 +18,16 @@ def printable(text: object) -> str:
     if value.isprintable():
         return value
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+
+
+def middle_ellipsis(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` cells by replacing its middle with ``…``, keeping
+    the start (the folder) and more of the end (a file name's distinguishing part).
+    Widths under 2 give the first ``width`` characters."""
+    if len(text) <= width:
+        return text
+    if width < 2:
+        return text[:width]
+    head = (width - 1) // 3
+    tail = width - 1 - head
+    return text[:head] + "…" + text[len(text) - tail :]

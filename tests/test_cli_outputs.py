@@ -159,6 +159,46 @@ def test_the_terminal_table_numbers_slices_from_1_like_the_app(study, ct_onnx, t
         rows = list(csv.DictReader(handle))
     assert sorted(int(r["slice_index"]) for r in rows) == [0, 1]
     assert all(int(r["slice_number"]) == int(r["slice_index"]) + 1 for r in rows)
-    table = [line.split("│") for line in printed.splitlines() if line.count("│") >= 7]
-    shown = {cells[1].strip(): cells[4].strip() for cells in table if cells[1].strip()}
+    table = terminal_table(printed)
+    shown = {cells["rank"]: cells["slice"] for cells in table}
     assert shown == {r["rank"]: f"{r['slice_number']}/2" for r in rows}, printed
+
+
+def terminal_table(printed: str) -> list[dict[str, str]]:
+    """The rows of btd scan's terminal table, by column name."""
+    lines = [line for line in printed.splitlines() if line.startswith(("┃", "│"))]
+    header = [cell.strip() for cell in lines[0].strip("┃").split("┃")]
+    return [
+        dict(zip(header, (cell.strip() for cell in line.strip("│").split("│")), strict=True))
+        for line in lines[1:]
+    ]
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_the_terminal_table_keeps_one_line_per_slice_at_any_width(
+    ct_onnx, tmp_path, capsys, monkeypatch, columns
+):
+    """At 80 columns (long folder names) the position and region give way, the file name is
+    cut in the middle (its end, which tells slices apart, kept); every row stays on one
+    line; at 160 everything is shown whole."""
+    root = tmp_path / "study"
+    folder = root / "exported_from_the_hospital_pacs_on_the_first_of_december" / "chest"
+    built = write_series(folder, "CT_small.dcm", 3, seed=4)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert scan(root, ct_onnx, tmp_path / "report") == ExitStatus.OK
+    printed = capsys.readouterr().out
+    framed = [line for line in printed.splitlines() if line[:1] in "┏┃┡│└"]
+    assert framed and all(len(line) <= columns for line in framed)
+    table = terminal_table(printed)
+    assert [row["rank"] for row in table] == ["1", "2", "3"]  # one line each
+    names = {str(path.relative_to(root)) for path in built.files}
+    for row in table:
+        assert {"rank", "score", "series", "slice", "file"} <= set(row)
+        if columns >= 160:
+            assert row["file"] in names and "pos mm" in row and "where x,y size" in row
+        else:
+            assert row["file"].count("…") == 1
+            head, tail = row["file"].split("…")
+            (name,) = [n for n in names if n.startswith(head) and n.endswith(tail)]
+            assert Path(name).name in tail  # the file's own name is kept whole
+    assert ("pos mm" in table[0]) == ("where x,y size" in table[0]) == (columns >= 160)

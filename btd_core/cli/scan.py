@@ -27,7 +27,7 @@ from btd_core.cli.failures import cannot_run, cannot_run_errors
 from btd_core.cli.interrupt import StopOnInterrupt
 from btd_core.cli.progress import slice_progress
 from btd_core.exit_status import ExitStatus
-from btd_core.safe_text import printable
+from btd_core.safe_text import middle_ellipsis, printable
 from btd_core.study.records import series_label
 
 DICOM_NO_PHI = (
@@ -180,32 +180,58 @@ def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace
         )
 
 
+YIELDING_COLUMNS = ("pos mm", "where x,y size")
+"""Columns of the terminal table that give way, in this order, when the table with whole
+file names would be wider than the terminal.  Rank, score, series, slice and file always
+stay; the file name is then cut in the middle to fit on one line."""
+
+
 def print_audit_summary(console: Console, result: AuditResult, top: int) -> None:
-    """The ranked table of the ``top`` slices, file counts, errors and the report folder."""
+    """The ranked table of the ``top`` slices, file counts, errors and the report folder.
+
+    One line per slice at any width: when whole file names do not fit, the position and
+    then the region give way (:data:`YIELDING_COLUMNS`), series labels are cut at 16
+    characters, and file names are shortened in the middle (``expo…/chest/IM07523``).
+    """
+    rows = []
+    for finding in result.findings[:top]:
+        location = finding.slice.location
+        rows.append(
+            {
+                "rank": str(finding.rank),
+                "score": f"{finding.result.score:.5g}",
+                "series": printable(series_label(finding.series)),
+                "slice": f"{finding.result.slice_index + 1}/{len(finding.series.slices)}",
+                "pos mm": "" if location is None else f"{location:.1f}",
+                "where x,y size": "{},{} {}".format(*finding.result.region),
+                "file": printable(finding.file.relpath),
+            }
+        )
+
+    def needed(names: list[str]) -> int:  # the table's width: cells, padding and bars
+        return 1 + sum(max([len(n), *(len(row[n]) for row in rows)]) + 3 for n in names)
+
+    shown = ["rank", "score", "series", "slice", "pos mm", "where x,y size", "file"]
+    for name in YIELDING_COLUMNS:
+        if needed(shown) > console.width:
+            shown.remove(name)
+    if needed(shown) > console.width:
+        for row in rows:
+            row["series"] = middle_ellipsis(row["series"], 16)
+        file_width = max(console.width - needed([n for n in shown if n != "file"]) - 3, 12)
+        for row in rows:
+            row["file"] = middle_ellipsis(row["file"], file_width)
     table = Table(
         title="most suspicious slices",
         title_justify="left",
         caption="slice N/M: the series' slice N of M, counted from 1",
         caption_justify="left",
     )
-    table.add_column("rank", justify="right")
-    table.add_column("score", no_wrap=True)
-    table.add_column("series", no_wrap=True, overflow="ellipsis", max_width=24)
-    table.add_column("slice", justify="right", no_wrap=True)
-    table.add_column("pos mm", justify="right", no_wrap=True)
-    table.add_column("where x,y size", no_wrap=True)
-    table.add_column("file", overflow="fold", ratio=1)
-    for finding in result.findings[:top]:
-        location = finding.slice.location
-        table.add_row(
-            str(finding.rank),
-            f"{finding.result.score:.5g}",
-            Text(printable(series_label(finding.series))),
-            f"{finding.result.slice_index + 1}/{len(finding.series.slices)}",
-            "" if location is None else f"{location:.1f}",
-            "{},{} {}".format(*finding.result.region),
-            Text(printable(finding.file.relpath)),
-        )
+    for name in shown:
+        right = name in ("rank", "slice", "pos mm")
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(row[name]) for name in shown))
     if result.findings:
         console.print(table)
     else:
