@@ -135,6 +135,7 @@ def preview_slice(
             return
         judge = session.slice_score
         verdict = judge.judge(series.key, index, view.image, scores)
+        session.verdicts.put((series.key, index), verdict)
         if verdict is not None and judge.uses_context:
             around: dict[int, SliceVerdict | None] = {}
 
@@ -307,8 +308,13 @@ def _neighbour_verdict(series: Series, index: int, session: AuditSession) -> Sli
 
     if not 0 <= index < len(series.slices):
         return None
+    found, cached = session.verdicts.get((series.key, index))
+    if found:
+        return cached  # type: ignore[return-value]
     try:
         view, scores = view_slice(series, index, session.scorer, session.settings)
     except SliceReadError:
         return None
-    return session.slice_score.judge(series.key, index, view.image, scores)
+    verdict = session.slice_score.judge(series.key, index, view.image, scores)
+    session.verdicts.put((series.key, index), verdict)
+    return verdict

@@ -6,6 +6,8 @@ this one (the app owns the state; views get what they need passed in, typed by t
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -112,12 +114,42 @@ class AuditRequest:
 
 @dataclass(frozen=True)
 class AuditSession:
-    """Everything a scan, a preview or an export needs, once the study and model are loaded."""
+    """Everything a scan, a preview or an export needs, once the study and model are loaded.
+
+    ``verdicts`` keeps the own verdicts of the last previewed slices and their neighbours
+    (series context needs them), so browsing slice by slice scores each slice once.
+    """
 
     discovery: Discovery
     scorer: SerialScorer
     settings: ScanSettings
     slice_score: SliceScore
+    verdicts: VerdictCache = field(default_factory=lambda: VerdictCache(), compare=False)
+
+
+class VerdictCache:
+    """A small thread-safe LRU of slice verdicts, keyed by (series key, slice index)."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, int], object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> tuple[bool, object]:
+        """(found, the verdict or ``None``)."""
+        with self._lock:
+            if key not in self._items:
+                return False, None
+            self._items.move_to_end(key)
+            return True, self._items[key]
+
+    def put(self, key: tuple[str, int], verdict: object) -> None:
+        """Keep ``verdict`` (``None``: the slice had nothing to score), dropping the oldest."""
+        with self._lock:
+            self._items[key] = verdict
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
 
 
 class AuditHost(Protocol):
