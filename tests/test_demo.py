@@ -37,3 +37,13 @@ def test_demo_headless_without_network(tmp_path: Path):
     assert sidecar["settings"]["score_mode"] == "calibrated"
     assert sidecar["settings"]["calibration"]["file"].endswith("demo_ct.onnx.calibration.json")
     assert {row["score_mode"] for row in findings} == {"calibrated"}
+    # each phase after training is named, so the first run never looks frozen
+    for phase in ("exporting the demo model", "calibrating the demo model", "building the demo"):
+        assert phase in done.stdout
+    again = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "found in the cache" in again.stdout
+    assert "training the demo model" not in again.stdout  # no 0/300 bar for a cached model
+    assert again.stdout.count("planted ") == 3

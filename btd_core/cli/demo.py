@@ -39,7 +39,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd demo``."""
     try:
-        from btd_core.cli.demo_build import DEMO_STEPS, DemoLockTimeout, cache_dir, ensure_demo
+        from btd_core.cli.demo_build import (
+            DEMO_STEPS,
+            PHASE_CACHED,
+            PHASE_TRAINING,
+            DemoLockTimeout,
+            cache_dir,
+            ensure_demo,
+        )
     except ImportError as err:  # pragma: no cover - the train extra is missing
         console.print(Text(f"btd demo needs the train extra: pip install 'btd[train]' ({err})"))
         return ExitStatus.CANNOT_RUN
@@ -48,16 +55,34 @@ def run(args: argparse.Namespace, console: Console) -> int:
         TextColumn("training the demo model"), BarColumn(), MofNCompleteColumn(), console=console
     )
     task = progress.add_task("train", total=DEMO_STEPS)
+    training = [False]
+
+    def on_phase(phase: str) -> None:
+        """Say each phase; the bar shows only while training."""
+        if training[0]:
+            progress.stop()
+            training[0] = False
+        if phase == PHASE_CACHED:
+            console.print(Text("demo model and study found in the cache (--fresh rebuilds)"))
+            return
+        console.print(Text(phase + " ..."))
+        if phase == PHASE_TRAINING:
+            progress.start()
+            training[0] = True
+
     try:
-        with progress:
-            files = ensure_demo(
-                fresh=args.fresh,
-                on_step=lambda p: progress.update(task, completed=p.step),
-                on_wait=lambda message: console.print(Text(message, style="yellow")),
-            )
+        files = ensure_demo(
+            fresh=args.fresh,
+            on_step=lambda p: progress.update(task, completed=p.step),
+            on_wait=lambda message: console.print(Text(message, style="yellow")),
+            on_phase=on_phase,
+        )
     except DemoLockTimeout as err:
         console.print(Text(f"btd demo: {err}", style="red"))
         return ExitStatus.CANNOT_RUN
+    finally:
+        if training[0]:
+            progress.stop()
     if not args.headless:
         launched = _launch_app(files, args, console)
         if launched is not None:

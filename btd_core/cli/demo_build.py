@@ -209,17 +209,27 @@ def demo_is_built(files: DemoFiles) -> bool:
     return all(p.exists() for p in needed)
 
 
+PHASE_CACHED = "found in the cache"
+PHASE_TRAINING = "training the demo model"
+PHASE_EXPORT = "exporting the demo model to ONNX (btd-export, with its parity check)"
+PHASE_CALIBRATION = "calibrating the demo model on its genuine slices (btd calibrate)"
+PHASE_STUDY = "building the demo study (btd tamper plants 3 tamperings)"
+"""What ``ensure_demo`` tells ``on_phase``, in order (``PHASE_CACHED`` alone when reused)."""
+
+
 def ensure_demo(
     fresh: bool = False,
     on_step=None,
     on_wait: Callable[[str], None] | None = None,
     lock_timeout_s: float | None = LOCK_TIMEOUT_S,
+    on_phase: Callable[[str], None] | None = None,
 ) -> DemoFiles:
     """Make (or reuse) the demo model and study in :func:`cache_dir`; return their paths.
 
     Holds :func:`demo_lock` on the demo folder meanwhile: a run that finds another
     building waits (``on_wait`` gets the message), then reuses what it built unless
-    ``fresh``.
+    ``fresh``.  ``on_phase`` gets each phase as it starts (the ``PHASE_*`` texts), so a
+    user sees what happens after training; ``on_step`` gets training's progress.
 
     Raises
     ------
@@ -229,13 +239,17 @@ def ensure_demo(
     root = cache_dir() / "demo"
     with demo_lock(root, timeout_s=lock_timeout_s, on_wait=on_wait):
         files = _demo_files(root)
+        say = on_phase or (lambda phase: None)
         if not fresh and demo_is_built(files):
+            say(PHASE_CACHED)
             return files
-        _build_demo(root, files, fresh, on_step)
+        _build_demo(root, files, fresh, on_step, say)
         return files
 
 
-def _build_demo(root: Path, files: DemoFiles, fresh: bool, on_step) -> None:
+def _build_demo(
+    root: Path, files: DemoFiles, fresh: bool, on_step, say: Callable[[str], None]
+) -> None:
     """Train, export and calibrate the demo model, then tamper the demo study (minutes)."""
     from btd_core.audit.calibrate import calibrate_model
     from btd_core.cli.tamper import tamperers_for
@@ -265,9 +279,13 @@ def _build_demo(root: Path, files: DemoFiles, fresh: bool, on_step) -> None:
         description=DEMO_DESCRIPTION.format(steps=DEMO_STEPS),
         max_timestep=100,
     )
+    say(PHASE_TRAINING)
     train(config, resume=not fresh, on_progress=on_step)
+    say(PHASE_EXPORT)
     export_scorer(files.checkpoint, files.model, modality="ct")
+    say(PHASE_CALIBRATION)
     calibrate_model(genuine, files.model, calibration)
+    say(PHASE_STUDY)
     tamperers = tamperers_for(("copy-move", "diffusion"), files.checkpoint, CT)
     for (name, plan), truth in zip(PLAN.items(), files.truth, strict=True):
         (series,) = discover(genuine / name).series
