@@ -394,11 +394,8 @@ class _Run:
     def _finish_in_run(self, position: int) -> None:
         """Finish the slice at ``position`` of the current run of consecutive slices."""
         run = self._run
-        scored = {
-            i: item.verdict
-            for i, item in enumerate(run)
-            if abs(i - position) <= CONTEXT_REACH and item.verdict is not None
-        }
+        near = range(max(position - CONTEXT_REACH, 0), min(position + CONTEXT_REACH + 1, len(run)))
+        scored = {i: run[i].verdict for i in near if run[i].verdict is not None}
         chosen = neighbour_indices(position, scored.__contains__)
         self._finish(run[position], [scored[i] for i in chosen])
         self._run_finished = position + 1

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -228,7 +228,15 @@ class SliceScore:
         worst = windows.worst(values)
         if worst is None:
             return None
-        result = _worst_result(worst, windows, self.mode, common)
+        score, x, y = worst
+        result = SliceResult(
+            score=score,
+            window_x=x,
+            window_y=y,
+            window_size=windows.window,
+            score_mode=self.mode,
+            **common,
+        )
         return SliceVerdict(result, heat, windows, values, levels, (image.shape[0], image.shape[1]))
 
     def in_context(
@@ -261,21 +269,8 @@ class SliceScore:
         worst = windows.worst(values)
         if worst is None:
             return verdict
-        old = verdict.result
-        result = _worst_result(
-            worst,
-            windows,
-            self.mode,
-            {
-                "series_key": old.series_key,
-                "slice_index": old.slice_index,
-                "tile_x": old.tile_x,
-                "tile_y": old.tile_y,
-                "tile_size": old.tile_size,
-                "tiles_scored": old.tiles_scored,
-                "tiles_skipped": old.tiles_skipped,
-            },
-        )
+        score, x, y = worst
+        result = replace(verdict.result, score=score, window_x=x, window_y=y)
         shape = verdict.shape
 
         def heat() -> np.ndarray:
@@ -298,15 +293,6 @@ def neighbour_indices(index: int, scored: Callable[[int], bool]) -> list[int]:
     if before:
         return [i for i in (index - 1, index - 2) if scored(i)]
     return []
-
-
-def _worst_result(
-    worst: tuple[float, int, int], windows: LocalWindows, mode: ScoreMode, common: dict
-) -> SliceResult:
-    score, x, y = worst
-    return SliceResult(
-        score=score, window_x=x, window_y=y, window_size=windows.window, score_mode=mode, **common
-    )
 
 
 def resolve_slice_score(

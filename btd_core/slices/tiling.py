@@ -183,14 +183,19 @@ def tile_body_mask(
     pad_is_body = level < 0.0
     for row, y in enumerate(grid.ys):
         band = image[y : y + size]
-        per_column = np.count_nonzero(band > level, axis=0)
-        running = np.concatenate(([0], np.cumsum(per_column, dtype=np.int64)))
-        right = np.minimum(xs + size, width)
-        body = running[right] - running[xs]
+        body = _counts_per_tile(band > level, xs, size)
         if pad_is_body:
-            body = body + (area - band.shape[0] * (right - xs))
+            body = body + (area - band.shape[0] * (np.minimum(xs + size, width) - xs))
         keep[row * len(xs) : (row + 1) * len(xs)] = body / area >= fraction
     return keep
+
+
+def _counts_per_tile(band: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
+    """True pixels of a band of rows (bool [<= S, W]) in each tile starting at ``xs``
+    (a running sum over per-column counts; tiles cut by the image's edge stop there)."""
+    per_column = np.count_nonzero(band, axis=0)
+    running = np.concatenate(([0], np.cumsum(per_column, dtype=np.int64)))
+    return running[np.minimum(xs + size, band.shape[1])] - running[xs]
 
 
 def tile_region_mask(
@@ -200,13 +205,10 @@ def tile_region_mask(
     in ``region`` (bool [H, W], e.g. :func:`btd_core.slices.body.body_region`); zero
     padding beyond the image is never in the region.  Memory: one band of S rows."""
     size = grid.size
-    width = region.shape[1]
     xs = np.asarray(grid.xs, dtype=np.intp)
     keep = np.empty(len(grid.ys) * len(xs), dtype=bool)
     for row, y in enumerate(grid.ys):
-        per_column = np.count_nonzero(region[y : y + size], axis=0)
-        running = np.concatenate(([0], np.cumsum(per_column, dtype=np.int64)))
-        inside = running[np.minimum(xs + size, width)] - running[xs]
+        inside = _counts_per_tile(region[y : y + size], xs, size)
         keep[row * len(xs) : (row + 1) * len(xs)] = inside / (size * size) >= fraction
     return keep
 
