@@ -148,3 +148,13 @@ def test_btd_eval_into_a_log_prints_plain_progress(study, ct_onnx, tmp_path, mon
     output = capsys.readouterr().out
     assert code == ExitStatus.OK, output
     assert len(plain_lines(output, "scoring", 6, unit="images")) >= 2
+
+
+def test_no_done_line_when_the_work_fails() -> None:
+    console, out = plain_console()
+    try:
+        with PlainProgress(console, "scoring", tick=False):
+            raise RuntimeError("the model cannot be opened")
+    except RuntimeError:
+        pass
+    assert "done in" not in out.getvalue()

@@ -87,10 +87,12 @@ class PlainProgress(AbstractContextManager):
             self._thread.start()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if exc_type is not None:
+            return  # the work failed: no "done" line before its error message
         with self._lock:
             self._print(final=True)
 
