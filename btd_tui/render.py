@@ -139,7 +139,7 @@ def zoom_region(shape: tuple[int, int], box: Box) -> tuple[int, int, int, int]:
 
 def render(request: RenderRequest, cells_w: int, cells_h: int) -> list[Strip]:
     """The picture as ``cells_h`` lines of exactly ``cells_w`` cells (centred)."""
-    image, heat, box = _region(request)
+    image, heat, box = shown_region(request)
     out_h, out_w = fit(image.shape[0], image.shape[1], cells_w, cells_h, request.ascii)
     if out_h == 0:
         return [Strip.blank(max(cells_w, 0)) for _ in range(max(cells_h, 0))]
@@ -147,7 +147,7 @@ def render(request: RenderRequest, cells_w: int, cells_h: int) -> list[Strip]:
     heat01 = None
     if request.show_heat and heat is not None:
         heat01 = resample(normalise_heat(heat), out_h, out_w, how="max")
-    scaled_box = _scale_box(box, image.shape, (out_h, out_w)) if box else None
+    scaled_box = scale_box(box, image.shape, (out_h, out_w)) if box else None
     if request.ascii:
         body = _ascii_lines(gray, heat01, scaled_box)
     else:
@@ -155,7 +155,11 @@ def render(request: RenderRequest, cells_w: int, cells_h: int) -> list[Strip]:
     return _centre(body, out_w, cells_w, cells_h)
 
 
-def _region(request: RenderRequest) -> tuple[np.ndarray, np.ndarray | None, Box | None]:
+def shown_region(request: RenderRequest) -> tuple[np.ndarray, np.ndarray | None, Box | None]:
+    """The part of the slice the request shows: ``(image, heat, box)``, the whole slice, or
+    with ``zoom`` the worst tile with its margin (:func:`zoom_region`), the box then given
+    in the cropped image's pixels.  Raises ``ValueError`` for a non-2-D image or a heat
+    map of another shape."""
     image, heat, box = np.asarray(request.image), request.heat, request.box
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D [H, W], got shape {image.shape}")
@@ -170,7 +174,7 @@ def _region(request: RenderRequest) -> tuple[np.ndarray, np.ndarray | None, Box 
     return image[y0:y1, x0:x1], cropped_heat, (box[0] - x0, box[1] - y0, box[2])
 
 
-def _scale_box(box: Box, shape: tuple[int, ...], out: tuple[int, int]) -> tuple[int, int, int, int]:
+def scale_box(box: Box, shape: tuple[int, ...], out: tuple[int, int]) -> tuple[int, int, int, int]:
     """The tile in output pixels: ``(top, bottom, left, right)``, inclusive, clipped."""
     x, y, size = box
     sy, sx = out[0] / shape[0], out[1] / shape[1]
