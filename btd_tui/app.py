@@ -91,7 +91,7 @@ class BtdApp(App[int]):
         self.study_tree = StudyTree(str(self.study_dir), id="study-tree")
         self.findings = FindingsTable(id="findings")
         self.findings.planted = frozenset(edit.relpath for edit in request.planted)
-        self.slice_preview = SlicePreview(ascii=request.ascii, id="preview")
+        self.slice_preview = SlicePreview(request.ascii, request.preview, id="preview")
         self.scan_status = ScanStatus(id="scan-status")
         self.log_panel = LogPanel(id="log")
         self.scan_view = ScanView(
@@ -335,6 +335,7 @@ def create_app(
     autostart: bool = True,
     settings: ScanSettings | None = None,
     *,
+    preview: str = "auto",
     stride: int | None = None,
     command_line: Sequence[str] | None = None,
     engine: EngineOptions | None = None,
@@ -348,7 +349,9 @@ def create_app(
     Nothing slow happens here: the study is walked and the model opened in thread
     workers once the app runs, so the first screen draws at once.  ``provider``:
     ``"auto"``, ``"cuda"`` (an error on screen unless CUDA is active, never a silent
-    fallback) or ``"cpu"``; ``ascii``: start the preview in ASCII mode; ``autostart``:
+    fallback) or ``"cpu"``; ``ascii``: start the preview in ASCII mode; ``preview``: how
+    the preview draws (:mod:`btd_tui.preview_mode`: ``auto`` asks the terminal here, before
+    the app runs, ``kitty``, ``sixel``, ``halfblock``, ``ascii``); ``autostart``:
     score as soon as the study and model are loaded (else on ``s``); ``settings``: a
     :class:`btd_core.scoring.tiles.ScanSettings` (default
     ``ScanSettings(stride=stride, workers=workers)``); ``command_line``: recorded in
@@ -366,6 +369,7 @@ def create_app(
         model_path=Path(model),
         provider=provider,
         ascii=ascii,
+        preview=preview,
         autostart=autostart,
         settings=settings,
         stride=stride,

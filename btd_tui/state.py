@@ -101,6 +101,7 @@ class AuditRequest:
     model_path: Path
     provider: str = "auto"
     ascii: bool = False
+    preview: str = "auto"
     autostart: bool = True
     settings: ScanSettings | None = None
     stride: int | None = None
