@@ -31,3 +31,16 @@ def middle_ellipsis(text: str, width: int) -> str:
     head = (width - 1) // 3
     tail = width - 1 - head
     return text[:head] + "…" + text[len(text) - tail :]
+
+
+def path_ellipsis(path: str, width: int) -> str:
+    """A relative path cut to at most ``width`` cells, keeping its file name whole where
+    it fits (``exp…/IM07523``: the part that tells slices apart), else
+    :func:`middle_ellipsis` of the whole path."""
+    if len(path) <= width:
+        return path
+    folder, slash, name = path.rpartition("/")
+    room = width - len(name) - 2  # "…" and "/"
+    if not slash or room < 0:
+        return middle_ellipsis(path, width)
+    return folder[:room] + "…/" + name

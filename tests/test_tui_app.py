@@ -72,9 +72,9 @@ def test_planted_slice_ranks_first_preview_and_export(ct_onnx: Path, tmp_path: P
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 900, "the scan")
         await pilot.pause(0.7)  # the table is re-ranked at most every 0.5 s
         table = app.query_one(FindingsTable)
-        rows = table.rows_text()
-        assert [row[0] for row in rows] == ["1", "2", "3"]
-        assert rows[0][3] == "2/3" and rows[0][5] == planted
+        rows = table.rows_by_column()
+        assert [row["rank"] for row in rows] == ["1", "2", "3"]
+        assert rows[0]["slice"] == "2/3" and rows[0]["file"] == planted
         table.focus()
         table.move_cursor(row=0)
         await shown_slice(pilot, app, 1)
@@ -313,8 +313,8 @@ def test_markup_and_escapes_in_dicom_text_show_literally(tiny_onnx: Path, tmp_pa
         assert any("[bold red]x[/] · CT" in label for label in labels)
         assert any("Doe^\\x1b[31mred" in label for label in labels)
         assert not any("\x1b" in label for label in labels)
-        rows = app.query_one(FindingsTable).rows_text()
-        assert rows[0][2] == "[bold red]x[/]"
+        rows = app.query_one(FindingsTable).rows_by_column()
+        assert rows[0]["series"] == "[bold red]x[/]"
         text = screen_text(app)
         assert "[bold red]x[/]" in text and "Doe^\\x1b[31mred" in text and "\x1b" not in text
 
@@ -396,8 +396,8 @@ def test_local_score_mode_boxes_the_worst_window(tiny_onnx: Path, tmp_path: Path
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
         await pilot.pause(0.7)
-        rows = app.query_one(FindingsTable).rows_text()
-        assert rows[0][5].endswith("s1_003.dcm")  # the planted slice
+        rows = app.query_one(FindingsTable).rows_by_column()
+        assert rows[0]["file"].endswith("s1_003.dcm")  # the planted slice
         table = app.query_one(FindingsTable)
         table.focus()
         table.move_cursor(row=0)
@@ -444,8 +444,8 @@ def test_calibrated_mode_scores_with_the_models_calibration(tiny_onnx: Path, tmp
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
         await pilot.pause(0.7)
-        rows = app.query_one(FindingsTable).rows_text()
-        assert rows[0][5].endswith("s1_002.dcm")
+        rows = app.query_one(FindingsTable).rows_by_column()
+        assert rows[0]["file"].endswith("s1_002.dcm")
         assert app.slice_score is not None and app.slice_score.mode == "calibrated"
         assert app.slice_score.calibration_path == model.with_name("tiny.onnx.calibration.json")
         log = app.query_one(LogPanel).entries
@@ -471,23 +471,23 @@ def test_the_sort_label_says_what_the_order_is(tiny_onnx: Path, tmp_path: Path):
         await pilot.pause(0.7)  # the table is re-ranked at most every 0.5 s
         table = app.query_one(FindingsTable)
 
-        def column(index: int) -> list[str]:
-            return [row[index] for row in table.rows_text()]
+        def column(key: str) -> list[str]:
+            return [row[key] for row in table.rows_by_column()]
 
         def scores() -> list[float]:
-            return [float(cell) for cell in column(1)]
+            return [float(cell) for cell in column("score")]
 
         def shown(label: str) -> bool:  # on the table's bottom border, on screen
             return any(label in line and "╯" in line for line in screen_text(app).splitlines())
 
         assert shown("by rank, most suspicious first"), screen_text(app)
-        assert column(0) == ["1", "2", "3", "4"] and column(3)[0] == "3/4"
+        assert column("rank") == ["1", "2", "3", "4"] and column("slice")[0] == "3/4"
         assert scores() == sorted(scores(), reverse=True)
         table.focus()
         await pilot.press("o")
         await pilot.pause()
         assert shown("by score, highest first")
-        assert scores() == sorted(scores(), reverse=True) and column(3)[0] == "3/4"
+        assert scores() == sorted(scores(), reverse=True) and column("slice")[0] == "3/4"
         score_header = table.ordered_columns[1]
         x = table.ordered_columns[0].get_render_width(table) + 2
         await pilot.click(FindingsTable, offset=(x, 1))  # the score header: reversed
@@ -495,10 +495,10 @@ def test_the_sort_label_says_what_the_order_is(tiny_onnx: Path, tmp_path: Path):
         assert score_header.key.value == "score" and shown("by score, lowest first"), screen_text(
             app
         )
-        assert scores() == sorted(scores()) and column(3)[-1] == "3/4"
+        assert scores() == sorted(scores()) and column("slice")[-1] == "3/4"
         await pilot.press("o", "o")  # series, then slice
         await pilot.pause()
         assert shown("by slice, first to last")
-        assert column(3) == ["1/4", "2/4", "3/4", "4/4"]
+        assert column("slice") == ["1/4", "2/4", "3/4", "4/4"]
 
     run_app(app, test)

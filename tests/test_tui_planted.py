@@ -27,11 +27,11 @@ def test_planted_slices_are_marked_and_their_ranks_logged(ct_onnx: Path, tmp_pat
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 900, "the scan")
         await pilot.pause(0.7)  # the table is re-ranked at most every 0.5 s
-        rows = app.query_one(FindingsTable).rows_text()
-        marked = [row for row in rows if row[5].startswith("PLANTED ")]
-        assert len(marked) == 1 and marked[0][5] == f"PLANTED {planted}"
-        assert marked[0][0] == "1"
-        others = [row[5] for row in rows if row is not marked[0]]
+        rows = app.query_one(FindingsTable).rows_by_column()
+        marked = [row for row in rows if row["file"].startswith("PLANTED ")]
+        assert len(marked) == 1 and marked[0]["file"] == f"PLANTED {planted}"
+        assert marked[0]["rank"] == "1"
+        others = [row["file"] for row in rows if row is not marked[0]]
         assert all(not name.startswith("PLANTED") for name in others)
         log = "\n".join(app.query_one(LogPanel).entries)
         assert f"planted noise block at x=240, y=300 in {planted}: rank 1 of 3" in log

@@ -1,4 +1,5 @@
-"""Snapshots of btd audit (pytest-textual-snapshot): main screen at 80x24 and 160x48, help.
+"""Snapshots of btd audit (pytest-textual-snapshot): the scored main screen at 80x24, 100x30
+and 160x48 (at least 8 ranked rows at 80x24), the first screen and help at 80x24.
 
 The study is rebuilt byte for byte in a fixed folder with fixed UIDs and scored by a
 tiny deterministic ONNX scorer, so nothing on screen depends on tmp paths, times,
@@ -35,13 +36,18 @@ LOCK = Path("/tmp/btd-snapshot.lock")
 
 @pytest.fixture
 def snapshot_study() -> Iterator[tuple[Path, Path]]:
-    """Two CT series (one slice with a noise block), a corrupt file and a text file."""
+    """Two CT series (12 slices in a long-named folder, one with a noise block; 2 slices),
+    a corrupt file and a text file."""
     with LOCK.open("a") as lock:
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         root = fresh_folder(STUDY)
         write_fixed_series(
-            root / "abdomen", 3, series_number=1, description="ABDOMEN 5mm", planted_index=1
+            root / "abdomen_portal_venous_phase",
+            12,
+            series_number=1,
+            description="ABDOMEN PORTAL VENOUS 5mm",
+            planted_index=4,
         )
         write_fixed_series(root / "head", 2, series_number=2, description="HEAD")
         (root / "bad.dcm").write_text("not DICOM\n")
@@ -86,12 +92,16 @@ def test_main_screen_80x24(snap_compare, snapshot_study):
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
 
 
-def test_main_screen_scored_160x48(snap_compare, snapshot_study):
+SIZES = [(80, 24), (100, 30), (160, 48)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda size: "x".join(map(str, size)))
+def test_main_screen_scored(snap_compare, snapshot_study, size):
     root, model = snapshot_study
     app = create_app(
         root, model, provider="cpu", settings=ScanSettings(stride=32), score=ScoreRequest("tile")
     )
-    assert snap_compare(app, terminal_size=(160, 48), run_before=scored)
+    assert snap_compare(app, terminal_size=size, run_before=scored)
 
 
 def test_help_screen(snap_compare, snapshot_study):

@@ -27,7 +27,7 @@ from btd_core.cli.failures import cannot_run, cannot_run_errors
 from btd_core.cli.interrupt import StopOnInterrupt
 from btd_core.cli.progress import slice_progress
 from btd_core.exit_status import ExitStatus
-from btd_core.safe_text import middle_ellipsis, printable
+from btd_core.safe_text import middle_ellipsis, path_ellipsis, printable
 from btd_core.study.records import series_label
 
 DICOM_NO_PHI = (
@@ -191,7 +191,8 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
 
     One line per slice at any width: when whole file names do not fit, the position and
     then the region give way (:data:`YIELDING_COLUMNS`), series labels are cut at 16
-    characters, and file names are shortened in the middle (``expo…/chest/IM07523``).
+    characters, and file names are shortened, the file name kept whole where it fits
+    (``export/ch…/IM07523``).
     """
     rows = []
     for finding in result.findings[:top]:
@@ -220,7 +221,7 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
             row["series"] = middle_ellipsis(row["series"], 16)
         file_width = max(console.width - needed([n for n in shown if n != "file"]) - 3, 12)
         for row in rows:
-            row["file"] = middle_ellipsis(row["file"], file_width)
+            row["file"] = path_ellipsis(row["file"], file_width)
     table = Table(
         title="most suspicious slices",
         title_justify="left",

@@ -1,5 +1,11 @@
 """Ranked suspicious slices: rank, score, series, slice, position, file; sortable.
 
+The columns fit the table's width (:func:`plan_columns`): when whole labels and names do
+not fit, the position column gives way first (:data:`YIELDING_COLUMNS`), then series
+labels are cut to :data:`SERIES_CAP` characters and file names are shortened, keeping the
+file name whole where it fits (``export/ch…/IM07523``); rank, score, series, slice and file
+always stay.
+
 Rows come from :class:`btd_core.study.records.Finding` lists (the app re-ranks at most a
 few times a second while results arrive) and are updated in place, by row key: new
 slices are added, dropped ones removed, and of the others only the rank cell changes
@@ -14,15 +20,19 @@ says which slice is under it whenever that changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
-from btd_core.safe_text import printable
+from btd_core.safe_text import middle_ellipsis, path_ellipsis, printable
 from btd_core.study.records import Finding, series_label
 from btd_tui.state import SliceKey
+
+SCROLLBAR_ROOM = 1
+"""Cells kept free for the vertical scrollbar (``scrollbar-size-vertical: 1``)."""
 
 MAX_ROWS = 2000
 """Most rows shown (the highest ranked after sorting by rank); the title says so when cut."""
@@ -68,6 +78,91 @@ def split_row_key(key: str) -> tuple[str, int]:
 
 COLUMN_KEYS = tuple(key for key, _, _ in COLUMNS)
 
+YIELDING_COLUMNS = ("pos",)
+"""Columns that give way, in this order, when the table would be wider than its space."""
+
+SERIES_CAP = 16
+"""Series labels are cut (in the middle) to this many characters when the table is too
+narrow for whole labels and file names; down to :data:`SERIES_FLOOR` before a file name
+gets fewer than :data:`FILE_FLOOR` characters."""
+
+SERIES_FLOOR = 8
+FILE_FLOOR = 12
+
+CELL_PADDING = 2
+"""Cells a column takes besides its content (one blank each side, DataTable's default)."""
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """Which columns are shown, and the most characters of a series label and a file
+    name (``None``: whole)."""
+
+    shown: tuple[str, ...] = COLUMN_KEYS
+    series_width: int | None = None
+    file_width: int | None = None
+
+
+def plan_columns(space: int, natural: dict[str, int]) -> ColumnPlan:
+    """The columns for a table ``space`` cells wide whose columns' whole contents (header
+    included) are ``natural[key]`` cells wide.
+
+    The yielding columns go first; then series labels are cut to :data:`SERIES_CAP` and
+    the file name gets the rest (at least :data:`FILE_FLOOR`, taken from the series label
+    down to :data:`SERIES_FLOOR`).  A table too narrow even then scrolls sideways.
+    """
+    shown = list(COLUMN_KEYS)
+
+    def cost(names: list[str], widths: dict[str, int]) -> int:
+        return sum(widths[name] + CELL_PADDING for name in names)
+
+    for name in YIELDING_COLUMNS:
+        if cost(shown, natural) > space:
+            shown.remove(name)
+    if cost(shown, natural) <= space:
+        return ColumnPlan(tuple(shown))
+    widths = dict(natural)
+    widths["series"] = min(natural["series"], SERIES_CAP)
+    rest = [name for name in shown if name != "file"]
+    file_width = space - cost(rest, widths) - CELL_PADDING
+    if file_width < FILE_FLOOR:
+        give = min(widths["series"] - SERIES_FLOOR, FILE_FLOOR - file_width)
+        if give > 0:
+            widths["series"] -= give
+            file_width += give
+    elif file_width > natural["file"]:  # whole names leave room: back to the label
+        widths["series"] += min(file_width - natural["file"], natural["series"] - SERIES_CAP)
+        file_width = natural["file"]
+    return ColumnPlan(tuple(shown), widths["series"], max(file_width, FILE_FLOOR))
+
+
+def file_text(finding: Finding) -> str:
+    """The file column's text: the relative path, and the frame of a multi-frame file."""
+    text = printable(finding.file.relpath)
+    if finding.slice.frame is not None:
+        text += f" [frame {finding.slice.frame}]"
+    return text
+
+
+def natural_widths(findings: Sequence[Finding], planted: Collection[str] = ()) -> dict[str, int]:
+    """Each column's width (cells) with whole contents and its header."""
+    widths = {key: len(header) for key, header, _ in COLUMNS}
+    if not findings:
+        return widths
+    widths["rank"] = max(widths["rank"], len(str(max(f.rank for f in findings))))
+    for finding in findings:
+        location = finding.slice.location
+        cells = {
+            "score": f"{finding.result.score:.5g}",
+            "series": printable(series_label(finding.series)),
+            "slice": f"{finding.result.slice_index + 1}/{len(finding.series.slices)}",
+            "pos": "" if location is None else f"{location:.1f}",
+            "file": ("PLANTED " if finding.file.relpath in planted else "") + file_text(finding),
+        }
+        for key, text in cells.items():
+            widths[key] = max(widths[key], len(text))
+    return widths
+
 
 def rank_cell(rank: int) -> Text:
     """The rank column's cell."""
@@ -78,23 +173,35 @@ PLANTED_STYLE = "bold magenta"
 """How a known tampering's file cell is marked."""
 
 
-def finding_cells(finding: Finding, planted: Collection[str] = ()) -> tuple[Text, ...]:
-    """The six cells of one finding; a file in ``planted`` (relative paths of known
+def finding_cells(
+    finding: Finding, planted: Collection[str] = (), plan: ColumnPlan | None = None
+) -> tuple[Text, ...]:
+    """The shown cells of one finding (all six without a ``plan``), series labels and file
+    names cut to the plan's widths; a file in ``planted`` (relative paths of known
     tamperings) is marked ``PLANTED``."""
+    plan = plan or ColumnPlan()
     location = finding.slice.location
-    file_text = Text(printable(finding.file.relpath))
-    if finding.slice.frame is not None:
-        file_text.append(f" [frame {finding.slice.frame}]")
-    if finding.file.relpath in planted:
-        file_text = Text.assemble(("PLANTED ", PLANTED_STYLE), file_text)
-    return (
-        rank_cell(finding.rank),
-        Text(f"{finding.result.score:.5g}", justify="right"),
-        Text(printable(series_label(finding.series))),
-        Text(f"{finding.result.slice_index + 1}/{len(finding.series.slices)}", justify="right"),
-        Text("" if location is None else f"{location:.1f}", justify="right"),
-        file_text,
-    )
+    marked = finding.file.relpath in planted
+    name = file_text(finding)
+    if plan.file_width is not None:
+        name = path_ellipsis(name, plan.file_width - (len("PLANTED ") if marked else 0))
+    file_cell = Text(name)
+    if marked:
+        file_cell = Text.assemble(("PLANTED ", PLANTED_STYLE), file_cell)
+    series = printable(series_label(finding.series))
+    if plan.series_width is not None:
+        series = middle_ellipsis(series, plan.series_width)
+    cells = {
+        "rank": rank_cell(finding.rank),
+        "score": Text(f"{finding.result.score:.5g}", justify="right"),
+        "series": Text(series),
+        "slice": Text(
+            f"{finding.result.slice_index + 1}/{len(finding.series.slices)}", justify="right"
+        ),
+        "pos": Text("" if location is None else f"{location:.1f}", justify="right"),
+        "file": file_cell,
+    }
+    return tuple(cells[key] for key in plan.shown)
 
 
 class FindingsTable(DataTable):
@@ -124,12 +231,34 @@ class FindingsTable(DataTable):
         self._announced: str | None = None
         self.planted: frozenset[str] = frozenset()
         """Relative paths of known tamperings (marked in the file column)."""
+        self.plan = ColumnPlan()
+        """The columns shown and how much of a series label and a file name fit."""
 
     def on_mount(self) -> None:
         """Add the columns."""
-        for key, header, _ in COLUMNS:
-            self.add_column(header, key=key)
+        self._add_columns()
         self.refresh_title()
+
+    def _add_columns(self) -> None:
+        headers = {key: header for key, header, _ in COLUMNS}
+        for key in self.plan.shown:
+            self.add_column(headers[key], key=key)
+
+    def on_resize(self) -> None:
+        """Fit the columns to the new width."""
+        self._update_rows()
+
+    def _fit_columns(self, rows: Sequence[Finding]) -> None:
+        """Re-plan the columns for the table's width; rebuild them when the plan changed."""
+        space = self.content_region.width - SCROLLBAR_ROOM
+        if space <= 0:
+            return
+        plan = plan_columns(space, natural_widths(rows, self.planted))
+        if plan != self.plan:
+            self.plan = plan
+            self.clear(columns=True)
+            self._ranks.clear()
+            self._add_columns()
 
     def show(self, findings: Sequence[Finding]) -> None:
         """Show ``findings`` (in rank order) in the current sort order, updating in place.
@@ -144,6 +273,7 @@ class FindingsTable(DataTable):
         current = self.current_key() if self.cursor_row > 0 else None
         sort_key = dict((k, f) for k, _, f in COLUMNS)[self.sort_column]
         rows = sorted(self.findings[:MAX_ROWS], key=sort_key, reverse=self.sort_reverse)
+        self._fit_columns(rows)
         wanted = {row_key(f.result.series_key, f.result.slice_index): f for f in rows}
         for key in [key for key in self._ranks if key not in wanted]:
             self.remove_row(key)
@@ -151,7 +281,7 @@ class FindingsTable(DataTable):
         for key, finding in wanted.items():
             rank = self._ranks.get(key)
             if rank is None:
-                self.add_row(*finding_cells(finding, self.planted), key=key)
+                self.add_row(*finding_cells(finding, self.planted, self.plan), key=key)
             elif rank != finding.rank:
                 before, after = rank_cell(rank), rank_cell(finding.rank)
                 self.update_cell(key, "rank", after, update_width=after.cell_len != before.cell_len)
@@ -222,3 +352,7 @@ class FindingsTable(DataTable):
             [Text.assemble(cell).plain if isinstance(cell, Text) else str(cell) for cell in row]
             for row in (self.get_row(key) for key in self.shown_keys)
         ]
+
+    def rows_by_column(self) -> list[dict[str, str]]:
+        """The shown rows as ``{column key: plain text}``, in order (for tests)."""
+        return [dict(zip(self.plan.shown, row, strict=True)) for row in self.rows_text()]
