@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from btd_core import __version__
-from btd_core.cli import audit, calibrate, card, demo, eval, scan, tamper, train
+from btd_core.cli import archive, audit, calibrate, card, demo, eval, scan, tamper, train
 from btd_core.exit_status import ExitStatus
 
-COMMANDS = (card, scan, audit, eval, calibrate, train, tamper, demo)
+COMMANDS = (card, scan, archive, audit, eval, calibrate, train, tamper, demo)
 """The subcommands, in the order ``btd --help`` lists them; each module has
 ``add_parser(subparsers)`` and a ``run(args, console) -> exit status``."""
 

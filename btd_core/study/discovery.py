@@ -21,7 +21,7 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -489,12 +489,24 @@ def _build_series(found: list[_Found], limits: StudyLimits) -> list[Series]:
     return [_make_series(_unique(ms[0].base_key, used), ms, limits) for ms in groups.values()]
 
 
+def _listed_entries(root: Path, files: Sequence[str]) -> Iterator[tuple[Path, str, str | None]]:
+    """``(path, relpath, error)`` for each listed entry (sorted, each once); a path that
+    could leave ``root`` is an error entry."""
+    for relpath in sorted(set(files)):
+        parts = relpath.split("/")
+        if not relpath or relpath.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            yield root, relpath, "not a path inside the study: not opened"
+            continue
+        yield root.joinpath(*parts), relpath, None
+
+
 def discover(
     root: Path,
     hash_files: bool = True,
     *,
     limits: StudyLimits | None = None,
     should_stop: StopCheck | None = None,
+    files: Sequence[str] | None = None,
 ) -> Discovery:
     """Walk a study folder and group what it holds into ordered series (read-only).
 
@@ -513,6 +525,12 @@ def discover(
         a multi-frame header; when it returns true the walk ends within that step and
         what was found so far is returned with ``cancelled`` set (the file being
         examined is listed as skipped, :data:`REASON_CANCELLED`).
+    files:
+        Only these entries of ``root`` (paths relative to it, ``/`` separators), instead
+        of walking the whole folder: a study whose files share a folder with other
+        studies' (``btd archive`` groups DICOM by Study Instance UID across folders).
+        ``None`` (default): every entry under ``root``.  A path that is absolute or
+        steps out of ``root`` (``..``) is an error row, never opened.
 
     Returns
     -------
@@ -537,7 +555,8 @@ def discover(
     walk = _Walk(os.path.realpath(root), limits, hash_files, should_stop)
     found: list[_Found] = []
     cancelled = False
-    for path, relpath, error in walk_entries(root):
+    entries = walk_entries(root) if files is None else _listed_entries(root, files)
+    for path, relpath, error in entries:
         if should_stop is not None and should_stop():
             cancelled = True
             break

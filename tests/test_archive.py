@@ -1,0 +1,394 @@
+"""``btd archive``: finding studies, the manifest, resume, failures, Ctrl-C and studies.csv.
+
+Real DICOM files (pydicom's CT_small.dcm, 128 x 128, rewritten as new studies by
+tests/study_builder.py), real .npy and PNG slices cut from it, and a real onnxruntime
+scorer (tests/onnx_scorer.py, 32 px patches) in real worker processes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from btd_core.archive.driver import ArchiveError, run_archive
+from btd_core.archive.executor import Event
+from btd_core.archive.index import read_archive
+from btd_core.archive.local import LocalExecutor
+from btd_core.archive.manifest import ManifestError
+from btd_core.archive.plan import plan_archive
+from btd_core.archive.unit_scan import WorkerConfig
+from btd_core.cli.main import main
+from btd_core.safe_text import printable
+from btd_core.scoring.strategy import ScoreRequest
+from btd_core.scoring.tiles import ScanSettings
+from btd_core.study.evidence import OutputInsideEvidence
+from tests.onnx_scorer import build_scorer
+from tests.study_builder import read_source, tree_fingerprint, write_series
+
+HOSTILE_FOLDER = '=HYPERLINK("http-evil")\x1b[2J'
+HOSTILE_NAME = "=cmd|' /C calc'!A0\r\nX"
+REPORT_CSVS = ("findings.csv", "series.csv", "files.csv")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ONNX CT scorer with 32 px patches (fits 128 px slices)."""
+    return build_scorer(tmp_path_factory.mktemp("model") / "ct32.onnx", patch_size=32)
+
+
+def real_hu_slices(count: int, size: int = 96) -> list[np.ndarray]:
+    """``count`` real CT slices in HU (pydicom's CT_small.dcm, shifted crops)."""
+    dataset = read_source("CT_small.dcm")
+    hu = dataset.pixel_array.astype(np.float32) * float(dataset.RescaleSlope) + float(
+        dataset.RescaleIntercept
+    )
+    return [hu[i : i + size, i : i + size].copy() for i in range(count)]
+
+
+def build_archive(root: Path, slices: int = 3) -> dict[str, object]:
+    """An archive of every layout: folder-per-study DICOM (one planted), a study split over
+    two export folders that also hold another study, .npy and PNG folders, a corrupt
+    study, and a hostile folder and PatientName.  Returns what was built."""
+    built: dict[str, object] = {}
+    built["planted"] = write_series(
+        root / "case_a", "CT_small.dcm", slices, planted_index=1, planted_box=(40, 40, 32), seed=1
+    )
+    write_series(root / "case_b", "CT_small.dcm", slices, seed=2)
+    split = write_series(root / "export1" / "s1", "CT_small.dcm", slices + 1, seed=3)
+    (root / "export2").mkdir()
+    for path in split.files[:2]:  # half of that study lies in another export
+        shutil.move(path, root / "export2" / path.name)
+    built["split_uid"] = str(read_source(str(split.files[-1])).StudyInstanceUID)
+    other = write_series(root / "export1" / "s2", "CT_small.dcm", slices, seed=4)
+    built["other_uid"] = str(read_source(str(other.files[0])).StudyInstanceUID)
+    for i, hu in enumerate(real_hu_slices(slices)):
+        (root / "npy_case").mkdir(exist_ok=True)
+        np.save(root / "npy_case" / f"slice{i:02d}.npy", hu)
+        unit = np.clip((hu + 700) / 2700 * 255, 0, 255).astype(np.uint8)
+        (root / "png_case").mkdir(exist_ok=True)
+        Image.fromarray(unit).save(root / "png_case" / f"slice{i:02d}.png")
+    corrupt = root / "corrupt"
+    broken = write_series(corrupt, "CT_small.dcm", 2, seed=5)
+    for path in broken.files:  # truncated pixel data: every file an error row
+        path.write_bytes(path.read_bytes()[:-4000])
+    hostile = write_series(root / HOSTILE_FOLDER, "CT_small.dcm", slices, seed=6)
+    for path in hostile.files:
+        dataset = read_source(str(path))
+        dataset.PatientName = HOSTILE_NAME
+        dataset.save_as(path, enforce_file_format=True)
+    return built
+
+
+def config_for(model: Path, **fields: object) -> WorkerConfig:
+    """The worker settings of these tests (what btd scan's defaults are, 1 read thread)."""
+    settings = ScanSettings(keep_views=3, workers=1)
+    return WorkerConfig(model=str(model), provider="cpu", settings=settings, overlays=3, **fields)  # type: ignore[arg-type]
+
+
+def run_embedded(root: Path, out: Path, model: Path, jobs: int = 1, **kwargs: object):
+    """One embedded run (``kwargs`` to :func:`run_archive`)."""
+    return run_archive(
+        root,
+        out,
+        config_for(model),
+        lambda config: LocalExecutor(config, jobs),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
+
+
+def report_csvs(out: Path) -> dict[str, bytes]:
+    """Every study report's CSV files (relative name -> bytes): what two runs must share."""
+    return {
+        path.relative_to(out).as_posix(): path.read_bytes()
+        for path in sorted((out / "studies").glob("*/*.csv"))
+    }
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory, model: Path):
+    """The archive built once and audited once (2 worker processes): root, out, result."""
+    base = tmp_path_factory.mktemp("archive")
+    root = base / "root"
+    built = build_archive(root)
+    before = tree_fingerprint(root)
+    result = run_embedded(root, base / "out", model, jobs=2)
+    assert tree_fingerprint(root) == before, "the archive root was written into"
+    return root, base / "out", result, built
+
+
+def test_studies_are_found_by_uid_across_folders_and_by_folder(tmp_path: Path):
+    root = tmp_path / "root"
+    built = build_archive(root)
+    plan = plan_archive(root)
+    keys = {unit.key: unit for unit in plan.units}
+    split, other = f"study:{built['split_uid']}", f"study:{built['other_uid']}"
+    assert set(keys) == {
+        "folder:case_a",
+        "folder:case_b",
+        "folder:npy_case",
+        "folder:png_case",
+        "folder:corrupt",
+        f"folder:{HOSTILE_FOLDER}",
+        split,
+        other,
+    }
+    assert keys["folder:case_a"].files is None  # a whole folder: what btd scan reads
+    assert keys[split].root == "." and len(keys[split].files or ()) == 4
+    assert {f.split("/")[0] for f in keys[split].files or ()} == {"export1", "export2"}
+    assert keys[other].root == "export1/s2"
+    folders = {unit.folder_name for unit in plan.units}
+    assert len(folders) == len(plan.units)
+    assert all(name[0] not in ".-=" and "/" not in name for name in folders)
+
+
+def test_every_study_is_reported_ranked_and_hashed(archive):
+    _, out, result, _ = archive
+    assert result.units == 8 and result.done_now == 8 and not result.cancelled
+    rows = read_csv(out / "studies.csv")
+    assert len(rows) == 8
+    by_study = {row["study"]: row for row in rows}
+    assert by_study["folder:case_a"]["rank"] == "1"  # the planted noise block ranks first
+    assert by_study["folder:corrupt"]["status"] == "unscored"
+    assert by_study["folder:corrupt"]["rank"] == ""
+    assert (
+        "truncated" in by_study["folder:corrupt"]["reason"].lower()
+        or by_study["folder:corrupt"]["reason"]
+    )
+    scored = [row for row in rows if row["rank"]]
+    scores = [float(row["top_score"]) for row in scored]
+    assert scores == sorted(scores, reverse=True)
+    assert {row["status"] for row in scored} == {"scored"}
+    record = json.loads((out / "archive.json").read_text())
+    assert record["counts"]["studies"] == 8
+    assert record["counts"]["by_status"]["scored"] == 7
+    csv_sha = hashlib.sha256((out / "studies.csv").read_bytes()).hexdigest()
+    assert record["report_files"]["studies.csv"] == csv_sha
+    assert len(record["study_reports"]) == 8
+    for name, digest in record["study_reports"].items():
+        report = out / name
+        assert hashlib.sha256(report.read_bytes()).hexdigest() == digest
+        inner = json.loads(report.read_text())
+        for file, file_digest in inner["report_files"].items():
+            data = (report.parent / file).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == file_digest
+    assert not list((out / "studies").glob(".*")), "no partial folder left behind"
+
+
+def test_a_study_report_is_what_btd_scan_writes(archive, model: Path, tmp_path: Path):
+    root, out, _, _ = archive
+    index = {s.key: s for s in read_archive(out).studies}
+    for key, folder in (("folder:case_a", "case_a"), ("folder:npy_case", "npy_case")):
+        scanned = tmp_path / folder
+        argv = ["scan", str(root / folder), "--model", str(model), "--out", str(scanned)]
+        assert main([*argv, "--provider", "cpu", "--overlays", "3", "--workers", "1"]) == 0
+        report = index[key].report_dir
+        assert report is not None
+        for name in REPORT_CSVS:
+            assert (report / name).read_bytes() == (scanned / name).read_bytes(), name
+        ours, theirs = (json.loads((d / "report.json").read_text()) for d in (report, scanned))
+        assert ours["top_findings"] == theirs["top_findings"]
+        assert ours["counts"] == theirs["counts"]
+        assert ours["model"] == theirs["model"]
+        assert sorted((report / "overlays").iterdir()) != []
+
+
+def test_studies_csv_neutralises_hostile_names(archive):
+    _, out, _, _ = archive
+    text = (out / "studies.csv").read_text(encoding="utf-8")
+    assert "\x1b" not in text and "\r\nX" not in text
+    rows = {row["study"]: row for row in read_csv(out / "studies.csv")}
+    hostile = next(row for key, row in rows.items() if "HYPERLINK" in key)
+    assert hostile["study"].startswith("folder:=HYPERLINK")  # begins with "folder:": safe
+    assert hostile["label"].startswith("'=HYPERLINK")  # the bare folder name: neutralised
+    assert "\\x1b" in hostile["label"]
+    assert hostile["patient_name"].startswith("'=cmd")
+    assert "\\r\\n" in hostile["patient_name"]
+    for row in rows.values():
+        for cell in row.values():
+            assert not (cell or "").startswith(("=", "+", "-", "@")), cell
+
+
+def test_read_archive_gives_the_ranked_studies(archive):
+    _, out, _, _ = archive
+    index = read_archive(out)
+    rows = read_csv(out / "studies.csv")
+    assert [printable(s.key) for s in index.studies] == [r["study"] for r in rows]
+    top = index.studies[0]
+    assert top.rank == 1 and top.key == "folder:case_a" and top.top_score is not None
+    assert top.report_dir is not None and (top.report_dir / "findings.csv").is_file()
+    assert top.source == index.root / "case_a"
+    assert index.counts()["unscored"] == 1
+
+
+def test_a_rerun_skips_what_is_done_and_rescans_what_changed(archive, model: Path, tmp_path: Path):
+    root, out, _, _ = archive
+    copy_root, copy_out = tmp_path / "root", tmp_path / "out"
+    shutil.copytree(root, copy_root)
+    shutil.copytree(out, copy_out)
+    manifest = sqlite3.connect(copy_out / "manifest.sqlite")
+    manifest.execute("UPDATE meta SET value = ? WHERE key = 'root'", (str(copy_root),))
+    manifest.commit()
+    manifest.close()
+    again = run_embedded(copy_root, copy_out, model)
+    assert again.done_now == 0 and again.kept == 8  # units redone: 0
+    before = report_csvs(copy_out)
+    changed = next((copy_root / "case_b").iterdir())
+    data = read_source(str(changed))
+    data.SeriesDescription = "changed"
+    data.save_as(changed, enforce_file_format=True)
+    third = run_embedded(copy_root, copy_out, model)
+    assert third.done_now == 1 and third.kept == 7 and third.reconcile["changed"] == 1
+    after = report_csvs(copy_out)
+    differing = {name.split("/")[1] for name in before if before[name] != after[name]}
+    assert differing == {next(n.split("/")[1] for n in after if "case_b" in n)}
+
+
+def test_out_that_is_not_this_archive_is_refused(archive, model: Path, tmp_path: Path):
+    root, out, _, _ = archive
+    with pytest.raises(OutputInsideEvidence):
+        run_embedded(root, root / "case_a" / "out", model)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ArchiveError, match="no archive manifest"):
+        run_embedded(root, other, model)
+    second = build_scorer(tmp_path / "other.onnx", patch_size=32, reduction="mean_abs")
+    with pytest.raises(ManifestError, match="model_sha256"):
+        run_embedded(root, out, second)
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+def test_a_dead_worker_fails_its_unit_and_the_rerun_retries_it(
+    archive, model: Path, tmp_path: Path
+):
+    root, reference, _, _ = archive
+    out = tmp_path / "out"
+    killed: list[str] = []
+
+    def kill_first(state) -> None:  # a worker dies in the middle of a unit
+        event: Event | None = state.event
+        if event is not None and event.kind == "progress" and not killed:
+            killed.append(event.key)
+            os.kill(int(event.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+
+    first = run_embedded(root, out, model, max_attempts=1, on_progress=kill_first)
+    assert killed and first.failed_now == 1 and first.done_now == 7
+    rows = {row["study"]: row for row in read_csv(out / "studies.csv")}
+    row = rows[printable(killed[0])]
+    assert row["status"] == "failed"
+    assert "died" in row["reason"] and row["report_folder"] == ""
+    second = run_embedded(root, out, model)
+    assert second.done_now == 1 and second.kept == 7
+    assert report_csvs(out) == report_csvs(reference)
+
+
+def test_a_dead_worker_is_replaced_and_its_unit_retried_in_the_same_run(
+    archive, model: Path, tmp_path: Path
+):
+    root, reference, _, _ = archive
+    out = tmp_path / "out"
+    killed: list[str] = []
+
+    def kill_first(state) -> None:
+        event: Event | None = state.event
+        if event is not None and event.kind == "progress" and not killed:
+            killed.append(event.key)
+            os.kill(int(event.worker.rsplit(":", 1)[1]), signal.SIGKILL)
+
+    result = run_embedded(root, out, model, on_progress=kill_first)
+    assert killed and result.retried_workers == 1 and result.done_now == 8
+    assert read_archive(out).studies[0].attempts >= 1
+    attempts = {s.key: s.attempts for s in read_archive(out).studies}
+    assert attempts[killed[0]] == 2
+    assert report_csvs(out) == report_csvs(reference)
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_nothing_half_done_marked_done(model: Path, tmp_path: Path):
+    root, out = tmp_path / "root", tmp_path / "out"
+    for n in range(6):
+        write_series(root / f"case{n}", "CT_small.dcm", 12, seed=10 + n)
+    command = [sys.executable, "-m", "btd_core.cli", "archive", str(root), "--model", str(model)]
+    command += ["--out", str(out), "--provider", "cpu", "--jobs", "1", "--overlays", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    manifest = out / "manifest.sqlite"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # stop once a unit is done and the next one running
+        if manifest.is_file():
+            try:
+                db = sqlite3.connect(f"file:{manifest}?mode=ro", uri=True)
+                states = [r[0] for r in db.execute("SELECT state FROM units")]
+                db.close()
+            except sqlite3.Error:
+                states = []
+            if "done" in states and "running" in states:
+                break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 130, output
+    index = read_archive(out)
+    done = [s for s in index.studies if s.report_dir is not None]
+    assert 1 <= len(done) < 6
+    assert {s.status for s in index.studies} <= {"scored", "pending"}
+    assert not list((out / "studies").glob(".*"))
+    for study in index.studies:  # a report folder exists exactly for the units done
+        folder = (
+            out
+            / "studies"
+            / next(
+                r
+                for r in sqlite3.connect(out / "manifest.sqlite").execute(
+                    "SELECT folder FROM units WHERE key = ?", (study.key,)
+                )
+            )[0]
+        )
+        assert folder.is_dir() == (study.status == "scored")
+    rows = read_csv(out / "studies.csv")
+    assert len(rows) == 6
+    rerun = subprocess.run(command, capture_output=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout.decode()
+    text = rerun.stdout.decode()
+    assert f"{len(done)} kept from earlier runs" in text
+    assert f"{6 - len(done)} scanned" in text
+
+
+def test_the_cli_runs_an_archive_and_prints_plain_progress(model: Path, tmp_path: Path, capsys):
+    root = tmp_path / "root"
+    write_series(root / "one", "CT_small.dcm", 2, seed=20)
+    write_series(root / "two", "CT_small.dcm", 2, seed=21)
+    out = tmp_path / "out"
+    argv = ["archive", str(root), "--model", str(model), "--out", str(out), "--jobs", "1"]
+    assert main([*argv, "--provider", "cpu", "--no-phi"]) == 0
+    text = capsys.readouterr().out
+    assert "2 studies found, 0 done before, 2 to scan" in text
+    assert "archive: 2/2 units" in text and "slices/s" in text
+    assert "patient_name" not in (out / "studies.csv").read_text()
+    assert main([*argv, "--provider", "cpu", "--no-phi"]) == 0
+    assert "0 scanned, 2 kept from earlier runs" in capsys.readouterr().out
+    assert main([*argv, "--provider", "cpu"]) == 2  # PHI wanted now: another archive
+    assert "include_phi" in capsys.readouterr().out
+
+
+def test_calibrated_mode_options_are_part_of_the_archive(model: Path, tmp_path: Path):
+    config = config_for(model, score=ScoreRequest(mode="calibrated"))
+    with pytest.raises(Exception, match="calibrat"):
+        run_archive(tmp_path, tmp_path.parent / "x-out", config, lambda c: LocalExecutor(c, 1))
