@@ -3,15 +3,27 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import re
+
 import numpy as np
 import pytest
+from PIL import Image
+from textual.app import App, ComposeResult
 
 from btd_core.findings.overlay import BOX_WIDTH, HEAT_THRESHOLD
+from btd_core.scoring.tiles import SliceView
+from btd_core.study.records import SliceResult
 from btd_tui.pixels import fit_cells, picture_size, slice_image
-from btd_tui.preview_mode import PREVIEW_MODES, choose_preview
-from btd_tui.render import BOX_RGB, ZOOM_MARGIN, RenderRequest, zoom_region
+from btd_tui.preview_mode import PREVIEW_MODES, cell_pixels, choose_preview
+from btd_tui.render import BOX_RGB, ZOOM_MARGIN, RenderRequest, render, strips_text, zoom_region
+from btd_tui.widgets.slice_preview import Shown, SlicePreview
+from tests.test_tui_support import run_app, screen_text, write_fixed_series, write_tiny_scorer
 
 CYAN = np.array(BOX_RGB, np.uint8)
+PLACEHOLDER = chr(0x10EEEE)
+"""The kitty graphics protocol's Unicode placeholder (one per cell of the picture)."""
 
 
 def gradient(height: int = 64, width: int = 64) -> np.ndarray:
@@ -175,3 +187,253 @@ def test_forced_graphics_modes_are_used_even_in_tmux():
         choice = choose_preview(mode, {"TMUX": "x", "TERM": "tmux-256color"})
         assert choice.mode == mode and choice.graphics
     assert set(PREVIEW_MODES) == {"auto", "kitty", "sixel", "halfblock", "ascii"}
+
+
+# --- the widget on a real slice: kitty graphics and sixel output, text fallbacks -------------
+
+APC = re.compile(r"\x1b_G([^;\x1b]*)(?:;([A-Za-z0-9+/=]*))?\x1b\\")
+"""A kitty graphics command: ``ESC _ G keys ; payload ESC \\``."""
+SHOWN = Shown("series", 0, 1, "CT_small")
+
+
+@pytest.fixture(scope="module")
+def real_slice(tmp_path_factory) -> tuple[SliceView, SliceResult]:
+    """A real CT slice (pydicom's CT_small with a planted noise block), read, windowed and
+    scored by the tiny deterministic scorer: its picture, heat map and worst region."""
+    from btd_core.engine.scorer import Scorer
+    from btd_core.scoring.strategy import SliceScore
+    from btd_core.scoring.tiles import ScanSettings, view_slice
+    from btd_core.study.discovery import discover
+
+    root = tmp_path_factory.mktemp("pixels")
+    write_fixed_series(root / "study", 1, planted_index=0)
+    scorer = Scorer(write_tiny_scorer(root / "tiny.onnx"), provider="cpu")
+    series = discover(root / "study").series[0]
+    view, scores = view_slice(series, 0, scorer, ScanSettings(stride=32))
+    verdict = SliceScore.local().judge(series.key, 0, view.image, scores)
+    assert verdict is not None and view.heat.max() > 0
+    return view, verdict.result
+
+
+class PreviewApp(App[None]):
+    """The preview alone, 40 x 20 cells inside a border."""
+
+    CSS = "SlicePreview { width: 42; height: 22; border: round white; }"
+
+    def __init__(self, preview: str) -> None:
+        super().__init__()
+        self.preview_mode = preview
+
+    def compose(self) -> ComposeResult:
+        yield SlicePreview(preview=self.preview_mode)
+
+
+def request_for(preview: SlicePreview, **changes) -> RenderRequest:
+    view, result = preview.view, preview.result
+    assert view is not None
+    fields = dict(image=view.image, heat=view.heat, box=result.region if result else None)
+    return RenderRequest(**{**fields, **changes})
+
+
+def kitty_messages(out: str) -> list[tuple[dict[str, str], str]]:
+    """The kitty graphics commands written: (keys, base64 payload)."""
+    found = []
+    for keys, payload in APC.findall(out):
+        found.append((dict(item.split("=", 1) for item in keys.split(",")), payload))
+    return found
+
+
+def transmitted(messages: list[tuple[dict[str, str], str]]) -> dict[str, Image.Image]:
+    """The images sent (direct transmission, PNG, in chunks), by image id."""
+    chunks: dict[str, list[str]] = {}
+    for keys, payload in messages:
+        if keys.get("f") == "100":
+            assert keys["q"] == "2" and keys.get("a", "t") == "t"
+            chunks.setdefault(keys["i"], []).append((keys["m"], payload))
+    images = {}
+    for image_id, parts in chunks.items():
+        assert [m for m, _ in parts] == ["1"] * (len(parts) - 1) + ["0"]  # more, ..., last
+        data = base64.b64decode("".join(p for _, p in parts))
+        assert data.startswith(b"\x89PNG")
+        images[image_id] = Image.open(io.BytesIO(data)).convert("RGB")
+    return images
+
+
+def test_kitty_preview_sends_the_slice_with_heat_and_box_as_png(real_slice, capfd):
+    """The kitty graphics protocol as textual-image writes it: the picture transmitted as
+    PNG (``f=100``, base64 in chunks of ``m=1 ... m=0``), a virtual placement over
+    ``c`` x ``r`` cells (``a=p``, ``U=1``), and the cells filled with U+10EEEE placeholders
+    whose colour names the image; the image is deleted (``a=d``) when it is replaced."""
+    view, result = real_slice
+    app = PreviewApp("kitty")
+    capfd.readouterr()
+
+    async def flow(pilot):
+        preview = pilot.app.query_one(SlicePreview)
+        preview.set_view(SHOWN, view, result)
+        await pilot.pause(0.3)
+        pixels_widget = preview.query_one(".slice-pixels")
+        first = (pixels_widget.region, preview.content_region, screen_text(pilot.app))
+        preview.toggle_zoom()
+        await pilot.pause(0.3)
+        zoomed = (pixels_widget.region, request_for(preview, zoom=True))
+        return first, zoomed, request_for(preview), str(preview.border_subtitle)
+
+    (region, content, text), (zoom_region_, zoom_request), request, subtitle = run_app(
+        app, flow, size=(60, 26)
+    )
+    messages = kitty_messages(capfd.readouterr().out)
+    images = transmitted(messages)
+    placements = [keys for keys, _ in messages if keys.get("a") == "p"]
+    assert len(images) == 2 and len(placements) == 2
+    cell = cell_pixels()
+    for place, shown_region, shown_request in (
+        (placements[0], region, request),
+        (placements[1], zoom_region_, zoom_request),
+    ):
+        assert place["U"] == "1" and place["i"] in images
+        columns, rows = int(place["c"]), int(place["r"])
+        assert (columns, rows) == (shown_region.width, shown_region.height)
+        sent = images[place["i"]]
+        assert sent.size == (columns * cell[0], rows * cell[1])
+        expected = slice_image(shown_request, *sent.size)
+        assert np.array_equal(np.asarray(sent), np.asarray(expected))  # heat, box, zoom
+        assert cyan_mask(np.asarray(sent)).any()
+    first_id = placements[0]["i"]
+    assert {"a": "d", "I": first_id} in [keys for keys, _ in messages]  # replaced: freed
+    # the whole slice is square: it takes the full 40 x 20 cells of 10 x 20 px, centred
+    assert region.width * cell[0] == pytest.approx(region.height * cell[1], abs=cell[0])
+    assert region.x - content.x == content.right - region.right
+    lines = text.splitlines()[region.y : region.bottom]
+    assert all(line.count(PLACEHOLDER) == region.width for line in lines)
+    assert subtitle == "kitty · heat on · zoom"
+
+
+def test_sixel_preview_draws_the_slice_at_the_widget(real_slice):
+    """Sixel as textual-image writes it into Textual's output: the cursor moved to the
+    picture's cell, then DCS ``ESC P 0;0;0 q``, the raster size in pixels, the colour
+    registers (the cyan box and heat colours among them) and ``ESC \\``."""
+    view, result = real_slice
+
+    async def flow(pilot):
+        preview = pilot.app.query_one(SlicePreview)
+        preview.set_view(SHOWN, view, result)
+        await pilot.pause(0.3)
+        update = pilot.app.screen._compositor.render_update(full=True)
+        region = preview.query_one(".slice-pixels").region
+        return update.render_segments(pilot.app.console), region, str(preview.border_subtitle)
+
+    out, region, subtitle = run_app(PreviewApp("sixel"), flow, size=(60, 26))
+    cell = cell_pixels()
+    found = re.search(r"\x1b\[(\d+);(\d+)H\x1bP0;0;0q\"1;1;(\d+);(\d+)([^\x1b]*)\x1b\\", out)
+    assert found is not None and out.count("\x1bP") == 1
+    row, column, width, height = (int(v) for v in found.groups()[:4])
+    assert (column - 1, row - 1) == (region.x, region.y)
+    assert (width, height) == (region.width * cell[0], region.height * cell[1])
+    registers = {
+        tuple(int(v) for v in rgb)
+        for rgb in re.findall(r"#\d+;2;(\d+);(\d+);(\d+)", found.group(5))
+    }
+    assert any(r <= 10 and g >= 90 and b >= 90 for r, g, b in registers)  # the box
+    assert any(r - b >= 30 for r, g, b in registers)  # heat: red to yellow over gray
+    assert subtitle == "sixel · heat on"
+
+
+def test_pixel_mode_keeps_the_status_lines_and_toggles_to_ascii(real_slice, capfd):
+    view, _ = real_slice
+
+    async def flow(pilot):
+        preview = pilot.app.query_one(SlicePreview)
+        image_widget = preview.query_one(".slice-pixels")
+        seen = {"start": (image_widget.display, preview.text_lines())}
+        preview.set_computing(SHOWN)
+        await pilot.pause(0.1)
+        seen["computing"] = (image_widget.display, preview.text_lines())
+        preview.set_view(SHOWN, view, None)  # no body tiles: picture and a status line
+        await pilot.pause(0.2)
+        seen["no result"] = (image_widget.display, preview.text_lines(), image_widget.region)
+        preview.toggle_ascii()
+        await pilot.pause(0.2)
+        width, height = preview.content_size
+        expected = strips_text(render(request_for(preview, ascii=True), width, height - 1))
+        seen["ascii"] = (image_widget.display, preview.text_lines(), expected)
+        seen["ascii subtitle"] = str(preview.border_subtitle)
+        preview.set_error(SHOWN, "unreadable")
+        await pilot.pause(0.1)
+        seen["error"] = (image_widget.display, preview.text_lines())
+        return seen
+
+    seen = run_app(PreviewApp("kitty"), flow, size=(60, 26))
+    assert seen["start"][0] is False and "no slice selected" in "".join(seen["start"][1])
+    assert seen["computing"][0] is False and "computing…" in "".join(seen["computing"][1])
+    shown, lines, region = seen["no result"]
+    assert shown is True and lines[-1].startswith("no body tiles on this slice")
+    assert all(not line.strip() for line in lines[:-1])  # the image widget draws these
+    assert region.bottom <= 1 + 19  # above the status line (border row + 19 picture rows)
+    shown, lines, expected = seen["ascii"]
+    assert shown is False and lines[:-1] == expected
+    assert seen["ascii subtitle"] == "ascii · heat on"
+    assert seen["error"][0] is False and "cannot show this slice" in "".join(seen["error"][1])
+    capfd.readouterr()
+
+
+@pytest.mark.parametrize("mode", ["halfblock", "ascii"])
+def test_forced_text_preview_draws_cells_not_pixels(real_slice, mode):
+    view, result = real_slice
+
+    async def flow(pilot):
+        preview = pilot.app.query_one(SlicePreview)
+        preview.set_view(SHOWN, view, result)
+        await pilot.pause(0.2)
+        width, height = preview.content_size
+        expected = strips_text(render(request_for(preview, ascii=mode == "ascii"), width, height))
+        return preview.choice.mode, preview.query(".slice-pixels"), preview.text_lines(), expected
+
+    choice, image_widgets, lines, expected = run_app(PreviewApp(mode), flow, size=(60, 26))
+    assert choice == mode and not image_widgets and lines == expected
+
+
+def test_auto_preview_without_a_terminal_is_the_half_block_fallback(tmp_path):
+    from btd_tui.factory import create_app
+
+    app = create_app(tmp_path, tmp_path / "m.onnx", provider="cpu", autostart=False)
+    assert app.slice_preview.choice.mode == "halfblock" and not app.slice_preview.ascii
+    forced = create_app(tmp_path, tmp_path / "m.onnx", preview="ascii", autostart=False)
+    assert forced.slice_preview.ascii and forced.slice_preview.colour_mode == "halfblock"
+
+
+@pytest.mark.parametrize("mode", ["halfblock", "ascii"])
+def test_fallback_snapshot(snap_compare, real_slice, mode):
+    """The text fallbacks of a real slice with its heat map and worst region."""
+    view, result = real_slice
+
+    async def show(pilot):
+        pilot.app.query_one(SlicePreview).set_view(SHOWN, view, result)
+        await pilot.pause(0.3)
+
+    assert snap_compare(PreviewApp(mode), terminal_size=(44, 24), run_before=show)
+
+
+# --- btd audit --preview ---------------------------------------------------------------------
+
+
+def test_audit_preview_flag_parses():
+    from btd_core.cli.main import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["audit", "s"]).preview == "auto"
+    assert parser.parse_args(["audit", "s", "--preview", "sixel"]).preview == "sixel"
+    assert parser.parse_args(["audit", "s", "--ascii"]).preview == "ascii"
+    assert parser.parse_args(["audit", "s", "--preview", "halfblock"]).preview == "halfblock"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["audit", "s", "--preview", "pixels"])
+
+
+def test_audit_refuses_a_bad_btd_preview(tmp_path, monkeypatch, capsys):
+    from btd_core.cli.main import main
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not read")
+    monkeypatch.setenv("BTD_PREVIEW", "pixels")
+    assert main(["audit", str(tmp_path), "--model", str(model)]) == 2
+    assert "BTD_PREVIEW" in capsys.readouterr().out

@@ -37,8 +37,25 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("study", type=Path, metavar="STUDY_DIR")
     add_model_argument(parser, required=False)
     add_provider_argument(parser)
+    from btd_tui.preview_mode import ENV_VAR, PREVIEW_MODES
+
     parser.add_argument(
-        "--ascii", action="store_true", help="preview with an ASCII ramp (no colour blocks)"
+        "--preview",
+        choices=PREVIEW_MODES,
+        default="auto",
+        help="how the slice preview is drawn: auto (default) uses $BTD_PREVIEW when set, "
+        "half-blocks inside tmux, screen or zellij (image passthrough is unreliable there), "
+        "else asks the terminal: sixel (WezTerm, foot, Konsole, Windows Terminal, iTerm2 3.5+, "
+        "xterm -ti vt340), kitty graphics (kitty, Ghostty), or half-blocks when it answers "
+        "neither; kitty or sixel forces a protocol (also inside tmux), halfblock or ascii "
+        f"forces text cells. ${ENV_VAR} takes the same values",
+    )
+    parser.add_argument(
+        "--ascii",
+        dest="preview",
+        action="store_const",
+        const="ascii",
+        help="the same as --preview ascii (an ASCII ramp, no colour blocks)",
     )
     add_stride_argument(parser)
     parser.add_argument(
@@ -56,6 +73,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd audit``; returns the exit status."""
     from btd_tui.config import ConfigError, resolve_model
+    from btd_tui.preview_mode import choose_preview
 
     if not args.study.is_dir():
         return cannot_run(console, "btd audit", f"{args.study} is not a folder")
@@ -65,13 +83,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cannot_run(console, "btd audit", err)
     if not model.is_file():
         return cannot_run(console, "btd audit", f"no such model file: {model}")
+    try:  # asks the terminal (auto) now: once the app runs, Textual owns stdin
+        preview = choose_preview(args.preview)
+    except ValueError as err:
+        return cannot_run(console, "btd audit", err)
     from btd_tui.factory import create_app
 
     app = create_app(
         args.study,
         model,
         provider=args.provider,
-        ascii=args.ascii,
+        preview=preview.mode,
         autostart=args.autostart,
         stride=args.stride,
         command_line=sys.argv,
