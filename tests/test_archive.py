@@ -33,7 +33,7 @@ from btd_core.archive.plan import plan_archive
 from btd_core.archive.unit_scan import WorkerConfig
 from btd_core.cli.main import main
 from btd_core.safe_text import printable
-from btd_core.scoring.strategy import ScoreRequest
+from btd_core.scoring.strategy import ScoreModeError, ScoreRequest
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.study.evidence import OutputInsideEvidence
 from tests.onnx_scorer import build_scorer
@@ -390,5 +390,20 @@ def test_the_cli_runs_an_archive_and_prints_plain_progress(model: Path, tmp_path
 
 def test_calibrated_mode_options_are_part_of_the_archive(model: Path, tmp_path: Path):
     config = config_for(model, score=ScoreRequest(mode="calibrated"))
-    with pytest.raises(Exception, match="calibrat"):
+    with pytest.raises(ScoreModeError, match="calibrat"):
         run_archive(tmp_path, tmp_path.parent / "x-out", config, lambda c: LocalExecutor(c, 1))
+
+
+def test_ray_is_optional_and_said_so_when_missing(model: Path, tmp_path: Path, monkeypatch, capsys):
+    code = (
+        "import sys, btd_core.cli.main, btd_core.archive.driver, btd_core.archive.local, "
+        "btd_core.archive.index; assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the archive extra were not there
+    root = tmp_path / "root"
+    write_series(root / "one", "CT_small.dcm", 2, seed=22)
+    argv = ["archive", str(root), "--model", str(model), "--out", str(tmp_path / "out")]
+    assert main([*argv, "--ray", "local"]) == 2
+    assert "pip install 'btd[archive]'" in " ".join(capsys.readouterr().out.split())
+    assert (tmp_path / "out" / "manifest.sqlite").is_file()  # resumable without Ray

@@ -253,8 +253,8 @@ def run_archive(
         try:
             if todo:
                 executor = make_executor(config)
-                description = executor.description
                 executor.start()
+                description = executor.description
                 state.loop(executor, todo, should_stop)
         finally:
             if executor is not None:
