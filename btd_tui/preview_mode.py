@@ -13,7 +13,7 @@ Modes (``btd audit --preview MODE``; ``--ascii`` is ``--preview ascii``):
 ``kitty``
     The kitty graphics protocol with Unicode placeholders (kitty 0.28+; Ghostty).
 ``sixel``
-    Sixel graphics (WezTerm, foot, Konsole, Windows Terminal 1.22+, iTerm2 3.5+, VS
+    Sixel graphics (WezTerm, foot, Konsole, Windows Terminal 1.22+, iTerm2, VS
     Code's terminal with ``terminal.integrated.enableImages``, ``xterm -ti vt340``, mlterm).
 ``halfblock``
     Two pixels per cell as ``▀`` in true colour: any terminal, tmux and screen.
@@ -22,7 +22,8 @@ Modes (``btd audit --preview MODE``; ``--ascii`` is ``--preview ascii``):
 
 A forced ``kitty`` or ``sixel`` is used as asked, multiplexer or not.  textual-image
 (https://github.com/lnqs/textual-image) writes the protocols; it has no iTerm2 inline
-image protocol, which is why iTerm2 gets sixel.
+image protocol, which is why iTerm2 gets sixel (forced with ``sixel`` if it does not
+answer the query).
 """
 
 from __future__ import annotations

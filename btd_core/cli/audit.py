@@ -45,7 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default="auto",
         help="how the slice preview is drawn: auto (default) uses $BTD_PREVIEW when set, "
         "half-blocks inside tmux, screen or zellij (image passthrough is unreliable there), "
-        "else asks the terminal: sixel (WezTerm, foot, Konsole, Windows Terminal, iTerm2 3.5+, "
+        "else asks the terminal: sixel (WezTerm, foot, Konsole, Windows Terminal, iTerm2, "
         "xterm -ti vt340), kitty graphics (kitty, Ghostty), or half-blocks when it answers "
         "neither; kitty or sixel forces a protocol (also inside tmux), halfblock or ascii "
         f"forces text cells. ${ENV_VAR} takes the same values",

@@ -25,11 +25,12 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from btd_core.safe_text import printable
-from btd_tui.pixels import fit_cells, picture_size, slice_image
 from btd_tui.preview_mode import PreviewChoice, cell_pixels, choose_preview
 from btd_tui.render import RenderRequest, render, strips_text
 
 if TYPE_CHECKING:
+    from textual_image.widget import SixelImage, TGPImage
+
     from btd_core.scoring.tiles import SliceView
     from btd_core.study.records import SliceResult
 
@@ -88,7 +89,7 @@ class SlicePreview(Widget):
         self.set_reactive(SlicePreview.ascii, ascii or self.choice.mode == "ascii")
         self._lines: list[Strip] = []
         self._cache_key: tuple[object, ...] | None = None
-        self._pixels: Widget | None = None
+        self._pixels: TGPImage | SixelImage | None = None
         self._pixels_key: tuple[object, ...] | None = None
 
     def compose(self) -> ComposeResult:
@@ -140,7 +141,7 @@ class SlicePreview(Widget):
     def on_unmount(self) -> None:
         """Free the picture held by the terminal (kitty keeps transmitted images)."""
         if self._pixels is not None:
-            self._pixels.image = None  # type: ignore[attr-defined]
+            self._pixels.image = None
 
     def set_computing(self, shown: Shown) -> None:
         """A slice was chosen; its picture is being computed."""
@@ -245,6 +246,8 @@ class SlicePreview(Widget):
         image_widget = self._pixels
         if image_widget is None or not self.is_mounted:
             return
+        from btd_tui.pixels import fit_cells, picture_size, slice_image  # PIL: graphics only
+
         request = self._request() if self.pixel_mode else None
         width, height = self.content_size.width, self.content_size.height
         rows_free = self._picture_rows(height)
@@ -256,7 +259,7 @@ class SlicePreview(Widget):
         if columns == 0 or rows == 0:
             if image_widget.display:
                 image_widget.display = False
-                image_widget.image = None  # type: ignore[attr-defined]
+                image_widget.image = None
             self._pixels_key = None
             return
         if key == self._pixels_key:
@@ -266,7 +269,7 @@ class SlicePreview(Widget):
         image_widget.styles.width = columns
         image_widget.styles.height = rows
         image_widget.styles.margin = ((rows_free - rows) // 2, 0, 0, (width - columns) // 2)
-        image_widget.image = slice_image(request, columns * cell[0], rows * cell[1])  # type: ignore[attr-defined]
+        image_widget.image = slice_image(request, columns * cell[0], rows * cell[1])
         image_widget.display = True
 
     def _compute(self, width: int, height: int) -> list[Strip]:
