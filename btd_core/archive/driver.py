@@ -250,12 +250,16 @@ def run_archive(
         state.include_phi = config.include_phi
         executor = None
         description = "nothing to scan"
+        start_s = scan_s = 0.0
         try:
             if todo:
                 executor = make_executor(config)
+                clock = time.monotonic()
                 executor.start()
+                start_s = time.monotonic() - clock
                 description = executor.description
                 state.loop(executor, todo, should_stop)
+                scan_s = time.monotonic() - clock - start_s
         finally:
             if executor is not None:
                 executor.close()
@@ -290,6 +294,8 @@ def run_archive(
                 "worker_losses": state.lost,
                 "slices_scored": state.slices,
                 "reconcile": reconciled,
+                "workers_start_s": round(start_s, 3),
+                "scanning_s": round(scan_s, 3),
             },
             "library_versions": library_versions(),
         }
