@@ -92,8 +92,10 @@ def choose_preview(
             requested = from_env
             note = f" (from ${ENV_VAR})"
     if requested != "auto":
-        if requested in GRAPHICS_MODES:
-            _load_graphics()
+        failure = _load_graphics() if requested in GRAPHICS_MODES else ""
+        if failure:
+            reason = f"half-blocks: {requested} asked for, but {failure}{note}"
+            return PreviewChoice("halfblock", reason)
         return PreviewChoice(requested, f"{requested}: asked for{note}")
     multiplexer = _multiplexer(env)
     if multiplexer:
@@ -106,7 +108,9 @@ def choose_preview(
         return PreviewChoice("halfblock", f"half-blocks: not a terminal{note}")
     if _app_running() and not _detected.cache_info().currsize:
         return PreviewChoice("halfblock", f"half-blocks: the terminal was not asked in time{note}")
-    found = _detected()
+    found, failure = _detected()
+    if failure:
+        return PreviewChoice("halfblock", f"half-blocks: {failure}{note}")
     if found is None:
         return PreviewChoice(
             "halfblock",
@@ -145,22 +149,30 @@ def _app_running() -> bool:
 
 
 @cache
-def _detected() -> str | None:
-    """Ask the terminal (once): ``"sixel"``, ``"kitty"`` or ``None``."""
+def _detected() -> tuple[str | None, str]:
+    """Ask the terminal (once): ``("sixel" | "kitty" | None, "")``, or ``(None, why not)``
+    when textual-image could not talk to it."""
+    failure = _load_graphics()
+    if failure:
+        return None, failure
     from textual_image import renderable
 
-    _load_graphics()
     if renderable.Image is renderable.SixelImage:
-        return "sixel"
+        return "sixel", ""
     if renderable.Image is renderable.TGPImage:
-        return "kitty"
-    return None
+        return "kitty", ""
+    return None, ""
 
 
-def _load_graphics() -> None:
-    """Import textual-image's widgets now: the import reads the terminal's cell size in
-    pixels, which cannot be asked once Textual runs."""
-    import textual_image.widget  # noqa: F401
+def _load_graphics() -> str:
+    """Import textual-image's widgets now (its renderables ask the terminal for sixel and
+    kitty graphics support, its widgets for the cell size in pixels: neither can be asked
+    once Textual runs); ``""``, or why it failed (a terminal of 0 columns, a closed stream)."""
+    try:
+        import textual_image.widget  # noqa: F401
+    except Exception as err:  # any failure there means: no pixels, never a crash
+        return f"textual-image could not read the terminal ({type(err).__name__}: {err})"
+    return ""
 
 
 def cell_pixels() -> tuple[int, int]:

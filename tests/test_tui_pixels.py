@@ -437,3 +437,96 @@ def test_audit_refuses_a_bad_btd_preview(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("BTD_PREVIEW", "pixels")
     assert main(["audit", str(tmp_path), "--model", str(model)]) == 2
     assert "BTD_PREVIEW" in capsys.readouterr().out
+
+
+# --- auto asks a real terminal device (a pseudo-terminal, answered as a terminal would) -------
+
+CHOOSE = (
+    "import sys; from btd_tui.preview_mode import choose_preview; "
+    "c = choose_preview('auto', {'TERM': sys.argv[1]}); print('CHOSE', c.mode, '|', c.reason)"
+)
+
+
+def ask_terminal(
+    da1_answer: bytes, kitty: bool, term: str = "xterm-256color", size: tuple[int, int] = (24, 80)
+) -> tuple[str, bytes]:
+    """Run ``choose_preview("auto")`` in a child whose stdin/stdout is a pseudo-terminal of
+    ``size`` (rows, columns) and answer its queries as a terminal would: Device Attributes
+    (``ESC [ c``) with ``da1_answer``, the kitty graphics query with OK when ``kitty``.
+    Returns the child's output line and everything it wrote to the terminal."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+    import time
+    from pathlib import Path
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHOOSE, term],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    os.close(slave)
+    written = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if not ready:
+                if child.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            written += data
+            if b"\x1b[c" in data:
+                os.write(master, da1_answer)
+            if b"a=q" in data and kitty:
+                os.write(master, b"\x1b_Gi=31;OK\x1b\\")
+    finally:
+        child.wait(30)
+        os.close(master)
+    text = written.decode(errors="replace")
+    line = text[text.find("CHOSE") :].splitlines()[0] if "CHOSE" in text else ""
+    return line, written
+
+
+pty_only = pytest.mark.skipif(
+    not hasattr(__import__("os"), "openpty"), reason="needs POSIX pseudo-terminals"
+)
+
+
+@pty_only
+@pytest.mark.parametrize(
+    ("da1_answer", "kitty", "mode"),
+    [
+        (b"\x1b[?62;4;22c", False, "sixel"),  # 4 in the attributes: sixel
+        (b"\x1b[?62;22c", True, "kitty"),  # no sixel, answers the kitty graphics query
+        (b"\x1b[?62;22c", False, "halfblock"),  # neither
+    ],
+)
+def test_auto_asks_the_terminal(da1_answer, kitty, mode):
+    line, written = ask_terminal(da1_answer, kitty)
+    assert line.startswith(f"CHOSE {mode} |"), written[-500:]
+    assert b"\x1b[c" in written  # the sixel query (Device Attributes) was sent
+    if mode != "sixel":
+        assert b"\x1b_G" in written and b"a=q" in written  # then the kitty graphics query
+
+
+@pty_only
+def test_auto_in_tmux_does_not_query_and_a_broken_terminal_does_not_crash():
+    line, written = ask_terminal(b"\x1b[?62;4c", True, term="tmux-256color")
+    assert line.startswith("CHOSE halfblock | half-blocks: inside tmux")
+    assert b"\x1b[c" not in written and b"\x1b_G" not in written
+    line, written = ask_terminal(b"\x1b[?62;4c", False, size=(0, 0))  # a 0 x 0 terminal
+    assert line.startswith("CHOSE halfblock |") and "could not read the terminal" in line
