@@ -218,3 +218,16 @@ def test_an_archive_is_browsed_study_by_study(tmp_path: Path):
         assert app.screen is screen  # no report to open: a notice, not a crash
 
     run_app(app, test, size=(140, 40))
+
+
+def test_btd_audit_tells_a_report_from_a_study(scanned, tmp_path: Path, capsys):
+    """The CLI sends a report folder to the report browser (no model asked for) and
+    refuses --study with a study folder or a missing folder, before any app starts."""
+    from btd_core.cli.audit import is_report_or_archive
+
+    study, report = scanned
+    assert is_report_or_archive(report) and not is_report_or_archive(study)
+    code = btd_main(["audit", str(study), "--study", str(study), "--model", "x.onnx"])
+    assert code != 0 and "--study goes with a report folder" in capsys.readouterr().out
+    code = btd_main(["audit", str(report), "--study", str(tmp_path / "gone")])
+    assert code != 0 and "is not a folder" in capsys.readouterr().out

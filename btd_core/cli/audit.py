@@ -32,9 +32,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "the selected slice with its heat map and worst tile, and the same CSV/JSON/PNG report "
         "as btd scan on a key (e). Without --model, the model comes from the BTD_MODEL "
         'environment variable or model = "..." in $XDG_CONFIG_HOME/btd/config.toml. '
-        "Nothing is written into STUDY_DIR.",
+        "Nothing is written into STUDY_DIR. Given a report folder of btd scan (or the output "
+        "folder of btd archive) instead, it browses that report's ranked slices (an archive's "
+        "ranked studies, Enter opens one) with previews read from the study, without a model "
+        "and without rescoring.",
     )
-    parser.add_argument("study", type=Path, metavar="STUDY_DIR")
+    parser.add_argument(
+        "study",
+        type=Path,
+        metavar="STUDY_DIR",
+        help="a study folder to scan; or a report folder written by btd scan, or the output "
+        "folder of btd archive, to browse without rescoring (no model needed)",
+    )
+    parser.add_argument(
+        "--study",
+        dest="study_at",
+        type=Path,
+        metavar="FOLDER",
+        help="with a report folder: where its study lies now, for the previews (default: "
+        "where the report says it was scanned)",
+    )
     add_model_argument(parser, required=False)
     add_provider_argument(parser)
     from btd_tui.preview_mode import ENV_VAR, PREVIEW_MODES
@@ -77,6 +94,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
     if not args.study.is_dir():
         return cannot_run(console, "btd audit", f"{args.study} is not a folder")
+    if is_report_or_archive(args.study):
+        return browse_report(args, console)
+    if args.study_at is not None:
+        return cannot_run(
+            console, "btd audit", "--study goes with a report folder, not a study folder"
+        )
     try:
         model = resolve_model(args.model)
     except ConfigError as err:
@@ -102,5 +125,29 @@ def run(args: argparse.Namespace, console: Console) -> int:
         score=score_request(args),
         limits=study_limits(args),
     )
+    result = app.run()
+    return int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)
+
+
+def is_report_or_archive(folder: Path) -> bool:
+    """Whether ``folder`` holds a ``btd scan`` report or a ``btd archive`` output."""
+    from btd_core.archive.index import is_archive
+    from btd_core.findings.saved_report import is_report_folder
+
+    return is_report_folder(folder) or is_archive(folder)
+
+
+def browse_report(args: argparse.Namespace, console: Console) -> int:
+    """``btd audit REPORT_FOLDER`` (or an archive's output): browse it, no rescoring."""
+    from btd_tui.preview_mode import choose_preview
+    from btd_tui.report_app import ReportApp
+
+    if args.study_at is not None and not args.study_at.is_dir():
+        return cannot_run(console, "btd audit", f"--study {args.study_at} is not a folder")
+    try:
+        preview = choose_preview(args.preview)
+    except ValueError as err:
+        return cannot_run(console, "btd audit", err)
+    app = ReportApp(args.study, args.study_at, preview=preview.mode)
     result = app.run()
     return int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)
