@@ -71,19 +71,22 @@ def slice_image(
     scale = min(width_px / src_w, height_px / src_h)
     out_w = min(width_px, max(1, round(src_w * scale)))
     out_h = min(height_px, max(1, round(src_h * scale)))
-    if (out_h, out_w) == (src_h, src_w):
-        gray = np.asarray(image, dtype=np.float64)
-    else:
-        gray = resample(image, out_h, out_w)
+    enlarged = out_h >= src_h and out_w >= src_w
+    # Enlarging: colour the slice's own pixels, then repeat them (nearest neighbour, in
+    # PIL).  Shrinking: area average of the slice, maximum of the heat, then colour.
+    size_h, size_w = (src_h, src_w) if enlarged else (out_h, out_w)
+    gray = np.asarray(image, np.float64) if enlarged else resample(image, out_h, out_w)
     gray8 = gray_uint8(gray)
     if request.show_heat and heat is not None:
         heat01 = normalise_heat(heat)
-        if heat01.shape != (out_h, out_w):
-            heat01 = resample(heat01, out_h, out_w, how="max")
+        if heat01.shape != (size_h, size_w):
+            heat01 = resample(heat01, size_h, size_w, how="max")
         rgb = blend_red_yellow(gray8, heat01)
     else:
         rgb = np.repeat(gray8[..., None], 3, axis=2)
     picture = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    if enlarged and (out_h, out_w) != (src_h, src_w):
+        picture = picture.resize((out_w, out_h), Image.Resampling.NEAREST)
     if box is not None and box[2] > 0:
         top, bottom, left, right = scale_box(box, image.shape, (out_h, out_w))
         width = max(BOX_WIDTH, round(scale))
