@@ -530,3 +530,25 @@ def test_auto_in_tmux_does_not_query_and_a_broken_terminal_does_not_crash():
     assert b"\x1b[c" not in written and b"\x1b_G" not in written
     line, written = ask_terminal(b"\x1b[?62;4c", False, size=(0, 0))  # a 0 x 0 terminal
     assert line.startswith("CHOSE halfblock |") and "could not read the terminal" in line
+
+
+def test_pixels_and_half_blocks_draw_the_same_colours():
+    """Heat and box colours agree between the pixel and the half-block previews."""
+    image = np.full((32, 32), 0.5)
+    heat = np.zeros((32, 32))
+    heat[0:16, 0:16] = 1.0
+    heat[16:32, 0:16] = 0.6
+    request = RenderRequest(image, heat=heat, box=(16, 16, 16))
+    rgb = pixels(slice_image(request))
+    strips = render(request, 32, 16)  # 32 x 32 slice pixels: one per half-cell, no scaling
+    cells = {}
+    for row, strip in enumerate(strips):
+        column = 0
+        for segment in strip:
+            for _ in segment.text:
+                style = segment.style
+                cells[(2 * row, column)] = style.color.get_truecolor()
+                cells[(2 * row + 1, column)] = style.bgcolor.get_truecolor()
+                column += 1
+    for y, x in [(4, 4), (20, 4), (28, 28), (16, 20), (4, 28)]:  # hot, warm, gray, box, gray
+        assert tuple(cells[(y, x)]) == tuple(rgb[y, x]), (y, x)
