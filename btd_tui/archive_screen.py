@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from btd_core.archive.index import ArchiveIndex, ArchiveReadError, ArchiveStudy, read_archive
 from btd_core.safe_text import middle_ellipsis, printable
+from btd_tui.report_screen import ReportScreen
 from btd_tui.widgets.log_panel import LogPanel
 
 STUDY_COLUMNS = ("rank", "score", "state", "study", "top series", "slice", "files", "reason")
@@ -107,8 +108,6 @@ class ArchiveScreen(Screen[None]):
 
     def action_open_study(self) -> None:
         """Open the selected study's report, or say why there is none."""
-        from btd_tui.report_app import ReportScreen
-
         study = self.selected()
         if study is None:
             return
