@@ -407,3 +407,16 @@ def test_ray_is_optional_and_said_so_when_missing(model: Path, tmp_path: Path, m
     assert main([*argv, "--ray", "local"]) == 2
     assert "pip install 'btd[archive]'" in " ".join(capsys.readouterr().out.split())
     assert (tmp_path / "out" / "manifest.sqlite").is_file()  # resumable without Ray
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_one_runs(model: Path, tmp_path: Path):
+    import fcntl
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    write_series(root / "one", "CT_small.dcm", 2, seed=23)
+    out.mkdir()
+    with open(out / ".lock", "a+") as held:  # what a running btd archive holds
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ArchiveError, match="another btd archive is running"):
+            run_embedded(root, out, model)
+    assert run_embedded(root, out, model).done_now == 1  # once it ended: runs

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 from btd_core import __version__
 from btd_core.archive.executor import Event, Executor
@@ -105,7 +106,8 @@ def check_out(root: Path, out: Path) -> None:
         )
     if out.exists() and not out.is_dir():
         raise ArchiveError(f"the output folder {out} is an existing file: choose a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
+    foreign = [p for p in out.iterdir() if p.name != LOCK_NAME] if out.is_dir() else []
+    if foreign and not (out / MANIFEST_NAME).is_file():
         raise ArchiveError(
             f"the output folder {out} holds files but no archive manifest ({MANIFEST_NAME}): "
             "it is not an archive to resume; choose a new or empty folder"
@@ -229,6 +231,7 @@ def run_archive(
     config.score.resolve(Path(config.model), identity["model_sha256"])  # a bad calibration: now
     started, clock0 = utc_now(), time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
+    lock = _lock_out(out)
     studies = out / STUDIES_DIR
     studies.mkdir(exist_ok=True)
     manifest = Manifest(out)
@@ -315,6 +318,34 @@ def run_archive(
         )
     finally:
         manifest.close()
+        lock.close()
+
+
+LOCK_NAME = ".lock"
+
+
+def _lock_out(out: Path) -> IO[str]:
+    """Hold ``OUT/.lock`` (an exclusive ``flock``) for the run: a second ``btd archive``
+    into the same OUT is refused instead of scanning the same units twice.  The lock goes
+    with the process, however it ends."""
+    handle = open(out / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held for the run)
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): one run at a time is then up to the user
+        return handle
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ArchiveError(
+            f"another btd archive is running into {out}: wait for it to end (or stop it), "
+            "then run again to resume"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{socket.gethostname()}:{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 class _Run:

@@ -146,7 +146,17 @@ class LocalExecutor:
         process = self._context.Process(
             target=_worker_main, args=(child, self.config, gpu), daemon=True, name="btd-worker"
         )
-        process.start()
+        saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if gpu is not None:  # the new interpreter sees only its GPU from its first line on
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        try:
+            process.start()
+        finally:
+            if gpu is not None:
+                if saved is None:
+                    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+                else:
+                    os.environ["CUDA_VISIBLE_DEVICES"] = saved
         child.close()
         return _Worker(process, parent, gpu)
 
