@@ -321,7 +321,6 @@ def test_a_dead_worker_is_replaced_and_its_unit_retried_in_the_same_run(
     assert report_csvs(out) == report_csvs(reference)
 
 
-@pytest.mark.slow
 def test_ctrl_c_leaves_nothing_half_done_marked_done(model: Path, tmp_path: Path):
     root, out = tmp_path / "root", tmp_path / "out"
     for n in range(6):
