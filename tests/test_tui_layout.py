@@ -127,3 +127,18 @@ def test_small_terminals_show_eight_readable_rows(tiny_onnx: Path, tmp_path: Pat
         assert cells[0]["slice"] == "5/12" and cells[0]["file"].endswith("…/s1_005.dcm")
 
     run_app(app, test, size=size)
+
+
+def test_the_preview_title_keeps_the_slice_number():
+    from btd_tui.widgets.slice_preview import preview_title
+
+    label = "CHEST 1.25mm LUNG KERNEL"
+    assert preview_title(label, 4, 12, 0.00081378, 100) == (
+        "CHEST 1.25mm LUNG KERNEL · slice 5/12 · score 0.0008138"
+    )
+    assert preview_title(label, 4, 12, 0.00081378, 40) == "CH…KERNEL · slice 5/12 · score 0.0008138"
+    assert preview_title(label, 4, 12, 0.00081378, 26) == "CHES…G KERNEL · slice 5/12"
+    assert preview_title(label, 4, 12, 0.00081378, 14) == "slice 5/12"
+    assert preview_title(label, 4, 12, None, 30) == "CHEST…LUNG KERNEL · slice 5/12"
+    for room in range(10, 80):
+        assert len(preview_title(label, 4, 12, 0.00081378, room)) <= room

@@ -24,7 +24,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from btd_core.safe_text import printable
+from btd_core.safe_text import middle_ellipsis, printable
 from btd_tui.preview_mode import PreviewChoice, cell_pixels, choose_preview
 from btd_tui.render import RenderRequest, render, strips_text
 
@@ -33,6 +33,29 @@ if TYPE_CHECKING:
 
     from btd_core.scoring.tiles import SliceView
     from btd_core.study.records import SliceResult
+
+
+TITLE_FRAME = 6
+"""Cells of the border line a title cannot use (corners, the rules and blanks around it)."""
+
+LABEL_FLOOR = 6
+"""Fewest characters of a series label worth showing in the title (else it is left out)."""
+
+
+def preview_title(label: str, index: int, count: int, score: float | None, room: int) -> str:
+    """``LABEL · slice N/M · score S`` in at most ``room`` cells: the slice number stays
+    (numbered from 1), then the score, and the series label is cut in the middle or left
+    out (a narrow preview at 80 columns still says which slice it shows)."""
+    where = f"slice {index + 1}/{count}"
+    scored = where if score is None else f"{where} · score {score:.4g}"
+    whole = f"{label} · {scored}"
+    if room <= 0 or len(whole) <= room:
+        return whole
+    tail = scored if len(scored) <= room else where
+    label_room = room - len(tail) - 3
+    if label_room >= LABEL_FLOOR:
+        return f"{middle_ellipsis(label, label_room)} · {tail}"
+    return tail
 
 
 @dataclass(frozen=True)
@@ -135,7 +158,8 @@ class SlicePreview(Widget):
         self._titles()
 
     def on_resize(self) -> None:
-        """A new size: the pixels are fitted again."""
+        """A new size: the pixels are fitted again, the title shortened to fit."""
+        self._titles()
         self._place_pixels()
 
     def on_unmount(self) -> None:
@@ -194,11 +218,15 @@ class SlicePreview(Widget):
         if self.shown is None:
             self.border_title = Text("slice preview")
         else:
-            title = Text(printable(self.shown.label))
-            title.append(f" · slice {self.shown.index + 1}/{self.shown.count}")
-            if self.result is not None:
-                title.append(f" · score {self.result.score:.4g}")
-            self.border_title = title
+            self.border_title = Text(
+                preview_title(
+                    printable(self.shown.label),
+                    self.shown.index,
+                    self.shown.count,
+                    None if self.result is None else self.result.score,
+                    self.size.width - TITLE_FRAME,
+                )
+            )
         colour = "colour" if self.colour_mode == "halfblock" else self.colour_mode
         modes = ["ascii" if self.ascii else colour, "heat on" if self.show_heat else "heat off"]
         if self.zoom:
