@@ -52,7 +52,12 @@ from btd_core.cli.tamper import tamperers_for
 from btd_core.engine.scorer import Scorer
 from btd_core.evaluation.metrics import auroc
 from btd_core.scoring.calibration import Calibration
-from btd_core.scoring.strategy import SliceScore, SliceVerdict, neighbour_indices
+from btd_core.scoring.strategy import (
+    TISSUE_WEIGHT,
+    SliceScore,
+    SliceVerdict,
+    neighbour_indices,
+)
 from btd_core.scoring.tiles import ImageScores, ScanSettings, score_tiles, select_tiles
 from btd_core.scoring.windows import local_windows, median_residual
 from btd_core.slices.profiles import CT
@@ -64,10 +69,13 @@ RADII = (6, 10, 14)
 """Edit disc radii, px (12-28 px across plus a feathered edge; 0.57 mm pixels)."""
 STACK_RADII = (10, 14)
 """Radii of the 3-D edits (a ball over 3 slices)."""
-MODES = ("tile", "local", "calibrated", "default", "highpass")
+MODES = ("tile", "local", "calibrated", "tissue+context", "default", "highpass")
 """tile: the paper's whole-patch mean; local: raw window energy; calibrated: tissue
-surprise alone; default: tissue surprise with series context (what ``btd scan`` runs);
-highpass: the non-learned baseline (3 x 3 median residual in the same windows)."""
+surprise alone; tissue+context: tissue and series-context surprise, equally weighted
+(the default until 2026-12-01); default: what ``btd scan`` runs (series context, the
+tissue surprise weighted by :data:`TISSUE_WEIGHT`); highpass: the non-learned baseline
+(3 x 3 median residual in the same windows)."""
+CONTEXT_MODES = ("tissue+context", "default")
 PATCH = 96
 
 
@@ -145,6 +153,9 @@ class Judge:
             "calibrated": SliceScore(
                 "calibrated", window, stride, calibration=calibration, context=False
             ),
+            "tissue+context": SliceScore(
+                "calibrated", window, stride, calibration=calibration, tissue_weight=1.0
+            ),
             "default": SliceScore("calibrated", window, stride, calibration=calibration),
         }
         self.window = window
@@ -194,7 +205,7 @@ class Judge:
         verdict = judged.verdicts[mode]
         if verdict is None:
             return None
-        if mode == "default":
+        if mode in CONTEXT_MODES:
             chosen = neighbour_indices(
                 z, lambda q: q in series and series[q].verdicts[mode] is not None
             )
@@ -273,6 +284,7 @@ def main() -> None:
             flush=True,
         )
         judge = Judge(scorer, calibration, args.window)
+        print(f"default: series context, tissue weight {TISSUE_WEIGHT}", flush=True)
         started = time.perf_counter()
         genuine = {z: judge.judge(img, judge.score(img)) for z, img in _test_images(volume)}
         print(f"judged {len(genuine)} genuine test slices in "

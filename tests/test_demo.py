@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,9 @@ def test_demo_headless_without_network(tmp_path: Path):
     sidecar = json.loads((report / "report.json").read_text())
     assert "btd demo model" in sidecar["model"]["card"]["btd.description"]
     assert done.stdout.count("planted ") == 3
+    # issue 13 item 7: under the default score the three planted tamperings are the top 3
+    ranks = sorted(int(rank) for rank in re.findall(r": rank (\d+) of 10", done.stdout))
+    assert ranks == [1, 2, 3], done.stdout
     assert (tmp_path / "cache" / "demo" / "demo_ct.onnx").exists()
     # the demo model is calibrated, so the demo runs the default score: calibrated
     assert sidecar["settings"]["score_mode"] == "calibrated"

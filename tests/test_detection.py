@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from btd_core.cli.main import main
 from btd_core.engine.scorer import Scorer
 from btd_core.scoring.calibration import Calibration, context_deviation, fit_calibration
-from btd_core.scoring.strategy import SliceScore
+from btd_core.scoring.strategy import TISSUE_WEIGHT, ScoreModeError, SliceScore
 from btd_core.scoring.tiles import ScanSettings, score_image
 from btd_core.slices.body import body_region
 from btd_core.slices.profiles import CT
@@ -99,6 +100,41 @@ def test_context_deviation_lifts_the_edited_slice_not_its_neighbours():
     assert (context_deviation(ramp[1], [ramp[0], ramp[2]]) == -1.0).all()  # between: below 0
 
 
+def test_the_tissue_weight_is_a_share_and_weighs_the_tissue_surprise(lung1, ct_onnx: Path):
+    """In [0, 1]; with series context, weight 0 judges a window by its context alone and
+    weight 1 adds the tissue surprise equally (a real slice, its real neighbours)."""
+    with pytest.raises(ScoreModeError, match="not in"):
+        SliceScore("local", tissue_weight=1.5)
+    volume, _ = lung1
+    images = [CT.to_unit_range(volume[z]) for z in (19, 20, 21)]
+    scorer = Scorer(ct_onnx, provider="cpu")
+    scores = [score_image(image, scorer, ScanSettings()) for image in images]
+    base = SliceScore.local()
+    rng = np.random.default_rng(0)
+    calibration = fit_calibration(
+        rng.lognormal(-9, 1, 500), rng.random(500), rng.random(500) * 0.2,
+        model_sha256="a" * 64, window=base.window, stride=base.window_stride, slices=5,
+        energy_floor=1e-5, context_differences=rng.normal(0, 0.1, 500),
+    )  # fmt: skip
+    judged = {}
+    for weight in (0.0, 1.0):
+        score = SliceScore(
+            "calibrated", base.window, base.window_stride, calibration, tissue_weight=weight
+        )
+        own = [
+            score.judge("s", i, image, scored)
+            for i, (image, scored) in enumerate(zip(images, scores, strict=True))
+        ]
+        judged[weight] = (own[1], score.in_context(own[1], [own[0], own[2]]))
+    own, alone = judged[0.0]
+    both = judged[1.0][1].values
+    valid = own.windows.valid
+    tissue = np.maximum(own.values, 0.0)
+    # weight 1: (tissue + context) / sqrt(2); weight 0: the same context alone
+    assert np.allclose((both * np.sqrt(2.0) - tissue)[valid], alone.values[valid])
+    assert not np.allclose(alone.values[valid], both[valid])
+
+
 def test_a_format_1_calibration_loads_without_context(tmp_path: Path):
     rng = np.random.default_rng(0)
     calibration = fit_calibration(
@@ -156,6 +192,7 @@ def test_series_context_in_a_scan_lifts_a_single_slice_edit(lung1, ct_onnx: Path
     settings = json.loads((out / "report.json").read_text())["settings"]
     assert settings["series_context"] is True
     assert "neighbouring slices" in settings["slice_score"]
+    assert settings["context_tissue_weight"] == TISSUE_WEIGHT
     alone = tmp_path / "alone"
     argv = ["scan", str(study), "--model", str(ct_onnx), "--out", str(alone), "--no-context"]
     assert main([*argv, "--calibration", str(calibration)]) == 0

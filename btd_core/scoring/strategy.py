@@ -16,9 +16,10 @@ Modes
     The highest surprise z of those windows against what genuine tissue of the same
     intensity and texture produces (:mod:`btd_core.scoring.calibration`).  With series
     context (the default, when the calibration has it and the slice has scored
-    neighbours in its series), each window's surprise is combined with how far its
-    energy stands from the same window in the neighbouring slices:
-    ``(z_tissue + z_context) / sqrt(2)`` (:meth:`SliceScore.in_context`).  Measured in
+    neighbours in its series), each window is judged by how far its energy stands from
+    the same window in the neighbouring slices, ``z_context``, with the tissue surprise
+    weighted by :data:`TISSUE_WEIGHT` (0 by default: the context alone;
+    :meth:`SliceScore.in_context`).  Measured in
     ``benchmarks/bench_detection.py`` and README ("How well it detects").
 ``auto``
     Asked for, never run: ``calibrated`` when a calibration is at hand (a named file,
@@ -51,10 +52,19 @@ _DESCRIPTIONS = {
     "tile": "max tile score ({reduction})",
     "local": "max over local windows of mean r^2",
     "calibrated": "max over local windows of the calibrated surprise z vs genuine tissue",
-    "context": "max over local windows of (z vs genuine tissue + z vs the same window in the "
-    "neighbouring slices) / sqrt(2)",
+    "context": "max over local windows of the surprise z vs the same window in the "
+    "neighbouring slices (genuine spreads), with the tissue surprise weighted {tissue_weight}",
 }
 
+
+TISSUE_WEIGHT = 0.0
+"""How much a window's tissue surprise counts next to its series-context surprise in the
+default score (:meth:`SliceScore.in_context`).  0: a slice with scored neighbours is judged
+by how its windows differ from the same place in those neighbours alone; its tissue
+surprise still judges a slice without neighbours.  Measured against 1 (equal weights, the
+default before) in ``benchmarks/bench_detection.py`` on two models: context alone lifts
+more edits on both (README, "How well it detects"), and genuine tissue that is unusual
+for the model, being unusual in every slice it spans, no longer outranks an edit."""
 
 SCORE_MEANING = (
     "a high score means the slice holds a region unusual for the model (and, with series "
@@ -117,6 +127,9 @@ class SliceScore:
     context:
         Combine each window with the same window in the neighbouring slices
         (``calibrated`` only, and only with a calibration that has series context).
+    tissue_weight:
+        How much the tissue surprise counts next to the context surprise, in [0, 1]
+        (:data:`TISSUE_WEIGHT`; 0: the context alone).
     """
 
     mode: ScoreMode = "local"
@@ -125,8 +138,11 @@ class SliceScore:
     calibration: Calibration | None = None
     calibration_path: Path | None = None
     context: bool = True
+    tissue_weight: float = TISSUE_WEIGHT
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.tissue_weight <= 1.0:
+            raise ScoreModeError(f"tissue weight {self.tissue_weight} is not in [0, 1]")
         if self.mode not in SCORE_MODES:
             raise ScoreModeError(
                 f"unknown score mode {self.mode!r}; choose from {', '.join(SCORE_CHOICES)}"
@@ -159,7 +175,7 @@ class SliceScore:
     def describe(self, reduction: str) -> str:
         """One line for the report: what the slice score is (``reduction``: the card's)."""
         key = "context" if self.uses_context else self.mode
-        return _DESCRIPTIONS[key].format(reduction=reduction)
+        return _DESCRIPTIONS[key].format(reduction=reduction, tissue_weight=self.tissue_weight)
 
     def record(self) -> dict[str, object]:
         """The report's record of this slice score."""
@@ -176,6 +192,7 @@ class SliceScore:
             "window_stride_px": self.window_stride if self.uses_windows else None,
             "calibration": calibration,
             "series_context": self.uses_context,
+            "context_tissue_weight": self.tissue_weight if self.uses_context else None,
             "score_meaning": SCORE_MEANING,
         }
 
@@ -245,7 +262,8 @@ class SliceScore:
         """``verdict`` judged again with its neighbouring slices in the series (chosen by
         :func:`neighbour_indices`; ``None`` entries are ignored).
 
-        Each window's value becomes ``(max(z_tissue, 0) + z_context) / sqrt(2)``
+        Each window's value becomes ``(w max(z_tissue, 0) + z_context) / sqrt(1 + w^2)``
+        with ``w`` the :attr:`tissue_weight`
         (:meth:`btd_core.scoring.calibration.Calibration.context_surprise`): a window
         quieter than its tissue (a covered nodule, aerated lung) is judged by its context
         alone, not pulled down.  Unchanged when series context is off, the slice has no
@@ -264,7 +282,8 @@ class SliceScore:
         assert self.calibration is not None and verdict.levels is not None
         assert verdict.values is not None
         context = self.calibration.context_surprise(verdict.levels, levels)
-        values = (np.maximum(verdict.values, 0.0) + context) / np.sqrt(2.0)
+        w = self.tissue_weight
+        values = (w * np.maximum(verdict.values, 0.0) + context) / np.sqrt(1.0 + w * w)
         windows = verdict.windows
         worst = windows.worst(values)
         if worst is None:
