@@ -67,9 +67,9 @@ more edits on both (README, "How well it detects"), and genuine tissue that is u
 for the model, being unusual in every slice it spans, no longer outranks an edit."""
 
 SCORE_MEANING = (
-    "a high score means the slice holds a region unusual for the model (and, with series "
-    "context, unlike the same place in the neighbouring slices): a lead to examine, not proof "
-    "of tampering; real lesions and unusual anatomy can score high too"
+    "a high score means the slice holds a region unlike the same place in its neighbouring "
+    "slices (with series context) or, for a slice judged alone, unusual for the model: a lead "
+    "to examine, not proof of tampering; real lesions and unusual anatomy can score high too"
 )
 """What a slice score says, in the report, the terminal summary and the app."""
 
