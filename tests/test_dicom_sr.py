@@ -65,6 +65,7 @@ def scanned(tmp_path_factory: pytest.TempPathFactory, ct_onnx: Path) -> dict:
         "unchanged": tree_fingerprint(study) == before,
         "rows": rows,
         "sources": sources,
+        "model": ct_onnx,
     }
 
 
@@ -273,3 +274,19 @@ def test_without_a_window_the_roi_is_the_worst_tile(ct_onnx, tmp_path):
         x, y, size = (int(row[k]) for k in ("tile_x", "tile_y", "tile_size"))
         assert group.roi.value[0].tolist() == [x, y]
         assert group.roi.value[2].tolist() == [x + size, y + size]
+
+
+def test_a_rerun_without_dicom_leaves_no_earlier_objects(scanned, tmp_path: Path):
+    """``--overwrite`` without ``--dicom`` into a folder with an earlier ``--dicom`` report:
+    the earlier SR and SEG go (they would be taken for this report's), a file btd did not
+    write stays; the new report.json names no DICOM file."""
+    out = tmp_path / "report"
+    shutil.copytree(scanned["out"], out)
+    (out / "dicom" / "examiner_notes.txt").write_text("kept\n")
+    assert scan(scanned["study"], Path(scanned["model"]), out, "--overwrite") in (0, 1)
+    assert sorted(p.name for p in (out / "dicom").iterdir()) == ["examiner_notes.txt"]
+    sidecar = json.loads((out / "report.json").read_text())
+    assert not any(name.startswith("dicom/") for name in sidecar["report_files"])
+    (out / "dicom" / "examiner_notes.txt").unlink()
+    assert scan(scanned["study"], Path(scanned["model"]), out, "--overwrite") in (0, 1)
+    assert not (out / "dicom").exists()  # emptied: the folder goes too

@@ -18,6 +18,7 @@ from btd_core import __version__
 from btd_core.audit.pipeline import ProgressCallback, ScanOutcome, ScanSettings, StopCheck, scan
 from btd_core.engine.opening import ModelOpenError, open_scorer
 from btd_core.engine.scorer import EngineOptions, ProviderChoice, Scorer
+from btd_core.findings.output_folder import remove_earlier_dicom
 from btd_core.findings.overlay import write_overlay
 from btd_core.findings.provenance import library_versions, utc_now
 from btd_core.findings.ranking import rank
@@ -171,7 +172,7 @@ def write_audit_report(
     an earlier report in ``out_dir`` are replaced, and its surplus ``rankNNN.png`` removed.
     With ``dicom_top``, :func:`btd_core.findings.dicom_export.write_dicom_findings` also
     writes ``out_dir/dicom`` (its files hashed in ``report.json``, its notes under
-    ``settings.dicom``).
+    ``settings.dicom``); without it, DICOM objects of an earlier report there are removed.
     """
     out_dir = Path(out_dir).resolve()  # overlay paths are then absolute, whatever the cwd
     check_output_outside(out_dir, discovery.root, what="report folder", inputs_are="study")
@@ -179,7 +180,9 @@ def write_audit_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     overlay_paths, missing = _write_overlays(out_dir, findings[:overlays], outcome)
     dicom = None
-    if dicom_top is not None:  # highdicom is imported only when asked for
+    if dicom_top is None:  # an earlier report's objects (--overwrite) never stay behind
+        remove_earlier_dicom(out_dir)
+    else:  # highdicom is imported only when asked for
         from btd_core.findings.dicom_export import write_dicom_findings
         from btd_core.findings.dicom_sr import Producer
 

@@ -27,6 +27,7 @@ from pydicom import Dataset
 from btd_core.atomic import atomic_write_bytes
 from btd_core.findings.dicom_seg import build_seg
 from btd_core.findings.dicom_sr import FlaggedSlice, Producer, build_sr
+from btd_core.findings.output_folder import DICOM_FOLDER, DICOM_README, remove_earlier_dicom
 from btd_core.findings.ranking import rank_series
 from btd_core.safe_text import printable
 from btd_core.study.archives import read_member_of_file
@@ -34,7 +35,6 @@ from btd_core.study.dicom_header import read_dataset
 from btd_core.study.file_access import open_regular_file, short_message
 from btd_core.study.records import Discovery, Finding, Series, SliceRef
 
-DICOM_FOLDER = "dicom"
 """The sub-folder of the report folder that holds the DICOM objects."""
 
 NOT_DICOM = (
@@ -89,10 +89,9 @@ def write_dicom_findings(
     series are reported (at least 1).  Earlier ``seriesNNN_*.dcm`` files of the folder
     (``--overwrite``) are removed first.  Never raises for a series: its trouble is a note.
     """
+    remove_earlier_dicom(report_dir)
     folder = Path(report_dir) / DICOM_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in sorted(folder.glob("series[0-9][0-9][0-9]_*.dcm")):
-        stale.unlink()
     export = DicomExport(folder)
     by_series: dict[str, list[Finding]] = {}
     for finding in findings:
@@ -107,7 +106,7 @@ def write_dicom_findings(
         if series.key not in scored:
             note = "no slice of it was scored" if series.kind == "dicom" else _not_dicom(series)
             export.series.append(SeriesExport(series.key, series.kind, 0, note=note))
-    export.files.append(atomic_write_bytes(folder / "README.txt", _readme(export)))
+    export.files.append(atomic_write_bytes(folder / DICOM_README, _readme(export)))
     return export
 
 

@@ -85,3 +85,26 @@ def check_output_file(path: Path, *inputs: Path | None, inputs_are: str = "input
         raise OutputFolderError(f"the output file {path} is an existing folder: name a file")
     _check_writable(target.parent, path)
     return target.resolve()
+
+
+DICOM_FOLDER = "dicom"
+"""The report folder's subfolder of DICOM findings (``btd scan --dicom``)."""
+
+DICOM_OBJECTS = "series[0-9][0-9][0-9]_*.dcm"
+"""The names btd gives its DICOM objects there (``series001_sr.dcm``, ...)."""
+
+DICOM_README = "README.txt"
+"""What btd writes beside them: what each object is."""
+
+
+def remove_earlier_dicom(report_dir: Path) -> None:
+    """Remove the DICOM objects an earlier report left in ``report_dir/dicom`` (a rerun with
+    ``--overwrite``), so that none is ever taken for this report's; the folder goes too when
+    nothing else is in it.  Files btd did not name are left alone."""
+    folder = Path(report_dir) / DICOM_FOLDER
+    if not folder.is_dir():
+        return
+    for stale in [*sorted(folder.glob(DICOM_OBJECTS)), folder / DICOM_README]:
+        stale.unlink(missing_ok=True)
+    if not any(folder.iterdir()):
+        folder.rmdir()
