@@ -52,6 +52,7 @@ from btd_core.cli.tamper import tamperers_for
 from btd_core.engine.scorer import Scorer
 from btd_core.evaluation.metrics import auroc
 from btd_core.scoring.calibration import Calibration
+from btd_core.scoring.image_context import disagreement
 from btd_core.scoring.strategy import (
     TISSUE_WEIGHT,
     SliceScore,
@@ -69,13 +70,15 @@ RADII = (6, 10, 14)
 """Edit disc radii, px (12-28 px across plus a feathered edge; 0.57 mm pixels)."""
 STACK_RADII = (10, 14)
 """Radii of the 3-D edits (a ball over 3 slices)."""
-MODES = ("tile", "local", "calibrated", "tissue+context", "default", "highpass")
+MODES = ("tile", "local", "calibrated", "residual context", "pixel context", "default", "highpass")
 """tile: the paper's whole-patch mean; local: raw window energy; calibrated: tissue
-surprise alone; tissue+context: tissue and series-context surprise, equally weighted
-(the default until 2026-12-01); default: what ``btd scan`` runs (series context, the
-tissue surprise weighted by :data:`TISSUE_WEIGHT`); highpass: the non-learned baseline
+surprise alone; residual context: the model's residual energy against the same windows
+of the neighbouring slices, the tissue surprise weighted by :data:`TISSUE_WEIGHT` (the
+default until 2026-12-02); pixel context: the windows' pixels against the neighbours'
+alone (:mod:`btd_core.scoring.image_context`); default: what ``btd scan`` runs (the
+higher of the two context surprises per window); highpass: the non-learned baseline
 (3 x 3 median residual in the same windows)."""
-CONTEXT_MODES = ("tissue+context", "default")
+CONTEXT_MODES = ("residual context", "default")
 PATCH = 96
 
 
@@ -153,12 +156,12 @@ class Judge:
             "calibrated": SliceScore(
                 "calibrated", window, stride, calibration=calibration, context=False
             ),
-            "tissue+context": SliceScore(
-                "calibrated", window, stride, calibration=calibration, tissue_weight=1.0
+            "residual context": SliceScore(
+                "calibrated", window, stride, calibration=calibration, image_context=False
             ),
             "default": SliceScore("calibrated", window, stride, calibration=calibration),
         }
-        self.window = window
+        self.window, self.stride = window, stride
 
     def score(self, image: np.ndarray) -> ImageScores:
         return score_tiles(select_tiles(image, PATCH, self.settings), self.scorer)
@@ -202,9 +205,11 @@ class Judge:
             if judged.highpass is None:
                 return None
             return (*judged.highpass, self.window)
-        verdict = judged.verdicts[mode]
+        verdict = judged.verdicts["default" if mode == "pixel context" else mode]
         if verdict is None:
             return None
+        if mode == "pixel context":
+            return self.pixel_context(series, z, verdict)
         if mode in CONTEXT_MODES:
             chosen = neighbour_indices(
                 z, lambda q: q in series and series[q].verdicts[mode] is not None
@@ -216,6 +221,21 @@ class Judge:
         if r.window_x is None:
             return r.score, r.tile_x, r.tile_y, r.tile_size
         return r.score, r.window_x, r.window_y, r.window_size
+
+    def pixel_context(
+        self, series: dict[int, Judged], z: int, verdict: SliceVerdict
+    ) -> tuple[float, int, int, int] | None:
+        """The image-context surprise alone: the worst window of slice ``z``."""
+        chosen = neighbour_indices(
+            z, lambda q: q in series and series[q].verdicts["default"] is not None
+        )
+        images = [series[q].verdicts["default"].image for q in chosen]
+        ratios = disagreement(verdict.image, images, self.window, self.stride)
+        if ratios is None:
+            return None
+        calibration = self.modes["default"].calibration
+        worst = verdict.windows.worst(calibration.image_context_surprise(ratios))
+        return None if worst is None else (*worst, self.window)
 
 
 def on_edit(place: tuple[float, int, int, int] | None, x: int, y: int, radius: int) -> bool:
@@ -284,7 +304,8 @@ def main() -> None:
             flush=True,
         )
         judge = Judge(scorer, calibration, args.window)
-        print(f"default: series context, tissue weight {TISSUE_WEIGHT}", flush=True)
+        print(f"default: series context (residual, tissue weight {TISSUE_WEIGHT}, and pixels)",
+              flush=True)  # fmt: skip
         started = time.perf_counter()
         genuine = {z: judge.judge(img, judge.score(img)) for z, img in _test_images(volume)}
         print(f"judged {len(genuine)} genuine test slices in "

@@ -13,8 +13,10 @@ import pytest
 from btd_core.cli.main import main
 from btd_core.engine.scorer import Scorer
 from btd_core.scoring.calibration import Calibration, context_deviation, fit_calibration
+from btd_core.scoring.image_context import disagreement
 from btd_core.scoring.strategy import TISSUE_WEIGHT, ScoreModeError, SliceScore
 from btd_core.scoring.tiles import ScanSettings, score_image
+from btd_core.scoring.windows import box_means
 from btd_core.slices.body import body_region
 from btd_core.slices.profiles import CT
 from btd_core.tamper.copy_move import choose_location, copy_move, lung_mask
@@ -141,21 +143,99 @@ def test_a_format_1_calibration_loads_without_context(tmp_path: Path):
         rng.lognormal(-9, 1, 500), rng.random(500), rng.random(500) * 0.2,
         model_sha256="a" * 64, window=24, stride=12, slices=5,
     )  # fmt: skip
-    assert not calibration.has_context and calibration.format_version == 2
+    assert not calibration.has_context and calibration.format_version == 3
     path = tmp_path / "old.json"
     calibration.save(path)
-    old = path.read_text().replace('"format_version": 2', '"format_version": 1')
-    lines = [
-        line
-        for line in old.splitlines()
-        if not any(k in line for k in ("energy_floor", "context_centre", "context_spread"))
-    ]
-    path.write_text("\n".join(lines).replace('"format_version": 1,', '"format_version": 1'))
+    data = json.loads(path.read_text())
+    data = {k: v for k, v in data.items() if "floor" not in k and "context" not in k}
+    path.write_text(json.dumps({**data, "format_version": 1}))
     loaded = Calibration.load(path)
     assert loaded.energy_floor == 1e-12 and not loaded.has_context
     score = SliceScore("calibrated", 24, 12, calibration=loaded)
     assert not score.uses_context  # judged alone, said so in the report
     assert score.record()["series_context"] is False
+
+
+def test_a_format_2_calibration_loads_without_image_context(tmp_path: Path):
+    """A calibration made before image context keeps judging with the residual context
+    alone (no refusal), and the report says which context ran."""
+    rng = np.random.default_rng(0)
+    calibration = fit_calibration(
+        rng.lognormal(-9, 1, 500), rng.random(500), rng.random(500) * 0.2,
+        model_sha256="a" * 64, window=24, stride=12, slices=5, energy_floor=1e-5,
+        context_differences=rng.normal(0, 0.1, 500),
+        image_context_ratios=rng.lognormal(-2, 1, 500),
+    )  # fmt: skip
+    assert calibration.has_context and calibration.has_image_context
+    path = tmp_path / "v2.json"
+    calibration.save(path)
+    data = json.loads(path.read_text())
+    for key in ("image_context_floor", "image_context_centre", "image_context_spread"):
+        del data[key]
+    data["format_version"] = 2
+    path.write_text(json.dumps(data))
+    loaded = Calibration.load(path)
+    assert loaded.has_context and not loaded.has_image_context
+    score = SliceScore("calibrated", 24, 12, calibration=loaded)
+    assert score.uses_context and not score.uses_image_context
+    assert score.record()["image_context"] is False
+    assert SliceScore("calibrated", 24, 12, calibration=calibration).record()["image_context"]
+
+
+def test_the_two_contexts_are_judged_on_one_scale():
+    """Each context's surprise is put in spreads of genuine slices' worst window before the
+    higher counts (their tails differ); too few genuine slices: the plain higher."""
+    rng = np.random.default_rng(2)
+
+    def fit(slices: int) -> Calibration:
+        return fit_calibration(
+            rng.lognormal(-9, 1, 500), rng.random(500), rng.random(500) * 0.2,
+            model_sha256="a" * 64, window=24, stride=12, slices=slices, energy_floor=1e-5,
+            context_differences=rng.normal(0, 0.1, 500),
+            image_context_ratios=rng.lognormal(-2, 1, 500),
+            context_slice_maxima=rng.normal(0.6, 0.1, slices),
+            image_context_slice_maxima=rng.lognormal(0.5, 0.3, slices),
+        )  # fmt: skip
+
+    calibration = fit(20)
+    typical_residual = np.array([calibration.context_slice_centre])
+    typical_pixels = np.array([calibration.image_context_slice_centre])
+    assert calibration.context_slice_centre > 3  # a slice's worst window: several spreads
+    assert calibration.slice_scaled(typical_residual, typical_pixels - 10)[0] == 0.0
+    assert calibration.slice_scaled(typical_residual - 10, typical_pixels)[0] == 0.0
+    above = typical_pixels + 2 * calibration.image_context_slice_spread
+    assert calibration.slice_scaled(typical_residual, above)[0] == pytest.approx(2.0)
+    few = fit(3)
+    assert few.has_image_context and few.context_slice_centre is None
+    assert few.slice_scaled(np.array([1.0]), np.array([2.5]))[0] == 2.5
+
+
+def test_a_mass_pasted_into_one_slice_leaves_the_range_of_its_neighbours(lung1):
+    """Image context on real lungs (5 mm slices): a copy-move mass in aerated lung of one
+    slice makes that slice's most disagreeing window the one on the mass, far above the
+    same slice untouched; the slice after it, compared with the edited slice and the one
+    after, is not lifted there."""
+    volume, _ = lung1
+    images = {z: CT.to_unit_range(volume[z]) for z in range(18, 24)}
+    rng = np.random.default_rng(1)
+    x, y = choose_location(volume[20], 12, rng, place="lung", kind="injection")
+    edited = dict(images)
+    edited[20] = CT.to_unit_range(copy_move(volume[20], "injection", x, y, 12, rng).values)
+    body = body_region(images[20])
+
+    def worst(series: dict, z: int, others: tuple[int, int]) -> tuple[float, int, int]:
+        ratios = disagreement(series[z], [series[q] for q in others], 24, 12)
+        inside, ys, xs = box_means(body.astype(np.float32), 24, 12)
+        ratios = np.where(inside >= 1.0, ratios, -np.inf)
+        row, col = np.unravel_index(int(np.argmax(ratios)), ratios.shape)
+        return float(ratios[row, col]), xs[col], ys[row]
+
+    score, wx, wy = worst(edited, 20, (19, 21))
+    assert wx - 12 <= x <= wx + 24 + 12 and wy - 12 <= y <= wy + 24 + 12  # on the mass
+    assert score > 3 * worst(images, 20, (19, 21))[0]
+    after, ax, ay = worst(edited, 21, (20, 22))
+    assert not (ax - 12 <= x <= ax + 24 + 12 and ay - 12 <= y <= ay + 24 + 12)
+    assert after < score / 3
 
 
 def test_series_context_in_a_scan_lifts_a_single_slice_edit(lung1, ct_onnx: Path, tmp_path):
@@ -177,6 +257,7 @@ def test_series_context_in_a_scan_lifts_a_single_slice_edit(lung1, ct_onnx: Path
     argv = ["calibrate", str(genuine), "--model", str(ct_onnx), "--out", str(calibration)]
     assert main(argv) == 0
     assert Calibration.load(calibration).has_context
+    assert Calibration.load(calibration).has_image_context
     out = tmp_path / "report"
     argv = ["scan", str(study), "--model", str(ct_onnx), "--out", str(out)]
     assert main([*argv, "--calibration", str(calibration)]) == 0
@@ -190,7 +271,7 @@ def test_series_context_in_a_scan_lifts_a_single_slice_edit(lung1, ct_onnx: Path
     assert rows[2]["rank"] == "1" and on_block(rows[2])
     assert not on_block(rows[1]) and not on_block(rows[3])  # the neighbours: not lifted
     settings = json.loads((out / "report.json").read_text())["settings"]
-    assert settings["series_context"] is True
+    assert settings["series_context"] is True and settings["image_context"] is True
     assert "neighbouring slices" in settings["slice_score"]
     assert settings["context_tissue_weight"] == TISSUE_WEIGHT
     alone = tmp_path / "alone"

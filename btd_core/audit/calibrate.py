@@ -5,8 +5,10 @@ mask as ``btd scan``) and never written into.  Each scored slice contributes its
 local windows (at most ``max_windows_per_slice``, drawn at random with a fixed seed,
 so one huge slice does not dominate).  Consecutive slices of a series also give the
 series context: each valid window's log energy minus the mean of the same window in
-the neighbouring slices (same sampling).  Memory: the window energies of every slice
-(a few kB each), kept until the energy floor (their median) is known.
+the neighbouring slices (same sampling), and the image context: each valid window's
+disagreement ratio with its neighbours' pixels
+(:func:`btd_core.scoring.image_context.disagreement`, same sampling).  Memory: the
+window energies of every slice (a few kB each), kept until the energy floor (their median) is known.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from btd_core.scoring.calibration import (
     genuine_floor,
     sidecar_path,
 )
+from btd_core.scoring.image_context import disagreement
 from btd_core.scoring.strategy import SliceScore, SliceVerdict, neighbour_indices
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.scoring.windows import WINDOW_PX
@@ -85,19 +88,30 @@ def calibrate_model(
     rng = np.random.default_rng(seed)
     kept: list[np.ndarray] = []
     grids: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+    ratios: list[np.ndarray] = []
+    ratio_maxima: list[float] = []
 
-    def collect(verdict: SliceVerdict) -> None:
+    def collect(verdict: SliceVerdict, neighbours: list[SliceVerdict]) -> None:
         windows = verdict.windows
         assert windows is not None
         valid = windows.valid.ravel()
         rows = np.column_stack(
             [windows.energy.ravel(), windows.intensity.ravel(), windows.texture.ravel()]
         )[valid]
-        if len(rows) > max_windows_per_slice:
-            rows = rows[rng.choice(len(rows), max_windows_per_slice, replace=False)]
-        kept.append(rows)
+        kept.append(_sample(rows, max_windows_per_slice, rng))
         key = (verdict.result.series_key, verdict.result.slice_index)
         grids.append((*key, windows.energy.astype(np.float32), windows.valid))
+        if verdict.image is None:
+            return
+        found = disagreement(
+            verdict.image,
+            [other.image for other in neighbours if other.image is not None],
+            windows.window,
+            slice_score.window_stride,
+        )
+        if found is not None and found.shape == windows.valid.shape and windows.valid.any():
+            ratios.append(_sample(found[windows.valid], max_windows_per_slice, rng))
+            ratio_maxima.append(float(found[windows.valid].max()))
 
     discovery, scorer = open_study(genuine_dir, model, provider, engine, limits=limits)
     outcome = scan(
@@ -110,7 +124,7 @@ def calibrate_model(
     )
     windows = np.concatenate(kept) if kept else np.zeros((0, 3))
     floor = genuine_floor(windows[:, 0])
-    differences = _context_differences(grids, floor, max_windows_per_slice, rng)
+    differences, deviation_maxima = _context_differences(grids, floor, max_windows_per_slice, rng)
     failed = [(r.relpath, r.reason) for r in discovery.files if r.status == "error"]
     calibration = fit_calibration(
         windows[:, 0],
@@ -122,6 +136,9 @@ def calibrate_model(
         slices=len(outcome.results),
         energy_floor=floor,
         context_differences=differences,
+        image_context_ratios=np.concatenate(ratios) if ratios else None,
+        context_slice_maxima=deviation_maxima,
+        image_context_slice_maxima=np.asarray(ratio_maxima),
         source={
             "folder": str(genuine_dir.resolve()),
             "files": len(discovery.files),
@@ -142,12 +159,14 @@ def _context_differences(
     floor: float,
     per_slice: int,
     rng: np.random.Generator,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Genuine windows' context deviation (:func:`context_deviation` of ``log10(E + floor)``
     from the slice's scored neighbours in its series, chosen as a scan chooses them,
-    :func:`neighbour_indices`); at most ``per_slice`` per slice, drawn at random."""
+    :func:`neighbour_indices`), at most ``per_slice`` per slice drawn at random; and
+    each slice's highest."""
     by_key = {(series, index): (energy, valid) for series, index, energy, valid in grids}
     found: list[np.ndarray] = []
+    maxima: list[float] = []
     for series, index, energy, valid in grids:
         chosen = neighbour_indices(index, lambda i, s=series: (s, i) in by_key)
         neighbours = [
@@ -155,11 +174,17 @@ def _context_differences(
             for i in chosen
             if by_key[(series, i)][0].shape == energy.shape
         ]
-        if not neighbours:
+        if not neighbours or not valid.any():
             continue
         levels = np.log10(energy.astype(np.float64) + floor)
-        rows = context_deviation(levels, neighbours)[valid]
-        if len(rows) > per_slice:
-            rows = rows[rng.choice(len(rows), per_slice, replace=False)]
-        found.append(rows)
-    return np.concatenate(found) if found else np.zeros(0)
+        deviation = context_deviation(levels, neighbours)[valid]
+        found.append(_sample(deviation, per_slice, rng))
+        maxima.append(float(deviation.max()))
+    return (np.concatenate(found) if found else np.zeros(0)), np.asarray(maxima)
+
+
+def _sample(rows: np.ndarray, most: int, rng: np.random.Generator) -> np.ndarray:
+    """``rows``, or ``most`` of them drawn at random without replacement."""
+    if len(rows) > most:
+        return rows[rng.choice(len(rows), most, replace=False)]
+    return rows

@@ -14,7 +14,8 @@ Series context: with a slice score that judges slices with their neighbours
 (:meth:`btd_core.scoring.strategy.SliceScore.in_context`, the neighbours chosen by
 :func:`btd_core.scoring.strategy.neighbour_indices`), a slice is finished once the two
 slices after it in its series have been judged (or the series ended), so its progress
-report and result come two slices later; two slices' images wait at a time.
+report and result come two slices later; two slices' images wait at a time.  The same
+holds when a callback wants each verdict with its neighbours' (calibration).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class ScanOutcome:
 
 
 ProgressCallback = Callable[[ScanProgress], None]
-VerdictCallback = Callable[[SliceVerdict], None]
+VerdictCallback = Callable[[SliceVerdict, list[SliceVerdict]], None]
+"""Receives a judged slice's own verdict and those of its neighbours in the series."""
 StopCheck = Callable[[], bool]
 
 
@@ -100,8 +102,9 @@ def scan(
     (:class:`btd_core.scoring.strategy.SliceScore`); by default ``auto`` for the scorer's
     model (calibrated when its sidecar calibration exists, else local).  In the local
     modes ``on_verdict`` receives every scored slice's
-    :class:`btd_core.scoring.strategy.SliceVerdict`, in study order (calibration collects
-    their windows).
+    :class:`btd_core.scoring.strategy.SliceVerdict` with its neighbours' (chosen as for
+    series context, :func:`btd_core.scoring.strategy.neighbour_indices`), in study order
+    (calibration collects their windows and compares them with their neighbours).
 
     Raises
     ------
@@ -375,7 +378,7 @@ class _Run:
             judged.verdict = self._judge(prepared.series, prepared.index, prepared.image, scores)
             judged.image = prepared.image if judged.verdict is not None else None
         prepared.image = prepared.tiles = None  # only the verdict and image wait
-        if not self.slice_score.uses_context:
+        if not self.slice_score.uses_context and self.on_verdict is None:
             self._finish(judged)
             return
         run = self._run
@@ -409,6 +412,8 @@ class _Run:
         result = None
         if judged.verdict is not None:
             assert judged.image is not None
+            if judged.verdict.windows is not None and self.on_verdict is not None:
+                self.on_verdict(judged.verdict, neighbours or [])
             verdict = self.slice_score.in_context(judged.verdict, neighbours or [])
             result = self._record(verdict, judged.image)
         judged.image = None
@@ -447,8 +452,6 @@ class _Run:
         return verdict
 
     def _record(self, verdict: SliceVerdict, image: np.ndarray) -> SliceResult:
-        if verdict.windows is not None and self.on_verdict is not None:
-            self.on_verdict(verdict)
         self.outcome.results.append(verdict.result)
         self._keep_view(verdict.result, image, verdict.heat)
         return verdict.result

@@ -22,6 +22,17 @@ Energies are floored at the genuine windows' median energy
 spreading over many decades of numerical noise.  A format-1 file still loads: floor
 1e-12 and no series context.
 
+Image context (format 3).  The same idea in the pixels
+(:mod:`btd_core.scoring.image_context`): each window's disagreement ratio with its
+neighbours, judged by ``z = (log10(ratio + floor) - centre) / spread`` over genuine
+windows (the floor is their median ratio).  A format-2 file loads without it.
+
+The two contexts have tails of their own (on lung1 with the GPU model, a genuine slice's
+most surprising window reaches 3-10 spreads by its residual, 2-7 by its pixels), so
+with both, each window's two surprises are put on one scale before the higher counts:
+in spreads of genuine slices' worst window (:meth:`Calibration.slice_scaled`), robust
+centre and spread of the per-slice maxima over the genuine series.
+
 A calibration belongs to one model: it records the ONNX file's SHA-256 and is refused
 for any other file.  It is stored as JSON beside the model
 (``MODEL.onnx.calibration.json``, :func:`sidecar_path`).
@@ -36,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 FORMAT_NAME = "btd-calibration"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 INTENSITY_BINS = 20
 """Equal bins of windowed intensity over [0, 1] (CT: 135 HU each over [-700, 2000])."""
 TEXTURE_BINS = 4
@@ -45,6 +56,13 @@ MIN_WINDOWS = 30
 """A cell with fewer genuine windows borrows its row's (then the global) statistics."""
 ENERGY_FLOOR = 1e-12
 """Added to energies before the logarithm (r^2 means of a flat region can be 0)."""
+MIN_SLICES = 5
+"""Genuine slices with neighbours needed to put the two contexts on one scale."""
+MIN_SLICE_SPREAD = 0.5
+"""The least spread (in z) of genuine slices' worst-window surprise (lung1: 1.5-2)."""
+IMAGE_RATIO_FLOOR = 1e-3
+"""The least floor added to disagreement ratios before the logarithm (genuine series
+whose slices are all identical have a median ratio of 0)."""
 MAD_TO_SD = 1.4826
 MIN_SPREAD = 0.05
 """The least spread (decades of energy) a cell or the series context may claim: genuine
@@ -79,11 +97,61 @@ class Calibration:
     energy_floor: float = ENERGY_FLOOR
     context_centre: float | None = None
     context_spread: float | None = None
+    image_context_floor: float | None = None
+    image_context_centre: float | None = None
+    image_context_spread: float | None = None
+    context_slice_centre: float | None = None
+    context_slice_spread: float | None = None
+    image_context_slice_centre: float | None = None
+    image_context_slice_spread: float | None = None
 
     @property
     def has_context(self) -> bool:
         """Whether this calibration can judge a window against its neighbouring slices."""
         return self.context_spread is not None and self.context_centre is not None
+
+    @property
+    def has_image_context(self) -> bool:
+        """Whether this calibration can judge a window's pixels against its neighbours'."""
+        return None not in (
+            self.image_context_floor,
+            self.image_context_centre,
+            self.image_context_spread,
+        )
+
+    def image_context_surprise(self, ratios: np.ndarray) -> np.ndarray:
+        """Surprise z of windows' disagreement ratios with their neighbouring slices
+        (:func:`btd_core.scoring.image_context.disagreement`): 0 = the genuine median.
+
+        Raises
+        ------
+        ValueError
+            When this calibration has no image context (format 2 or older).
+        """
+        if not self.has_image_context:
+            raise ValueError("image context needs a format-3 calibration")
+        assert self.image_context_floor is not None
+        assert self.image_context_centre is not None and self.image_context_spread is not None
+        logs = np.log10(np.asarray(ratios, dtype=np.float64) + self.image_context_floor)
+        return (logs - self.image_context_centre) / self.image_context_spread
+
+    def slice_scaled(self, residual: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """Per window, the higher of the residual-context surprise ``residual`` and the
+        image-context surprise ``pixels`` (same-shaped z arrays), each in spreads of
+        genuine slices' worst window (0: as surprising as a typical genuine slice's most
+        surprising window).  Without those statistics (too few genuine slices), the
+        plain higher of the two."""
+        stats = (
+            self.context_slice_centre,
+            self.context_slice_spread,
+            self.image_context_slice_centre,
+            self.image_context_slice_spread,
+        )
+        known = [float(value) for value in stats if value is not None]
+        if len(known) < len(stats):
+            return np.maximum(residual, pixels)
+        r_centre, r_spread, p_centre, p_spread = known
+        return np.maximum((residual - r_centre) / r_spread, (pixels - p_centre) / p_spread)
 
     def levels(self, energy: np.ndarray) -> np.ndarray:
         """``log10(E + floor)`` of window energies (model space r^2), float64."""
@@ -166,6 +234,9 @@ def fit_calibration(
     source: dict[str, object] | None = None,
     energy_floor: float = ENERGY_FLOOR,
     context_differences: np.ndarray | None = None,
+    image_context_ratios: np.ndarray | None = None,
+    context_slice_maxima: np.ndarray | None = None,
+    image_context_slice_maxima: np.ndarray | None = None,
 ) -> Calibration:
     """Fit the table from genuine windows (1-D arrays of equal length, valid windows only).
 
@@ -173,6 +244,12 @@ def fit_calibration(
     :func:`genuine_floor`).  ``context_differences``: genuine windows' ``log10(E + floor)``
     minus the mean of the same windows in their neighbouring slices; with at least
     :data:`MIN_WINDOWS` of them the calibration also judges series context.
+    ``image_context_ratios``: genuine windows' disagreement ratios with their neighbours
+    (:func:`btd_core.scoring.image_context.disagreement`); with at least
+    :data:`MIN_WINDOWS` of them, image context too.  ``context_slice_maxima`` and
+    ``image_context_slice_maxima``: per genuine slice, its windows' highest context
+    deviation and highest disagreement ratio; with at least :data:`MIN_SLICES` of each,
+    the two contexts are judged on one scale (:meth:`Calibration.slice_scaled`).
 
     Raises
     ------
@@ -195,6 +272,28 @@ def fit_calibration(
     context_centre = context_spread = None
     if context_differences is not None and np.size(context_differences) >= MIN_WINDOWS:
         context_centre, context_spread = _robust(np.asarray(context_differences, np.float64))
+    image_floor = image_centre = image_spread = None
+    if image_context_ratios is not None and np.size(image_context_ratios) >= MIN_WINDOWS:
+        ratios = np.asarray(image_context_ratios, dtype=np.float64).ravel()
+        image_floor = max(float(np.median(ratios)), IMAGE_RATIO_FLOOR)
+        image_centre, image_spread = _robust(np.log10(ratios + image_floor))
+    slice_stats: dict[str, float] = {}
+    if (
+        context_centre is not None
+        and context_spread is not None
+        and image_centre is not None
+        and image_spread is not None
+        and np.size(context_slice_maxima) >= MIN_SLICES
+        and np.size(image_context_slice_maxima) >= MIN_SLICES
+    ):
+        residual = (np.asarray(context_slice_maxima, np.float64) - context_centre) / context_spread
+        assert image_floor is not None
+        pixels = np.log10(np.asarray(image_context_slice_maxima, np.float64) + image_floor)
+        pixels = (pixels - image_centre) / image_spread
+        for name, maxima in (("context", residual), ("image_context", pixels)):
+            centre_, spread_ = _robust(maxima)
+            slice_stats[f"{name}_slice_centre"] = centre_
+            slice_stats[f"{name}_slice_spread"] = max(spread_, MIN_SLICE_SPREAD)
     centre = np.empty((INTENSITY_BINS, TEXTURE_BINS))
     spread = np.empty_like(centre)
     counts = np.zeros((INTENSITY_BINS, TEXTURE_BINS), dtype=int)
@@ -223,6 +322,10 @@ def fit_calibration(
         energy_floor=float(energy_floor),
         context_centre=context_centre,
         context_spread=context_spread,
+        image_context_floor=image_floor,
+        image_context_centre=image_centre,
+        image_context_spread=image_spread,
+        **slice_stats,
     )
 
 

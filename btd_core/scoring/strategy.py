@@ -18,8 +18,9 @@ Modes
     context (the default, when the calibration has it and the slice has scored
     neighbours in its series), each window is judged by how far its energy stands from
     the same window in the neighbouring slices, ``z_context``, with the tissue surprise
-    weighted by :data:`TISSUE_WEIGHT` (0 by default: the context alone;
-    :meth:`SliceScore.in_context`).  Measured in
+    weighted by :data:`TISSUE_WEIGHT` (0 by default: the context alone), and, where
+    higher, by how far its pixels leave the range of the neighbours' (image context,
+    :mod:`btd_core.scoring.image_context`; :meth:`SliceScore.in_context`).  Measured in
     ``benchmarks/bench_detection.py`` and README ("How well it detects").
 ``auto``
     Asked for, never run: ``calibrated`` when a calibration is at hand (a named file,
@@ -38,6 +39,7 @@ from typing import Literal
 import numpy as np
 
 from btd_core.scoring.calibration import Calibration, CalibrationError, sidecar_path
+from btd_core.scoring.image_context import disagreement
 from btd_core.scoring.tiles import ImageScores
 from btd_core.scoring.windows import WINDOW_PX, LocalWindows, local_windows
 from btd_core.study.records import SliceResult
@@ -68,8 +70,10 @@ for the model, being unusual in every slice it spans, no longer outranks an edit
 
 SCORE_MEANING = (
     "a high score means the slice holds a region unlike the same place in its neighbouring "
-    "slices (with series context) or, for a slice judged alone, unusual for the model: a lead "
-    "to examine, not proof of tampering; real lesions and unusual anatomy can score high too"
+    "slices (with series context: its pixels leave the range the neighbours agree on, or the "
+    "model's residual there differs from theirs) or, for a slice judged alone, unusual for the "
+    "model: a lead to examine, not proof of tampering; real lesions and unusual anatomy can "
+    "score high too"
 )
 """What a slice score says, in the report, the terminal summary and the app."""
 
@@ -100,6 +104,9 @@ class SliceVerdict:
         neighbouring slices are compared by (:meth:`SliceScore.in_context`).
     shape:
         (H, W) of the slice, pixels.
+    image:
+        The windowed slice it was judged on, float32 [H, W] in [0, 1] (window modes; a
+        reference, not a copy): what image context compares neighbours by.
     """
 
     result: SliceResult
@@ -108,6 +115,7 @@ class SliceVerdict:
     values: np.ndarray | None = None
     levels: np.ndarray | None = None
     shape: tuple[int, int] = (0, 0)
+    image: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,10 @@ class SliceScore:
     tissue_weight:
         How much the tissue surprise counts next to the context surprise, in [0, 1]
         (:data:`TISSUE_WEIGHT`; 0: the context alone).
+    image_context:
+        With series context, also judge each window's pixels against the same place in
+        the neighbouring slices (:mod:`btd_core.scoring.image_context`; only with a
+        calibration that has it, format 3).
     """
 
     mode: ScoreMode = "local"
@@ -139,6 +151,7 @@ class SliceScore:
     calibration_path: Path | None = None
     context: bool = True
     tissue_weight: float = TISSUE_WEIGHT
+    image_context: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tissue_weight <= 1.0:
@@ -172,10 +185,25 @@ class SliceScore:
         """Whether slices are judged with their neighbours (:meth:`in_context`)."""
         return self.context and self.calibration is not None and self.calibration.has_context
 
+    @property
+    def uses_image_context(self) -> bool:
+        """Whether series context also compares the slices' pixels (:meth:`in_context`)."""
+        return (
+            self.uses_context
+            and self.image_context
+            and self.calibration is not None
+            and self.calibration.has_image_context
+        )
+
     def describe(self, reduction: str) -> str:
         """One line for the report: what the slice score is (``reduction``: the card's)."""
         key = "context" if self.uses_context else self.mode
-        return _DESCRIPTIONS[key].format(reduction=reduction, tissue_weight=self.tissue_weight)
+        text = _DESCRIPTIONS[key].format(reduction=reduction, tissue_weight=self.tissue_weight)
+        if self.uses_image_context:
+            text += "; or, where higher, the surprise z of the window's pixels leaving the range "
+            text += "of the same place in the neighbouring slices (both in spreads of genuine "
+            text += "slices' worst window)"
+        return text
 
     def record(self) -> dict[str, object]:
         """The report's record of this slice score."""
@@ -193,6 +221,7 @@ class SliceScore:
             "calibration": calibration,
             "series_context": self.uses_context,
             "context_tissue_weight": self.tissue_weight if self.uses_context else None,
+            "image_context": self.uses_image_context,
             "score_meaning": SCORE_MEANING,
         }
 
@@ -254,7 +283,8 @@ class SliceScore:
             score_mode=self.mode,
             **common,
         )
-        return SliceVerdict(result, heat, windows, values, levels, (image.shape[0], image.shape[1]))
+        shape = (image.shape[0], image.shape[1])
+        return SliceVerdict(result, heat, windows, values, levels, shape, image)
 
     def in_context(
         self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict | None]
@@ -266,25 +296,42 @@ class SliceScore:
         with ``w`` the :attr:`tissue_weight`
         (:meth:`btd_core.scoring.calibration.Calibration.context_surprise`): a window
         quieter than its tissue (a covered nodule, aerated lung) is judged by its context
-        alone, not pulled down.  Unchanged when series context is off, the slice has no
-        neighbour of its own size, or nothing of it was judged by windows.
+        alone, not pulled down.  With image context (:attr:`uses_image_context`, two
+        neighbours), a window's value is the higher of that and the surprise z of its
+        pixels' disagreement with the neighbours'
+        (:func:`btd_core.scoring.image_context.disagreement`), both in spreads of genuine
+        slices' worst window (:meth:`btd_core.scoring.calibration.Calibration.slice_scaled`).
+        Unchanged when series context is off, the slice has no neighbour of its own size,
+        or nothing of it was judged by windows.
         """
-        levels = [
-            other.levels
+        others = [
+            other
             for other in neighbours
             if other is not None
             and other.levels is not None
             and verdict.levels is not None
             and other.levels.shape == verdict.levels.shape
         ]
-        if not self.uses_context or not levels or verdict.windows is None:
+        if not self.uses_context or not others or verdict.windows is None:
             return verdict
         assert self.calibration is not None and verdict.levels is not None
         assert verdict.values is not None
-        context = self.calibration.context_surprise(verdict.levels, levels)
+        context = self.calibration.context_surprise(
+            verdict.levels, [other.levels for other in others if other.levels is not None]
+        )
         w = self.tissue_weight
         values = (w * np.maximum(verdict.values, 0.0) + context) / np.sqrt(1.0 + w * w)
         windows = verdict.windows
+        if self.uses_image_context and verdict.image is not None:
+            ratios = disagreement(
+                verdict.image,
+                [other.image for other in others if other.image is not None],
+                windows.window,
+                self.window_stride,
+            )
+            if ratios is not None and ratios.shape == values.shape:
+                pixels = self.calibration.image_context_surprise(ratios)
+                values = self.calibration.slice_scaled(values, pixels)
         worst = windows.worst(values)
         if worst is None:
             return verdict
@@ -295,7 +342,7 @@ class SliceScore:
         def heat() -> np.ndarray:
             return paint_windows(windows, values, shape)
 
-        return SliceVerdict(result, heat, windows, values, verdict.levels, shape)
+        return replace(verdict, result=result, heat=heat, values=values)
 
 
 def neighbour_indices(index: int, scored: Callable[[int], bool]) -> list[int]:
