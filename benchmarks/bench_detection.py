@@ -62,7 +62,13 @@ from btd_core.scoring.strategy import (
 from btd_core.scoring.tiles import ImageScores, ScanSettings, score_tiles, select_tiles
 from btd_core.scoring.windows import local_windows, median_residual
 from btd_core.slices.profiles import CT
-from btd_core.tamper.copy_move import KINDS, choose_location, copy_move_stack, lung_mask
+from btd_core.tamper.copy_move import (
+    KINDS,
+    choose_location,
+    copy_move_stack,
+    lung_mask,
+    round_mask,
+)
 
 TRAIN_SLICES = range(0, 24)
 TEST_SLICES = range(24, 48)
@@ -74,7 +80,7 @@ MODES = ("tile", "local", "calibrated", "residual context", "pixel context", "de
 """tile: the paper's whole-patch mean; local: raw window energy; calibrated: tissue
 surprise alone; residual context: the model's residual energy against the same windows
 of the neighbouring slices, the tissue surprise weighted by :data:`TISSUE_WEIGHT` (the
-default until 2026-12-02); pixel context: the windows' pixels against the neighbours'
+default before image context); pixel context: the windows' pixels against the neighbours'
 alone (:mod:`btd_core.scoring.image_context`); default: what ``btd scan`` runs (the
 higher of the two context surprises per window); highpass: the non-learned baseline
 (3 x 3 median residual in the same windows)."""
@@ -389,9 +395,23 @@ def single_edits(judge, volume, genuine, tamperers, rng, locations) -> list[dict
                                     {"slice": z, "method": method, "kind": kind, "depth": 1,
                                      "radius": radius, "x": x, "y": y}, hu)
                         )  # fmt: skip
+                        if kind == "removal" and 0 < z < len(volume) - 1:
+                            rows[-1]["removed_in_neighbours"] = removed_in_neighbours(
+                                volume, z, x, y, radius
+                            )
         print(f"  edited slice {z}: {len(rows)} edits ({time.perf_counter() - started:.0f} s)",
               flush=True)  # fmt: skip
     return rows
+
+
+def removed_in_neighbours(volume: np.ndarray, z: int, x: int, y: int, radius: int) -> float:
+    """Of what a removal at column x, row y of slice ``z`` takes away (the windowed
+    original inside the edit's disc), the share that both neighbouring slices hold at the
+    same pixels (their pixel-wise minimum): what series context can see of it, [0, 1]."""
+    disc = round_mask(volume[z].shape, x, y, radius, feather=max(radius / 3, 2.0)) > 0.5
+    removed = CT.to_unit_range(volume[z])[disc].sum()
+    both = np.minimum(CT.to_unit_range(volume[z - 1]), CT.to_unit_range(volume[z + 1]))[disc]
+    return float(both.sum() / removed) if removed > 0 else 0.0
 
 
 def stack_edits(judge, volume, genuine, rng) -> list[dict]:
@@ -524,6 +544,14 @@ def summarise(judge, edits, genuine, label, cover) -> dict:
         out["located"][f"{method}/{kind}"] = values
         print(f"| {method} | {kind} | {len(rows)} | {values['tile']:.2f} | "
               f"{values['calibrated']:.2f} | {values['highpass']:.2f} |")  # fmt: skip
+    shares = [e["removed_in_neighbours"] for e in edits if "removed_in_neighbours" in e]
+    if shares:
+        out["removed_in_neighbours"] = float(np.median(shares))
+        print()
+        print(f"Removals: of what a removal takes away, both neighbouring slices hold "
+              f"{100 * np.median(shares):.0f} % at the same pixels (median of {len(shares)}; "
+              f"quartiles {100 * np.quantile(shares, 0.25):.0f}-"
+              f"{100 * np.quantile(shares, 0.75):.0f} %): what series context can see")  # fmt: skip
     nodule = [z for z in TEST_SLICES if label[z].any()]
     print()
     print(

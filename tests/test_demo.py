@@ -44,10 +44,20 @@ def test_demo_headless_without_network(tmp_path: Path):
     # each phase after training is named, so the first run never looks frozen
     for phase in ("exporting the demo model", "calibrating the demo model", "building the demo"):
         assert phase in done.stdout
+    # a cache from an older btd: its calibration (format 2) lacks image context
+    calibration = tmp_path / "cache" / "demo" / "demo_ct.onnx.calibration.json"
+    data = json.loads(calibration.read_text())
+    assert data["format_version"] == 3 and data["image_context_centre"] is not None
+    old = {k: v for k, v in data.items() if not k.startswith(("image_context", "context_slice"))}
+    calibration.write_text(json.dumps({**old, "format_version": 2}))
     again = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800
     )
     assert again.returncode == 0, again.stdout + again.stderr
     assert "found in the cache" in again.stdout
     assert "training the demo model" not in again.stdout  # no 0/300 bar for a cached model
+    assert "calibrating the cached demo model again" in again.stdout
+    assert json.loads(calibration.read_text())["format_version"] == 3
     assert again.stdout.count("planted ") == 3
+    ranks = sorted(int(rank) for rank in re.findall(r": rank (\d+) of 10", again.stdout))
+    assert ranks == [1, 2, 3], again.stdout

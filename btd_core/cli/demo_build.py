@@ -209,12 +209,32 @@ def demo_is_built(files: DemoFiles) -> bool:
     return all(p.exists() for p in needed)
 
 
+def calibration_is_current(files: DemoFiles) -> bool:
+    """True when the demo model's calibration is of this btd's format (an older one lacks
+    what the default score now uses, e.g. image context)."""
+    from btd_core.scoring.calibration import (
+        FORMAT_VERSION,
+        Calibration,
+        CalibrationError,
+        sidecar_path,
+    )
+
+    try:
+        return Calibration.load(sidecar_path(files.model)).format_version >= FORMAT_VERSION
+    except CalibrationError:
+        return False
+
+
 PHASE_CACHED = "found in the cache"
+PHASE_RECALIBRATION = (
+    "calibrating the cached demo model again (its calibration is from an older btd)"
+)
 PHASE_TRAINING = "training the demo model"
 PHASE_EXPORT = "exporting the demo model to ONNX (btd-export, with its parity check)"
 PHASE_CALIBRATION = "calibrating the demo model on its genuine slices (btd calibrate)"
 PHASE_STUDY = "building the demo study (btd tamper plants 3 tamperings)"
-"""What ``ensure_demo`` tells ``on_phase``, in order (``PHASE_CACHED`` alone when reused)."""
+"""What ``ensure_demo`` tells ``on_phase``, in order (``PHASE_CACHED`` when reused, then
+``PHASE_RECALIBRATION`` when its calibration is of an older format)."""
 
 
 def ensure_demo(
@@ -242,6 +262,12 @@ def ensure_demo(
         say = on_phase or (lambda phase: None)
         if not fresh and demo_is_built(files):
             say(PHASE_CACHED)
+            if not calibration_is_current(files) and (root / "genuine").is_dir():
+                say(PHASE_RECALIBRATION)
+                from btd_core.audit.calibrate import calibrate_model
+                from btd_core.scoring.calibration import sidecar_path
+
+                calibrate_model(root / "genuine", files.model, sidecar_path(files.model))
             return files
         _build_demo(root, files, fresh, on_step, say)
         return files
