@@ -274,6 +274,15 @@ def test_series_context_in_a_scan_lifts_a_single_slice_edit(lung1, ct_onnx: Path
     assert settings["series_context"] is True and settings["image_context"] is True
     assert "neighbouring slices" in settings["slice_score"]
     assert settings["context_tissue_weight"] == TISSUE_WEIGHT
+    # btd eval on the same folders measures what btd scan runs: each slice of a series is
+    # judged with its neighbours, so the tampered series' scores are the scan's
+    evaluated = tmp_path / "eval"
+    argv = ["eval", "--model", str(ct_onnx), "--genuine", str(genuine), "--tampered", str(study)]
+    assert main([*argv, "--out", str(evaluated), "--calibration", str(calibration)]) == 0
+    scored = [r for r in csv.DictReader((evaluated / "scores.csv").open()) if r["label"] == "1"]
+    assert len(scored) == 5
+    by_slice = {int(r["frame"]): float(r["score"]) for r in scored}
+    assert by_slice == pytest.approx({i: float(r["score"]) for i, r in rows.items()}, rel=1e-6)
     alone = tmp_path / "alone"
     argv = ["scan", str(study), "--model", str(ct_onnx), "--out", str(alone), "--no-context"]
     assert main([*argv, "--calibration", str(calibration)]) == 0

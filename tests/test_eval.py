@@ -255,8 +255,15 @@ def test_folder_pair_scores_whole_slices(ct_onnx: Path, tmp_path: Path, mode: st
     request = ScoreRequest(mode, calibration_path=calibration)
     slice_score = request.resolve(ct_onnx, scorer.model_sha256)
     assert slice_score.mode == ("local" if mode == "auto" else mode)
-    verdict = slice_score.judge("", 0, image, whole)
+    verdict = slice_score.judge("", 1, image, whole)
     assert verdict is not None
+    if slice_score.uses_context:  # the folder is one series: g1 is judged with g0, as a scan
+        first = scorer.card.profile.to_unit_range(np.load(genuine / "g0.npy"))
+        before = slice_score.judge("", 0, first, score_image(first, scorer, ScanSettings()))
+        alone = verdict.result.score
+        verdict = slice_score.in_context(verdict, [before])
+        assert verdict.result.score != pytest.approx(alone)
+    assert mode != "calibrated" or slice_score.uses_context
     assert float(scores[1]["score"]) == pytest.approx(verdict.result.score, rel=1e-5)
     if mode == "tile":
         assert verdict.result.score == pytest.approx(float(whole.scores.max()))

@@ -32,6 +32,7 @@ import numpy as np
 from btd_core.engine.scorer import Scorer
 from btd_core.findings.ranking import rank_key
 from btd_core.scoring.strategy import (
+    CONTEXT_REACH,
     SliceScore,
     SliceVerdict,
     neighbour_indices,
@@ -315,10 +316,6 @@ class _Kept:
 
     def __gt__(self, other: _Kept) -> bool:
         return self.key < other.key
-
-
-CONTEXT_REACH = 2
-"""Series context looks at most this many slices away (:func:`neighbour_indices`)."""
 
 
 @dataclass

@@ -10,7 +10,10 @@ CSV rows (patch mode)
     (:func:`~btd_core.slices.tiling.centred_patch_origin` and
     :func:`~btd_core.slices.tiling.crop_patch`).
 Folder items (whole slice)
-    Read, windowed and tiled as ``btd scan`` does.
+    Read, windowed and tiled as ``btd scan`` does; with series context (the default
+    slice score with a calibration that has it), each slice is judged with its
+    neighbours in its series, as ``btd scan`` judges it (so eval measures the default,
+    and gives the same score as a scan of that folder).
 
 Either way the score is the slice score asked for
 (:class:`btd_core.scoring.strategy.SliceScore`: by default ``auto``, as ``btd scan``),
@@ -32,7 +35,13 @@ import numpy as np
 from btd_core.engine.scorer import Scorer
 from btd_core.evaluation import metrics
 from btd_core.evaluation.testset import EvalItem
-from btd_core.scoring.strategy import SliceScore, resolve_slice_score
+from btd_core.scoring.strategy import (
+    CONTEXT_REACH,
+    SliceScore,
+    SliceVerdict,
+    neighbour_indices,
+    resolve_slice_score,
+)
 from btd_core.scoring.tiles import ImageScores, ScanSettings, score_image
 from btd_core.slices.profiles import ModalityProfile
 from btd_core.slices.tiling import centred_patch_origin, crop_patch
@@ -172,14 +181,19 @@ def evaluate(
         )
     run = _Scoring(scorer, settings or ScanSettings(), slice_score, max(chunk_size, 1))
     groups: dict[tuple[Path, int | None, bool], list[int]] = {}
+    series_runs: dict[int, list[int]] = {}
     for index, item in enumerate(items):
         if item.problem:
             run.outcome[index] = ItemScore(item, None, "error", item.problem)
+        elif slice_score.uses_context and item.series is not None and item.x is None:
+            series_runs.setdefault(id(item.series), []).append(index)
         else:
             groups.setdefault((item.path, item.frame, item.x is None), []).append(index)
     done = len(run.outcome)
-    for indices in groups.values():
-        run.score_file([items[i] for i in indices], indices)
+    work = [(run.score_file, indices) for indices in groups.values()]
+    work += [(run.score_series, indices) for indices in series_runs.values()]
+    for score, indices in work:
+        score([items[i] for i in indices], indices)
         done += len(indices)
         if on_progress is not None:
             on_progress(done, len(items))
@@ -313,9 +327,48 @@ class _Scoring:
                     self.outcome[index] = ItemScore(item, score, "ok")
         self.patches, self.owners = [], []
 
+    def score_series(self, items: list[EvalItem], indices: list[int]) -> None:
+        """Whole slices of one series (in its order), each judged with its neighbours as
+        ``btd scan`` judges it (:meth:`SliceScore.in_context`, :func:`neighbour_indices`);
+        at most ``2 * CONTEXT_REACH + 1`` slices' verdicts are held at a time."""
+        series = items[0].series
+        assert series is not None
+        position = {(ref.path, ref.frame): k for k, ref in enumerate(series.slices)}
+        own: dict[int, SliceVerdict | None] = {}
+        waiting: list[tuple[int, int, EvalItem]] = []
+
+        def finish(at: int, index: int, item: EvalItem) -> None:
+            verdict = own.get(at)
+            if verdict is not None:
+                chosen = neighbour_indices(at, lambda q: own.get(q) is not None)
+                verdict = self.slice_score.in_context(verdict, [own[q] for q in chosen])
+            self._record_whole(verdict, [item], [index])
+
+        for index, item in zip(indices, items, strict=True):
+            at = position[(item.path, item.frame)]
+            try:
+                image = self._read(item)
+            except (SliceReadError, OSError, ValueError) as err:
+                self.outcome[index] = ItemScore(item, None, "error", short_message(err, limit=300))
+                own[at] = None
+                continue
+            scores = score_image(image, self.scorer, self.settings)
+            own[at] = self.slice_score.judge(series.key, at, image, scores)
+            waiting.append((at, index, item))
+            while waiting and waiting[0][0] <= at - CONTEXT_REACH:
+                finish(*waiting.pop(0))
+            for old in [q for q in own if q < at - 2 * CONTEXT_REACH]:
+                del own[old]
+        for pending in waiting:
+            finish(*pending)
+
     def _score_whole(self, image: np.ndarray, items: list[EvalItem], indices: list[int]) -> None:
         scores = score_image(image, self.scorer, self.settings)
-        verdict = self.slice_score.judge("", 0, image, scores)
+        self._record_whole(self.slice_score.judge("", 0, image, scores), items, indices)
+
+    def _record_whole(
+        self, verdict: SliceVerdict | None, items: list[EvalItem], indices: list[int]
+    ) -> None:
         for index, item in zip(indices, items, strict=True):
             if verdict is None:
                 reason = "not scored: every tile or window is air/background (body mask)"

@@ -345,6 +345,10 @@ class SliceScore:
         return replace(verdict, result=result, heat=heat, values=values)
 
 
+CONTEXT_REACH = 2
+"""Series context looks at most this many slices away (:func:`neighbour_indices`)."""
+
+
 def neighbour_indices(index: int, scored: Callable[[int], bool]) -> list[int]:
     """The slices a slice is compared with for series context: the one before and the one
     after it when both were scored; else the two nearest on the side that has them (at a
