@@ -13,7 +13,7 @@ import pytest
 from btd_core.cli.main import main
 from btd_core.engine.scorer import Scorer
 from btd_core.scoring.calibration import Calibration, context_deviation, fit_calibration
-from btd_core.scoring.image_context import disagreement
+from btd_core.scoring.image_context import disagreement, out_of_range
 from btd_core.scoring.strategy import TISSUE_WEIGHT, ScoreModeError, SliceScore
 from btd_core.scoring.tiles import ScanSettings, score_image
 from btd_core.scoring.windows import box_means
@@ -208,6 +208,24 @@ def test_the_two_contexts_are_judged_on_one_scale():
     few = fit(3)
     assert few.has_image_context and few.context_slice_centre is None
     assert few.slice_scaled(np.array([1.0]), np.array([2.5]))[0] == 2.5
+
+
+def test_a_vessel_removed_from_one_slice_is_missed_by_the_neighbours_near_it():
+    """The removal term: a vessel that moves 3 px between slices (5 mm apart) is in both
+    neighbours near the pixel; a slice where it was covered lacks it there (the term is
+    its intensity), for a slice that holds it between them it adds nothing, and the
+    same-pixel terms alone see none of the removal (the neighbours' discs do not overlap)."""
+    rows, cols = np.ogrid[:64, :64]
+
+    def vessel(x: int) -> np.ndarray:
+        return (((rows - 32) ** 2 + (cols - x) ** 2) <= 4).astype(np.float32) * 0.3
+
+    before, after, between, covered = vessel(29), vessel(35), vessel(32), np.zeros((64, 64))
+    removed = out_of_range(covered.astype(np.float32), before, after)
+    assert removed[32, 32] == pytest.approx(0.3)
+    same_pixels = out_of_range(between, before, after, shift=0)
+    assert np.array_equal(out_of_range(between, before, after), same_pixels)
+    assert out_of_range(covered.astype(np.float32), before, after, shift=0).max() == 0.0
 
 
 def test_a_mass_pasted_into_one_slice_leaves_the_range_of_its_neighbours(lung1):
