@@ -24,7 +24,8 @@ the disagreement ratio::
 
 0 where the slice lies between its neighbours; large where it leaves a range they agree
 on.  Calibration (:mod:`btd_core.scoring.calibration`) turns ratios into surprise z from
-genuine series.  Numpy only; a few box means per slice (about 10 ms at 512 x 512).
+genuine series.  A few box means and three maximum filters per slice (about 30 ms at
+512 x 512).
 
 Measured (``benchmarks/bench_detection.py``, lung1, 5 mm slices): single-slice copy-move
 injections of radius 10-14 px in the lungs lift their slice in 94-100 % of cases;
