@@ -210,7 +210,7 @@ def test_the_two_contexts_are_judged_on_one_scale():
     assert few.slice_scaled(np.array([1.0]), np.array([2.5]))[0] == 2.5
 
 
-def test_a_vessel_removed_from_one_slice_is_missed_by_the_neighbours_near_it():
+def test_a_vessel_covered_in_one_slice_is_seen_where_both_neighbours_hold_it_nearby():
     """The removal term: a vessel that moves 3 px between slices (5 mm apart) is in both
     neighbours near the pixel; a slice where it was covered lacks it there (the term is
     its intensity), for a slice that holds it between them it adds nothing, and the
