@@ -52,7 +52,6 @@ from btd_core.cli.tamper import tamperers_for
 from btd_core.engine.scorer import Scorer
 from btd_core.evaluation.metrics import auroc
 from btd_core.scoring.calibration import Calibration
-from btd_core.scoring.image_context import disagreement
 from btd_core.scoring.strategy import (
     TISSUE_WEIGHT,
     SliceScore,
@@ -235,11 +234,11 @@ class Judge:
         chosen = neighbour_indices(
             z, lambda q: q in series and series[q].verdicts["default"] is not None
         )
-        images = [series[q].verdicts["default"].image for q in chosen]
-        ratios = disagreement(verdict.image, images, self.window, self.stride)
+        mode = self.modes["default"]
+        ratios = mode.image_disagreement(verdict, [series[q].verdicts["default"] for q in chosen])
         if ratios is None:
             return None
-        calibration = self.modes["default"].calibration
+        calibration = mode.calibration
         worst = verdict.windows.worst(calibration.image_context_surprise(ratios))
         return None if worst is None else (*worst, self.window)
 

@@ -7,7 +7,10 @@ against ~80 tiles of scoring.  Side by side, on one real CT slice (pydicom-data'
 
 - the tile mode (the paper's: the highest tile mean; nothing to compute),
 - ``local`` and ``calibrated`` as shipped (separable window sums),
-- the same with window sums from a whole-image integral image (the first version).
+- the same with window sums from a whole-image integral image (the first version),
+- image context's per-slice work (the pixels against two neighbours, here the slice
+  moved by 3 px): each slice's maximum filter computed once and kept while it is a
+  neighbour (as shipped) against computing all three in every comparison (before).
 
     python benchmarks/bench_local.py [--repeat 50]
 """
@@ -26,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from btd_core.scoring import windows as local_energy
 from btd_core.scoring.calibration import fit_calibration
+from btd_core.scoring.image_context import disagreement, nearby_maximum
 from btd_core.scoring.strategy import SliceScore
 from btd_core.scoring.tiles import ImageScores, ScanSettings, select_tiles
 from btd_core.slices.profiles import CT
@@ -101,6 +105,21 @@ def main() -> None:
             with mock.patch.object(local_energy, "box_means", integral_box_means):
                 ms = per_slice_ms(run, args.repeat)
             print(f"| {name} | integral image (baseline) | {ms:.2f} | {0.3 * ms:.2f} |")
+    before, after = np.roll(image, 3, axis=1), np.roll(image, -3, axis=0)
+    kept = [nearby_maximum(before), nearby_maximum(after)]
+    window, stride = local.window, local.window_stride
+    context = [
+        ("image context", "once per slice", lambda: disagreement(
+            image, [before, after], window, stride, nearby=[nearby_maximum(image), *kept])),
+        ("image context", "3 per comparison (baseline)", lambda: disagreement(
+            image, [before, after], window, stride)),
+    ]  # fmt: skip
+    print()
+    print("| slice score part | maximum filters | ms per slice | 300 slices, s |")
+    print("|---|---|---|---|")
+    for name, filters, run in context:
+        ms = per_slice_ms(run, args.repeat)
+        print(f"| {name} | {filters} | {ms:.2f} | {0.3 * ms:.2f} |")
 
 
 if __name__ == "__main__":

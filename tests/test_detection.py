@@ -13,8 +13,8 @@ import pytest
 from btd_core.cli.main import main
 from btd_core.engine.scorer import Scorer
 from btd_core.scoring.calibration import Calibration, context_deviation, fit_calibration
-from btd_core.scoring.image_context import disagreement, out_of_range
-from btd_core.scoring.strategy import TISSUE_WEIGHT, ScoreModeError, SliceScore
+from btd_core.scoring.image_context import disagreement, nearby_maximum, out_of_range
+from btd_core.scoring.strategy import TISSUE_WEIGHT, ScoreModeError, SliceScore, SliceVerdict
 from btd_core.scoring.tiles import ScanSettings, score_image
 from btd_core.scoring.windows import box_means
 from btd_core.slices.body import body_region
@@ -226,6 +226,22 @@ def test_a_vessel_covered_in_one_slice_is_seen_where_both_neighbours_hold_it_nea
     same_pixels = out_of_range(between, before, after, shift=0)
     assert np.array_equal(out_of_range(between, before, after), same_pixels)
     assert out_of_range(covered.astype(np.float32), before, after, shift=0).max() == 0.0
+
+
+def test_each_slices_maximum_filter_is_computed_once_with_the_same_ratios(lung1):
+    """A scan keeps each slice's nearby maximum on its verdict (computed on first use,
+    then reused by every slice it is a neighbour of); ratios from the kept maxima equal
+    those computed in the comparison, to the bit, on real lung slices."""
+    volume, _ = lung1
+    images = [CT.to_unit_range(volume[z]).astype(np.float32) for z in (30, 31, 32)]
+    kept = [nearby_maximum(image) for image in images]
+    computed = disagreement(images[1], [images[0], images[2]], 24, 12)
+    reused = disagreement(
+        images[1], [images[0], images[2]], 24, 12, nearby=[kept[1], kept[0], kept[2]]
+    )
+    assert computed is not None and np.array_equal(computed, reused)
+    verdict = SliceVerdict(result=None, heat=lambda: images[1], image=images[1])  # type: ignore[arg-type]
+    assert verdict.nearby is verdict.nearby and np.array_equal(verdict.nearby, kept[1])
 
 
 def test_a_mass_pasted_into_one_slice_leaves_the_range_of_its_neighbours(lung1):

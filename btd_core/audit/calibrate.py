@@ -31,7 +31,6 @@ from btd_core.scoring.calibration import (
     genuine_floor,
     sidecar_path,
 )
-from btd_core.scoring.image_context import disagreement
 from btd_core.scoring.strategy import SliceScore, SliceVerdict, neighbour_indices
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.scoring.windows import WINDOW_PX
@@ -101,14 +100,7 @@ def calibrate_model(
         kept.append(_sample(rows, max_windows_per_slice, rng))
         key = (verdict.result.series_key, verdict.result.slice_index)
         grids.append((*key, windows.energy.astype(np.float32), windows.valid))
-        if verdict.image is None:
-            return
-        found = disagreement(
-            verdict.image,
-            [other.image for other in neighbours if other.image is not None],
-            windows.window,
-            slice_score.window_stride,
-        )
+        found = slice_score.image_disagreement(verdict, neighbours)
         if found is not None and found.shape == windows.valid.shape and windows.valid.any():
             ratios.append(_sample(found[windows.valid], max_windows_per_slice, rng))
             ratio_maxima.append(float(found[windows.valid].max()))

@@ -24,8 +24,8 @@ the disagreement ratio::
 
 0 where the slice lies between its neighbours; large where it leaves a range they agree
 on.  Calibration (:mod:`btd_core.scoring.calibration`) turns ratios into surprise z from
-genuine series.  A few box means and three maximum filters per slice (about 30 ms at
-512 x 512).
+genuine series.  Per slice, a few box means (about 3 ms at 512 x 512) and one maximum
+filter (about 6 ms), kept while the slice is a neighbour.
 
 Measured (``benchmarks/bench_detection.py``, lung1, 5 mm slices): single-slice copy-move
 injections of radius 10-14 px in the lungs lift their slice in 94-100 % of cases;
@@ -55,37 +55,64 @@ this instead of dividing by 0.  Chosen on lung1 among 0.003 and 0.01 (0.003 rank
 3-D edits higher at the same single-slice lift)."""
 
 
+def nearby_maximum(image: np.ndarray, shift: int = SHIFT_PX) -> np.ndarray:
+    """float32 [H, W]: each pixel's maximum over the (2 ``shift`` + 1) px square around it
+    (``M`` above; about 6 ms at 512 x 512).  A scan computes it once per slice
+    (:attr:`btd_core.scoring.strategy.SliceVerdict.nearby`), not once per comparison."""
+    return ndimage.maximum_filter(np.asarray(image, dtype=np.float32), size=2 * shift + 1)
+
+
 def out_of_range(
-    image: np.ndarray, first: np.ndarray, second: np.ndarray, shift: int = SHIFT_PX
+    image: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    shift: int = SHIFT_PX,
+    nearby: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """float32 [H, W]: how far each pixel of ``image`` lies above both neighbours or below
     both, or how much of a structure both neighbours hold within ``shift`` px the image
-    lacks within ``shift`` px, whichever is largest, else 0 (windowed units, >= 0)."""
+    lacks within ``shift`` px, whichever is largest, else 0 (windowed units, >= 0).
+
+    ``nearby``: the :func:`nearby_maximum` of ``image``, ``first`` and ``second`` (in that
+    order) where the caller has them already; computed here otherwise."""
     above = np.minimum(image - first, image - second)
     below = np.minimum(first - image, second - image)
     deviation = np.maximum(np.maximum(above, below), 0.0)
     if shift > 0:
-        size = 2 * shift + 1
-        near = [ndimage.maximum_filter(a, size=size) for a in (image, first, second)]
-        np.maximum(deviation, np.minimum(near[1], near[2]) - near[0], out=deviation)
+        if nearby is None:
+            nearby = [nearby_maximum(a, shift) for a in (image, first, second)]
+        own, near_first, near_second = nearby
+        np.maximum(deviation, np.minimum(near_first, near_second) - own, out=deviation)
     return deviation
 
 
 def disagreement(
-    image: np.ndarray, neighbours: Sequence[np.ndarray], window: int, stride: int
+    image: np.ndarray,
+    neighbours: Sequence[np.ndarray],
+    window: int,
+    stride: int,
+    nearby: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray | None:
     """[ny, nx] float64: the disagreement ratio of each ``window`` x ``window`` window
     every ``stride`` px (the grid of :func:`btd_core.scoring.windows.local_windows`) of
     ``image`` with its two ``neighbours`` (windowed images of the same shape, [0, 1];
     before and after it, or the two nearest on one side at a series' end).
 
-    ``None`` unless exactly two neighbours of the image's shape are given.
+    ``nearby``: the :func:`nearby_maximum` of ``image`` and of each of ``neighbours`` (in
+    that order) where the caller has them already.  ``None`` unless exactly two
+    neighbours of the image's shape are given.
     """
-    usable = [n for n in neighbours if n is not None and n.shape == image.shape]
+    theirs = nearby[1:] if nearby is not None else [None] * len(neighbours)
+    usable = [
+        (np.asarray(n, dtype=np.float32), m)
+        for n, m in zip(neighbours, theirs, strict=True)
+        if n is not None and n.shape == image.shape
+    ]
     if len(usable) != 2:
         return None
-    first, second = (np.asarray(n, dtype=np.float32) for n in usable)
+    (first, near_first), (second, near_second) = usable
     image = np.asarray(image, dtype=np.float32)
-    deviation, _, _ = box_means(out_of_range(image, first, second), window, stride)
+    maxima = None if nearby is None else (nearby[0], near_first, near_second)
+    deviation, _, _ = box_means(out_of_range(image, first, second, nearby=maxima), window, stride)
     spread, _, _ = box_means(np.abs(first - second), window, stride)
     return deviation / (spread + NEIGHBOUR_FLOOR)

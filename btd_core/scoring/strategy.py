@@ -33,13 +33,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from btd_core.scoring.calibration import Calibration, CalibrationError, sidecar_path
-from btd_core.scoring.image_context import disagreement
+from btd_core.scoring.image_context import disagreement, nearby_maximum
 from btd_core.scoring.tiles import ImageScores
 from btd_core.scoring.windows import WINDOW_PX, LocalWindows, local_windows
 from btd_core.study.records import SliceResult
@@ -116,6 +117,14 @@ class SliceVerdict:
     levels: np.ndarray | None = None
     shape: tuple[int, int] = (0, 0)
     image: np.ndarray | None = None
+
+    @cached_property
+    def nearby(self) -> np.ndarray | None:
+        """float32 [H, W]: :attr:`image`'s maximum within
+        :data:`btd_core.scoring.image_context.SHIFT_PX` (image context's removal term),
+        computed once per slice however many slices compare with it; ``None`` without
+        :attr:`image`."""
+        return None if self.image is None else nearby_maximum(self.image)
 
 
 @dataclass(frozen=True)
@@ -286,6 +295,24 @@ class SliceScore:
         shape = (image.shape[0], image.shape[1])
         return SliceVerdict(result, heat, windows, values, levels, shape, image)
 
+    def image_disagreement(
+        self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict]
+    ) -> np.ndarray | None:
+        """[ny, nx] the disagreement ratio of ``verdict``'s windows with its two
+        ``neighbours``' pixels (:func:`btd_core.scoring.image_context.disagreement`), each
+        slice's :attr:`SliceVerdict.nearby` computed once; ``None`` without the images of
+        the slice and two neighbours, or without windows."""
+        others = [other for other in neighbours if other.image is not None]
+        if verdict.image is None or verdict.windows is None:
+            return None
+        return disagreement(
+            verdict.image,
+            [other.image for other in others],
+            verdict.windows.window,
+            self.window_stride,
+            nearby=[verdict.nearby, *(other.nearby for other in others)],
+        )
+
     def in_context(
         self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict | None]
     ) -> SliceVerdict:
@@ -322,13 +349,8 @@ class SliceScore:
         w = self.tissue_weight
         values = (w * np.maximum(verdict.values, 0.0) + context) / np.sqrt(1.0 + w * w)
         windows = verdict.windows
-        if self.uses_image_context and verdict.image is not None:
-            ratios = disagreement(
-                verdict.image,
-                [other.image for other in others if other.image is not None],
-                windows.window,
-                self.window_stride,
-            )
+        if self.uses_image_context:
+            ratios = self.image_disagreement(verdict, others)
             if ratios is not None and ratios.shape == values.shape:
                 pixels = self.calibration.image_context_surprise(ratios)
                 values = self.calibration.slice_scaled(values, pixels)
