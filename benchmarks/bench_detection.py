@@ -52,12 +52,8 @@ from btd_core.cli.tamper import tamperers_for
 from btd_core.engine.scorer import Scorer
 from btd_core.evaluation.metrics import auroc
 from btd_core.scoring.calibration import Calibration
-from btd_core.scoring.strategy import (
-    TISSUE_WEIGHT,
-    SliceScore,
-    SliceVerdict,
-    neighbour_indices,
-)
+from btd_core.scoring.series_context import SeriesContext
+from btd_core.scoring.strategy import TISSUE_WEIGHT, SliceScore, SliceVerdict
 from btd_core.scoring.tiles import ImageScores, ScanSettings, score_tiles, select_tiles
 from btd_core.scoring.windows import local_windows, median_residual
 from btd_core.slices.profiles import CT
@@ -216,26 +212,24 @@ class Judge:
         if mode == "pixel context":
             return self.pixel_context(series, z, verdict)
         if mode in CONTEXT_MODES:
-            chosen = neighbour_indices(
-                z, lambda q: q in series and series[q].verdicts[mode] is not None
-            )
-            verdict = self.modes[mode].in_context(
-                verdict, [series[q].verdicts[mode] for q in chosen]
-            )
+            verdict = self.context(series, mode).judged(z)
         r = verdict.result
         if r.window_x is None:
             return r.score, r.tile_x, r.tile_y, r.tile_size
         return r.score, r.window_x, r.window_y, r.window_size
 
+    def context(self, series: dict[int, Judged], mode: str) -> SeriesContext:
+        """The series context of ``series`` (slices by index) under ``mode``."""
+        return SeriesContext(
+            self.modes[mode], lambda q: series[q].verdicts[mode] if q in series else None
+        )
+
     def pixel_context(
         self, series: dict[int, Judged], z: int, verdict: SliceVerdict
     ) -> tuple[float, int, int, int] | None:
         """The image-context surprise alone: the worst window of slice ``z``."""
-        chosen = neighbour_indices(
-            z, lambda q: q in series and series[q].verdicts["default"] is not None
-        )
         mode = self.modes["default"]
-        ratios = mode.image_disagreement(verdict, [series[q].verdicts["default"] for q in chosen])
+        ratios = mode.image_disagreement(verdict, self.context(series, "default").neighbours(z))
         if ratios is None:
             return None
         calibration = mode.calibration

@@ -126,28 +126,22 @@ def preview_slice(
     region are the scan's (local windows, or the calibrated surprise map; with series
     context its neighbouring slices are scored too, as the scan judged it).
     """
-    from btd_core.scoring.strategy import neighbour_indices
+    from btd_core.scoring.series_context import SeriesContext
     from btd_core.scoring.tiles import SliceView, view_slice
 
     try:
         view, scores = view_slice(series, index, session.scorer, session.settings)
         if cancelled():
             return
-        judge = session.slice_score
-        verdict = judge.judge(series.key, index, view.image, scores)
-        session.verdicts.put((series.key, index), verdict)
-        if verdict is not None and judge.uses_context:
-            around: dict[int, SliceVerdict | None] = {}
+        own = session.slice_score.judge(series.key, index, view.image, scores)
+        session.verdicts.put((series.key, index), own)
 
-            def scored(other: int) -> bool:
-                if other not in around and not cancelled():
-                    around[other] = _neighbour_verdict(series, other, session)
-                return around.get(other) is not None
+        def own_verdict(other: int) -> SliceVerdict | None:
+            if other == index:
+                return own
+            return None if cancelled() else _neighbour_verdict(series, other, session)
 
-            chosen = neighbour_indices(index, scored)
-            if cancelled():
-                return
-            verdict = judge.in_context(verdict, [around[i] for i in chosen])
+        verdict = SeriesContext(session.slice_score, own_verdict).judged(index)
     except Exception as err:  # unreadable slice: shown in the preview, the audit goes on
         if not cancelled():
             post(PreviewFailed(series.key, index, str(err)))

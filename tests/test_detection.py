@@ -363,7 +363,7 @@ def test_tamper_depth_must_be_odd(tmp_path: Path, capsys):
 
 
 def test_neighbours_are_both_sides_else_two_on_one_side():
-    from btd_core.scoring.strategy import neighbour_indices
+    from btd_core.scoring.series_context import neighbour_indices
 
     five = {0, 1, 2, 3, 4}.__contains__
     assert neighbour_indices(2, five) == [1, 3]

@@ -27,11 +27,12 @@ from btd_core.findings.output_folder import check_output_file
 from btd_core.scoring.calibration import (
     Calibration,
     context_deviation,
+    energy_levels,
     fit_calibration,
     genuine_floor,
     sidecar_path,
 )
-from btd_core.scoring.strategy import SliceScore, SliceVerdict, neighbour_indices
+from btd_core.scoring.strategy import SliceScore, SliceVerdict
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.scoring.windows import WINDOW_PX
 from btd_core.study.limits import StudyLimits
@@ -86,7 +87,7 @@ def calibrate_model(
     slice_score = SliceScore.local(window, window_stride)
     rng = np.random.default_rng(seed)
     kept: list[np.ndarray] = []
-    grids: list[tuple[str, int, np.ndarray, np.ndarray]] = []
+    grids: list[_WindowGrid] = []
     ratios: list[np.ndarray] = []
     ratio_maxima: list[float] = []
 
@@ -98,8 +99,14 @@ def calibrate_model(
             [windows.energy.ravel(), windows.intensity.ravel(), windows.texture.ravel()]
         )[valid]
         kept.append(_sample(rows, max_windows_per_slice, rng))
-        key = (verdict.result.series_key, verdict.result.slice_index)
-        grids.append((*key, windows.energy.astype(np.float32), windows.valid))
+        grids.append(
+            _WindowGrid(
+                _key(verdict),
+                windows.energy.astype(np.float32),
+                windows.valid,
+                [_key(other) for other in neighbours],
+            )
+        )
         found = slice_score.image_disagreement(verdict, neighbours)
         if found is not None and found.shape == windows.valid.shape and windows.valid.any():
             ratios.append(_sample(found[windows.valid], max_windows_per_slice, rng))
@@ -146,30 +153,39 @@ def calibrate_model(
     return CalibrationRun(out, calibration, len(outcome.results), failed)
 
 
+@dataclass(frozen=True)
+class _WindowGrid:
+    """One genuine slice's window energies (float32 [ny, nx], model space r^2), which of
+    its windows are valid, and the slices series context compared it with (keys)."""
+
+    key: tuple[str, int]
+    energy: np.ndarray
+    valid: np.ndarray
+    neighbours: list[tuple[str, int]]
+
+
+def _key(verdict: SliceVerdict) -> tuple[str, int]:
+    return verdict.result.series_key, verdict.result.slice_index
+
+
 def _context_differences(
-    grids: list[tuple[str, int, np.ndarray, np.ndarray]],
-    floor: float,
-    per_slice: int,
-    rng: np.random.Generator,
+    grids: list[_WindowGrid], floor: float, per_slice: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Genuine windows' context deviation (:func:`context_deviation` of ``log10(E + floor)``
-    from the slice's scored neighbours in its series, chosen as a scan chooses them,
-    :func:`neighbour_indices`), at most ``per_slice`` per slice drawn at random; and
-    each slice's highest."""
-    by_key = {(series, index): (energy, valid) for series, index, energy, valid in grids}
+    """Genuine windows' context deviation (:func:`context_deviation` of the
+    :func:`energy_levels` from the slices series context compared the slice with), at
+    most ``per_slice`` per slice drawn at random; and each slice's highest."""
+    energy_of = {grid.key: grid.energy for grid in grids}
     found: list[np.ndarray] = []
     maxima: list[float] = []
-    for series, index, energy, valid in grids:
-        chosen = neighbour_indices(index, lambda i, s=series: (s, i) in by_key)
+    for grid in grids:
         neighbours = [
-            np.log10(by_key[(series, i)][0].astype(np.float64) + floor)
-            for i in chosen
-            if by_key[(series, i)][0].shape == energy.shape
+            energy_levels(energy_of[key], floor)
+            for key in grid.neighbours
+            if energy_of[key].shape == grid.energy.shape
         ]
-        if not neighbours or not valid.any():
+        if not neighbours or not grid.valid.any():
             continue
-        levels = np.log10(energy.astype(np.float64) + floor)
-        deviation = context_deviation(levels, neighbours)[valid]
+        deviation = context_deviation(energy_levels(grid.energy, floor), neighbours)[grid.valid]
         found.append(_sample(deviation, per_slice, rng))
         maxima.append(float(deviation.max()))
     return (np.concatenate(found) if found else np.zeros(0)), np.asarray(maxima)

@@ -10,12 +10,12 @@ are in flight, so memory does not grow with the number of slices.
 
 A slice that cannot be read makes its file an error row; the scan goes on.
 
-Series context: with a slice score that judges slices with their neighbours
-(:meth:`btd_core.scoring.strategy.SliceScore.in_context`, the neighbours chosen by
-:func:`btd_core.scoring.strategy.neighbour_indices`), a slice is finished once the two
-slices after it in its series have been judged (or the series ended), so its progress
-report and result come two slices later; two slices' images wait at a time.  The same
-holds when a callback wants each verdict with its neighbours' (calibration).
+Series context: with a slice score that judges slices with their neighbours, the
+slices pass through a :class:`btd_core.scoring.series_context.SeriesStream`: a slice is
+finished once the two slices after it in its series have been judged (or the series
+ended), so its progress report and result come two slices later; two slices' images
+wait at a time.  The same holds when a callback wants each verdict with its neighbours'
+(calibration).
 """
 
 from __future__ import annotations
@@ -31,13 +31,8 @@ import numpy as np
 
 from btd_core.engine.scorer import Scorer
 from btd_core.findings.ranking import rank_key
-from btd_core.scoring.strategy import (
-    CONTEXT_REACH,
-    SliceScore,
-    SliceVerdict,
-    neighbour_indices,
-    resolve_slice_score,
-)
+from btd_core.scoring.series_context import Finished, SeriesStream
+from btd_core.scoring.strategy import SliceScore, SliceVerdict, resolve_slice_score
 from btd_core.scoring.tiles import ImageScores, ScanSettings, SliceView, TileSet, select_tiles
 from btd_core.slices.windowing import modality_mismatch, to_model_range
 from btd_core.study.pixels import SliceReadError, read_slice
@@ -104,7 +99,7 @@ def scan(
     model (calibrated when its sidecar calibration exists, else local).  In the local
     modes ``on_verdict`` receives every scored slice's
     :class:`btd_core.scoring.strategy.SliceVerdict` with its neighbours' (chosen as for
-    series context, :func:`btd_core.scoring.strategy.neighbour_indices`), in study order
+    series context, :mod:`btd_core.scoring.series_context`), in study order
     (calibration collects their windows and compares them with their neighbours).
 
     Raises
@@ -320,20 +315,11 @@ class _Kept:
 
 @dataclass
 class _Judged:
-    """A slice judged on its own (``verdict`` ``None``: unreadable or nothing to score),
-    before series context."""
+    """A slice judged on its own, waiting for series context: its image while it has a
+    verdict (``None``: unreadable or nothing to score)."""
 
     prepared: _Prepared
-    verdict: SliceVerdict | None = None
     image: np.ndarray | None = None
-
-    def follows(self, other: _Judged | None) -> bool:
-        """Whether ``other`` is the slice just before this one in the same series."""
-        return (
-            other is not None
-            and other.prepared.series is self.prepared.series
-            and other.prepared.index == self.prepared.index - 1
-        )
 
 
 class _Run:
@@ -361,58 +347,39 @@ class _Run:
                 self.slices_left[str(ref.path)] = self.slices_left.get(str(ref.path), 0) + 1
         self.outcome = ScanOutcome()
         self._heap: list[_Kept] = []  # the kept views, the lowest-ranked first
-        self._run: list[_Judged] = []  # consecutive slices of one series, for context
-        self._run_finished = 0  # how many of them are finished
+        self._stream: SeriesStream[_Judged] = SeriesStream(
+            slice_score, self._finish, with_neighbours=on_verdict is not None
+        )
 
     def finish_slice(self, prepared: _Prepared, scores: ImageScores | None) -> None:
-        """Judge one slice (scored, background only, or unreadable); finish the slice
-        before it in the series, which now knows both its neighbours."""
+        """Judge one slice (scored, background only, or unreadable) and hand it to the
+        series context, which finishes it once its neighbours are known."""
         judged = _Judged(prepared)
+        verdict = None
         if prepared.error is not None:
             self.errors.setdefault(str(prepared.ref.path), prepared.error)
         elif scores is not None:
             assert prepared.image is not None
-            judged.verdict = self._judge(prepared.series, prepared.index, prepared.image, scores)
-            judged.image = prepared.image if judged.verdict is not None else None
+            verdict = self._judge(prepared.series, prepared.index, prepared.image, scores)
+            judged.image = prepared.image if verdict is not None else None
         prepared.image = prepared.tiles = None  # only the verdict and image wait
-        if not self.slice_score.uses_context and self.on_verdict is None:
-            self._finish(judged)
-            return
-        run = self._run
-        if run and not judged.follows(run[-1]):
-            self.flush_context()  # another series, or a gap: what waits has all it gets
-        self._run.append(judged)
-        while len(self._run) - self._run_finished > CONTEXT_REACH:
-            self._finish_in_run(self._run_finished)
+        self._stream.push(prepared.series, prepared.index, verdict, judged)
 
     def flush_context(self) -> None:
         """Finish every slice still waiting for neighbours (the series or the scan ended)."""
-        while self._run_finished < len(self._run):
-            self._finish_in_run(self._run_finished)
-        self._run, self._run_finished = [], 0
+        self._stream.flush()
 
-    def _finish_in_run(self, position: int) -> None:
-        """Finish the slice at ``position`` of the current run of consecutive slices."""
-        run = self._run
-        near = range(max(position - CONTEXT_REACH, 0), min(position + CONTEXT_REACH + 1, len(run)))
-        scored = {i: run[i].verdict for i in near if run[i].verdict is not None}
-        chosen = neighbour_indices(position, scored.__contains__)
-        self._finish(run[position], [scored[i] for i in chosen])
-        self._run_finished = position + 1
-        if position >= CONTEXT_REACH:  # no longer anyone's neighbour
-            run[position - CONTEXT_REACH].verdict = None
-
-    def _finish(self, judged: _Judged, neighbours: list[SliceVerdict] | None = None) -> None:
-        """Record one judged slice and post progress."""
+    def _finish(self, finished: Finished[_Judged]) -> None:
+        """Record one slice judged in its series context and post progress."""
+        judged = finished.payload
         prepared = judged.prepared
         ref = prepared.ref
         result = None
-        if judged.verdict is not None:
+        if finished.own is not None and finished.judged is not None:
             assert judged.image is not None
-            if judged.verdict.windows is not None and self.on_verdict is not None:
-                self.on_verdict(judged.verdict, neighbours or [])
-            verdict = self.slice_score.in_context(judged.verdict, neighbours or [])
-            result = self._record(verdict, judged.image)
+            if finished.own.windows is not None and self.on_verdict is not None:
+                self.on_verdict(finished.own, finished.neighbours)
+            result = self._record(finished.judged, judged.image)
         judged.image = None
         self.outcome.slices_done += 1
         self.slices_left[str(ref.path)] -= 1

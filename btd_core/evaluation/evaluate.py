@@ -35,13 +35,8 @@ import numpy as np
 from btd_core.engine.scorer import Scorer
 from btd_core.evaluation import metrics
 from btd_core.evaluation.testset import EvalItem
-from btd_core.scoring.strategy import (
-    CONTEXT_REACH,
-    SliceScore,
-    SliceVerdict,
-    neighbour_indices,
-    resolve_slice_score,
-)
+from btd_core.scoring.series_context import Finished, SeriesStream
+from btd_core.scoring.strategy import SliceScore, SliceVerdict, resolve_slice_score
 from btd_core.scoring.tiles import ImageScores, ScanSettings, score_image
 from btd_core.slices.profiles import ModalityProfile
 from btd_core.slices.tiling import centred_patch_origin, crop_patch
@@ -329,38 +324,30 @@ class _Scoring:
 
     def score_series(self, items: list[EvalItem], indices: list[int]) -> None:
         """Whole slices of one series (in its order), each judged with its neighbours as
-        ``btd scan`` judges it (:meth:`SliceScore.in_context`, :func:`neighbour_indices`);
-        at most ``2 * CONTEXT_REACH + 1`` slices' verdicts are held at a time."""
+        ``btd scan`` judges it (:class:`btd_core.scoring.series_context.SeriesStream`)."""
         series = items[0].series
         assert series is not None
         position = {(ref.path, ref.frame): k for k, ref in enumerate(series.slices)}
-        own: dict[int, SliceVerdict | None] = {}
-        waiting: list[tuple[int, int, EvalItem]] = []
 
-        def finish(at: int, index: int, item: EvalItem) -> None:
-            verdict = own.get(at)
-            if verdict is not None:
-                chosen = neighbour_indices(at, lambda q: own.get(q) is not None)
-                verdict = self.slice_score.in_context(verdict, [own[q] for q in chosen])
-            self._record_whole(verdict, [item], [index])
+        def finish(done: Finished[tuple[int, EvalItem] | None]) -> None:
+            if done.payload is not None:
+                index, item = done.payload
+                self._record_whole(done.judged, [item], [index])
 
+        stream: SeriesStream[tuple[int, EvalItem] | None] = SeriesStream(self.slice_score, finish)
         for index, item in zip(indices, items, strict=True):
             at = position[(item.path, item.frame)]
             try:
                 image = self._read(item)
             except (SliceReadError, OSError, ValueError) as err:
                 self.outcome[index] = ItemScore(item, None, "error", short_message(err, limit=300))
-                own[at] = None
+                stream.push(series, at, None, None)
                 continue
             scores = score_image(image, self.scorer, self.settings)
-            own[at] = self.slice_score.judge(series.key, at, image, scores)
-            waiting.append((at, index, item))
-            while waiting and waiting[0][0] <= at - CONTEXT_REACH:
-                finish(*waiting.pop(0))
-            for old in [q for q in own if q < at - 2 * CONTEXT_REACH]:
-                del own[old]
-        for pending in waiting:
-            finish(*pending)
+            stream.push(
+                series, at, self.slice_score.judge(series.key, at, image, scores), (index, item)
+            )
+        stream.flush()
 
     def _score_whole(self, image: np.ndarray, items: list[EvalItem], indices: list[int]) -> None:
         scores = score_image(image, self.scorer, self.settings)

@@ -155,7 +155,7 @@ class Calibration:
 
     def levels(self, energy: np.ndarray) -> np.ndarray:
         """``log10(E + floor)`` of window energies (model space r^2), float64."""
-        return np.log10(np.asarray(energy, dtype=np.float64) + self.energy_floor)
+        return energy_levels(energy, self.energy_floor)
 
     def surprise(
         self, energy: np.ndarray, intensity: np.ndarray, texture: np.ndarray
@@ -327,6 +327,12 @@ def fit_calibration(
         image_context_spread=image_spread,
         **slice_stats,
     )
+
+
+def energy_levels(energy: np.ndarray, floor: float) -> np.ndarray:
+    """``log10(E + floor)`` of window energies (model space r^2, >= 0), float64: what
+    series context compares windows by (:meth:`Calibration.levels`)."""
+    return np.log10(np.asarray(energy, dtype=np.float64) + floor)
 
 
 def context_deviation(levels: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:

@@ -317,7 +317,7 @@ class SliceScore:
         self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict | None]
     ) -> SliceVerdict:
         """``verdict`` judged again with its neighbouring slices in the series (chosen by
-        :func:`neighbour_indices`; ``None`` entries are ignored).
+        :func:`btd_core.scoring.series_context.neighbour_indices`; ``None`` entries are ignored).
 
         Each window's value becomes ``(w max(z_tissue, 0) + z_context) / sqrt(1 + w^2)``
         with ``w`` the :attr:`tissue_weight`
@@ -365,26 +365,6 @@ class SliceScore:
             return paint_windows(windows, values, shape)
 
         return replace(verdict, result=result, heat=heat, values=values)
-
-
-CONTEXT_REACH = 2
-"""Series context looks at most this many slices away (:func:`neighbour_indices`)."""
-
-
-def neighbour_indices(index: int, scored: Callable[[int], bool]) -> list[int]:
-    """The slices a slice is compared with for series context: the one before and the one
-    after it when both were scored; else the two nearest on the side that has them (at a
-    series' end, or next to a slice that could not be read), so that a slice next to an
-    edited one still has a genuine slice to match; ``[]`` when it has no scored neighbour.
-    ``scored(i)``: whether slice ``i`` of the series was scored."""
-    before, after = scored(index - 1), scored(index + 1)
-    if before and after:
-        return [index - 1, index + 1]
-    if after:
-        return [i for i in (index + 1, index + 2) if scored(i)]
-    if before:
-        return [i for i in (index - 1, index - 2) if scored(i)]
-    return []
 
 
 def resolve_slice_score(
