@@ -35,7 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from btd_core.study.dicom_header import has_dicm_prefix, read_header
+from btd_core.study.dicom_framing import has_dicm_prefix
+from btd_core.study.dicom_header import read_header
 from btd_core.study.discovery import DICOM_SUFFIXES
 from btd_core.study.file_access import walk_entries
 from btd_core.study.limits import DEFAULT_LIMITS, StudyLimits

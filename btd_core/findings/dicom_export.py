@@ -31,7 +31,7 @@ from btd_core.findings.output_folder import DICOM_FOLDER, DICOM_README, remove_e
 from btd_core.findings.ranking import rank_series
 from btd_core.safe_text import printable
 from btd_core.study.archives import read_member_of_file
-from btd_core.study.dicom_header import read_dataset
+from btd_core.study.dicom_framing import read_dataset
 from btd_core.study.file_access import open_regular_file, short_message
 from btd_core.study.records import Discovery, Finding, Series, SliceRef
 
@@ -174,7 +174,7 @@ def read_source_header(ref: SliceRef, series: Series) -> Dataset:
 
     Raises
     ------
-    OSError, btd_core.study.archives.ArchiveError, btd_core.study.dicom_header.DicomReadError
+    OSError, btd_core.study.archives.ArchiveError, btd_core.study.dicom_values.DicomReadError
         And whatever pydicom raises for a damaged file.
     """
     if ref.member is not None and ref.source is not None:

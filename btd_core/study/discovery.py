@@ -41,7 +41,8 @@ from btd_core.study.archives import (
     read_member,
     reason_unpack_first,
 )
-from btd_core.study.dicom_header import DicomHeader, has_dicm_prefix, read_header
+from btd_core.study.dicom_framing import has_dicm_prefix
+from btd_core.study.dicom_header import DicomHeader, read_header
 from btd_core.study.file_access import (
     IMAGE_FORMATS,
     REASON_NOT_REGULAR,

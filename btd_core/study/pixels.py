@@ -23,12 +23,8 @@ from pydicom.pixels import pixel_array
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from btd_core.study.archives import ArchiveError, read_member_of_file
-from btd_core.study.dicom_header import (
-    DicomReadError,
-    PixelClaims,
-    read_dataset,
-    read_pixel_claims,
-)
+from btd_core.study.dicom_framing import read_dataset
+from btd_core.study.dicom_values import DicomReadError
 from btd_core.study.file_access import (
     IMAGE_FORMATS,
     ClampedReader,
@@ -38,6 +34,7 @@ from btd_core.study.file_access import (
     short_message,
 )
 from btd_core.study.limits import LimitExceeded, StudyLimits
+from btd_core.study.pixel_claims import PixelClaims, read_pixel_claims
 from btd_core.study.records import Series, SliceRef
 
 _COLOUR_PHOTOMETRICS = ("PALETTE COLOR", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
