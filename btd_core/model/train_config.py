@@ -68,7 +68,7 @@ class TrainConfig:
         Draw the training noise level t from [0, max_timestep) instead of all the
         schedule's steps (0 = all, upstream).  The detector takes one step from t = 0, so
         the low-noise end is what it uses: ``benchmarks/bench_detection.py`` measured a
-        model trained on [0, 100) far ahead of one trained on all 1,000 (README).
+        model trained on [0, 100) far ahead of one trained on all 1,000 (``docs/detection.md``).
     """
 
     modality: str = "ct"

@@ -29,8 +29,8 @@ filter (about 6 ms), kept while the slice is a neighbour.
 
 Measured (``benchmarks/bench_detection.py``, lung1, 5 mm slices): single-slice copy-move
 injections of radius 10-14 px in the lungs lift their slice in 94-100 % of cases;
-removals, which leave a flat region the CT window clips like lung, far fewer (README, "How
-well it detects").
+removals, which leave a flat region the CT window clips like lung, far fewer
+(``docs/detection.md``).
 """
 
 from __future__ import annotations

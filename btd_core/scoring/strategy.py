@@ -21,7 +21,7 @@ Modes
     weighted by :data:`TISSUE_WEIGHT` (0 by default: the context alone), and, where
     higher, by how far its pixels leave the range of the neighbours' (image context,
     :mod:`btd_core.scoring.image_context`; :meth:`SliceScore.in_context`).  Measured in
-    ``benchmarks/bench_detection.py`` and README ("How well it detects").
+    ``benchmarks/bench_detection.py`` and ``docs/detection.md``.
 ``auto``
     Asked for, never run: ``calibrated`` when a calibration is at hand (a named file,
     or the model's sidecar ``MODEL.onnx.calibration.json``), else ``local``.  The best
@@ -66,7 +66,7 @@ default score (:meth:`SliceScore.in_context`).  0: a slice with scored neighbour
 by how its windows differ from the same place in those neighbours alone; its tissue
 surprise still judges a slice without neighbours.  Measured against 1 (equal weights, the
 default before) in ``benchmarks/bench_detection.py`` on two models: context alone lifts
-more edits on both (README, "How well it detects"), and genuine tissue that is unusual
+more edits on both (``docs/detection.md``), and genuine tissue that is unusual
 for the model, being unusual in every slice it spans, no longer outranks an edit."""
 
 SCORE_MEANING = (
