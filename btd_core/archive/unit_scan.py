@@ -18,13 +18,10 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from btd_core.engine.options import EngineOptions, ProviderChoice
-from btd_core.scoring.strategy import ScoreRequest
-from btd_core.scoring.tiles import ScanSettings
-from btd_core.study.limits import DEFAULT_LIMITS, StudyLimits
+from btd_core.audit.scan_config import ScanConfig
 
 ProgressHook = Callable[[int, int], None]
 """``(slices done, slices total)`` of the unit being scanned."""
@@ -34,20 +31,21 @@ ProgressHook = Callable[[int, int], None]
 class WorkerConfig:
     """What every worker of one run needs (the same for all units; picklable).
 
-    ``engine.threads``: onnxruntime threads per worker; ``scratch``: the folder for a
-    unit's report before it is sent back (``None``: the system's temp).
+    ``model``: the ONNX scorer's path; ``scan``: the scan configuration (its
+    ``engine.threads``: onnxruntime threads per worker); ``command_line``: recorded in
+    each report; ``scratch``: the folder for a unit's report before it is sent back
+    (``None``: the system's temp).
     """
 
     model: str
-    provider: ProviderChoice = "auto"
-    engine: EngineOptions = field(default_factory=EngineOptions)
-    score: ScoreRequest = field(default_factory=ScoreRequest)
-    settings: ScanSettings = field(default_factory=ScanSettings)
-    overlays: int = 10
-    include_phi: bool = True
-    limits: StudyLimits = DEFAULT_LIMITS
+    scan: ScanConfig = field(default_factory=ScanConfig)
     command_line: tuple[str, ...] = ()
     scratch: str | None = None
+
+    def with_scan(self, **changes: object) -> WorkerConfig:
+        """This config with the scan configuration's fields ``changes`` replaced (an
+        executor fitting the engine and read threads to its machine)."""
+        return replace(self, scan=replace(self.scan, **changes))
 
 
 @dataclass(frozen=True)
@@ -97,9 +95,9 @@ class UnitScanner:
         from btd_core.engine.opening import open_scorer
 
         self.config = config
-        engine = config.engine
-        self.scorer = open_scorer(Path(config.model), config.provider, engine)
-        self.slice_score = config.score.resolve(self.scorer.model_path, self.scorer.model_sha256)
+        scan = config.scan
+        self.scorer = open_scorer(Path(config.model), scan.provider, scan.engine)
+        self.slice_score = scan.score.resolve(self.scorer.model_path, self.scorer.model_sha256)
         self.name = worker_name()
 
     def scan(
@@ -133,11 +131,11 @@ class UnitScanner:
         from btd_core.findings.provenance import utc_now
         from btd_core.study.discovery import discover
 
-        config = self.config
+        scan_config = self.config.scan
         started = utc_now()
         stop = should_stop or (lambda: False)
         discovery = discover(
-            Path(task.root), limits=config.limits, should_stop=stop, files=task.files
+            Path(task.root), limits=scan_config.limits, should_stop=stop, files=task.files
         )
         if discovery.cancelled or stop():
             return UnitOutcome(task.key, "cancelled", self.name, "stopped")
@@ -149,26 +147,25 @@ class UnitScanner:
         outcome = scan(
             discovery,
             self.scorer,
-            config.settings,
+            scan_config.settings,
             on_progress=progress,
             should_stop=stop,
             slice_score=self.slice_score,
         )
         if outcome.cancelled:
             return UnitOutcome(task.key, "cancelled", self.name, "stopped", slices=0)
-        scratch = Path(tempfile.mkdtemp(prefix="btd-unit-", dir=config.scratch))
+        scratch = Path(tempfile.mkdtemp(prefix="btd-unit-", dir=self.config.scratch))
         try:
             result = write_audit_report(
                 scratch / "report",
                 discovery=discovery,
                 outcome=outcome,
                 scorer=self.scorer,
-                settings=config.settings,
+                settings=scan_config.settings,
                 slice_score=self.slice_score,
                 started=started,
-                overlays=config.overlays,
-                include_phi=config.include_phi,
-                command_line=list(config.command_line),
+                outputs=scan_config.outputs,
+                command_line=list(self.config.command_line),
             )
             folder = scratch / "report"
             files = {
@@ -183,7 +180,7 @@ class UnitScanner:
             "done",
             self.name,
             files=files,
-            summary=unit_summary(result, config.include_phi),
+            summary=unit_summary(result, scan_config.outputs.include_phi),
             slices=outcome.slices_done,
         )
 
