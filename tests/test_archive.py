@@ -31,6 +31,7 @@ from btd_core.archive.local import LocalExecutor
 from btd_core.archive.manifest import ManifestError
 from btd_core.archive.plan import plan_archive
 from btd_core.archive.unit_scan import WorkerConfig
+from btd_core.audit.scan_config import ScanConfig
 from btd_core.cli.main import main
 from btd_core.safe_text import printable
 from btd_core.scoring.strategy import ScoreModeError, ScoreRequest
@@ -94,9 +95,11 @@ def build_archive(root: Path, slices: int = 3) -> dict[str, object]:
 
 
 def config_for(model: Path, **fields: object) -> WorkerConfig:
-    """The worker settings of these tests (what btd scan's defaults are, 1 read thread)."""
-    settings = ScanSettings(keep_views=3, workers=1)
-    return WorkerConfig(model=str(model), provider="cpu", settings=settings, overlays=3, **fields)  # type: ignore[arg-type]
+    """The worker settings of these tests (btd scan's defaults, 3 overlays, 1 read thread;
+    ``fields``: other :class:`ScanConfig` fields)."""
+    settings = ScanSettings(overlays=3, workers=1)
+    scan = ScanConfig(provider="cpu", settings=settings, **fields)  # type: ignore[arg-type]
+    return WorkerConfig(model=str(model), scan=scan)
 
 
 def run_embedded(root: Path, out: Path, model: Path, jobs: int = 1, **kwargs: object):
