@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -436,6 +437,17 @@ def test_a_recalibration_is_never_resumed_into_reports_of_the_old_one(
     capsys.readouterr()
     assert main(argv) == 0
     assert "0 scanned, 2 kept from earlier runs" in capsys.readouterr().out
+
+
+def test_a_worker_refuses_files_other_than_those_the_run_began_with(model: Path):
+    from btd_core.archive.unit_scan import ContentChanged, UnitScanner
+
+    began = replace(config_for(model), model_sha256=hashlib.sha256(model.read_bytes()).hexdigest())
+    assert UnitScanner(replace(began, calibration_sha256="none")).slice_score.mode == "local"
+    with pytest.raises(ContentChanged, match="the calibration file changed"):
+        UnitScanner(replace(began, calibration_sha256="0" * 64))
+    with pytest.raises(ContentChanged, match="the model file changed"):
+        UnitScanner(replace(began, model_sha256="0" * 64))
 
 
 def findings_of(study) -> list[dict[str, str]]:

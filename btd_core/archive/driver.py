@@ -23,7 +23,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -37,7 +37,13 @@ from btd_core.archive.summary import (
     write_archive_json,
     write_studies_csv,
 )
-from btd_core.archive.unit_scan import UnitOutcome, UnitTask, WorkerConfig, relative_files
+from btd_core.archive.unit_scan import (
+    UnitOutcome,
+    UnitTask,
+    WorkerConfig,
+    calibration_sha256,
+    relative_files,
+)
 from btd_core.atomic import atomic_write_bytes
 from btd_core.findings.provenance import iso_utc, library_versions, utc_now
 from btd_core.study.evidence import check_output_outside
@@ -138,12 +144,11 @@ def resume_identity(root: Path, config: WorkerConfig, depth: int) -> dict[str, s
     if model_sha is None:
         raise ArchiveError(f"no such model file: {config.model}")
     slice_score = config.scan.score.resolve(Path(config.model), model_sha)
-    calibration = slice_score.record()["calibration"]
     settings = {**config.scan.report_identity(), "study_depth": depth}
     return {
         "root": str(root.resolve()),
         "model_sha256": model_sha,
-        "calibration_sha256": calibration["sha256"] if calibration else "none",  # type: ignore[index]
+        "calibration_sha256": calibration_sha256(slice_score),
         "btd_version": btd_version(),
         "report_settings": json.dumps(settings, sort_keys=True),
     }
@@ -238,6 +243,11 @@ def run_archive(
         raise ArchiveError("max_attempts must be at least 1")
     check_out(root, out)
     identity = resume_identity(root, config, depth)  # a bad calibration: refused now
+    config = replace(  # the workers check that they open the same files
+        config,
+        model_sha256=identity["model_sha256"],
+        calibration_sha256=identity["calibration_sha256"],
+    )
     started, clock0 = utc_now(), time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock_out(out)

@@ -20,8 +20,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from btd_core.audit.scan_config import ScanConfig
+
+if TYPE_CHECKING:
+    from btd_core.scoring.strategy import SliceScore
 
 ProgressHook = Callable[[int, int], None]
 """``(slices done, slices total)`` of the unit being scanned."""
@@ -34,13 +38,18 @@ class WorkerConfig:
     ``model``: the ONNX scorer's path; ``scan``: the scan configuration (its
     ``engine.threads``: onnxruntime threads per worker); ``command_line``: recorded in
     each report; ``scratch``: the folder for a unit's report before it is sent back
-    (``None``: the system's temp).
+    (``None``: the system's temp).  ``model_sha256``, ``calibration_sha256``: the content
+    the run was planned with (the archive's resume identity; ``"none"``: no calibration):
+    a worker that opens other files refuses to start, so one run never mixes two
+    (``None``: not checked).
     """
 
     model: str
     scan: ScanConfig = field(default_factory=ScanConfig)
     command_line: tuple[str, ...] = ()
     scratch: str | None = None
+    model_sha256: str | None = None
+    calibration_sha256: str | None = None
 
     def with_scan(self, **changes: object) -> WorkerConfig:
         """This config with the scan configuration's fields ``changes`` replaced (an
@@ -78,6 +87,31 @@ class UnitOutcome:
     slices: int = 0
 
 
+class ContentChanged(RuntimeError):
+    """The model or calibration file a worker opened is not the one the run was planned with."""
+
+
+def calibration_sha256(slice_score: SliceScore) -> str:
+    """The SHA-256 of the calibration file ``slice_score`` resolved to, as its reports
+    record it; ``"none"`` when it runs without one."""
+    calibration = slice_score.record()["calibration"]
+    return str(calibration["sha256"]) if isinstance(calibration, dict) else "none"
+
+
+def _check_content(config: WorkerConfig, model_sha256: str, calibration: str) -> None:
+    """Raise :class:`ContentChanged` when the files opened are not the run's."""
+    for what, pinned, found in (
+        ("model", config.model_sha256, model_sha256),
+        ("calibration", config.calibration_sha256, calibration),
+    ):
+        if pinned is not None and found != pinned:
+            raise ContentChanged(
+                f"the {what} file changed while the archive ran (SHA-256 {found[:12]}..., the "
+                f"run began with {pinned[:12]}...): stop, then resume with the files it began "
+                "with, or scan into a new --out"
+            )
+
+
 def worker_name() -> str:
     """``host:pid`` of this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -98,6 +132,7 @@ class UnitScanner:
         scan = config.scan
         self.scorer = open_scorer(Path(config.model), scan.provider, scan.engine)
         self.slice_score = scan.score.resolve(self.scorer.model_path, self.scorer.model_sha256)
+        _check_content(config, self.scorer.model_sha256, calibration_sha256(self.slice_score))
         self.name = worker_name()
 
     def scan(
