@@ -234,7 +234,8 @@ def run_archive(
     btd_core.study.evidence.OutputInsideEvidence
         Before any work, when ``root``/``out`` cannot be used as asked.
     btd_core.archive.executor.ExecutorError
-        When the workers cannot run (the model cannot be opened, Ray missing).
+        When the workers cannot run (the model cannot be opened, Ray missing, or the
+        model or calibration file changed since the run began).
     """
     root, out = Path(root), Path(out)
     if not root.is_dir():
