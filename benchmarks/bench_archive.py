@@ -158,15 +158,14 @@ def in_process_baseline(root: Path, model: Path, studies: list[str]) -> float:
     """Seconds to scan ``studies`` one after another with one scorer, no archive around it
     (what each unit costs without processes, manifest or report transfer)."""
     from btd_core.archive.unit_scan import UnitScanner, UnitTask, WorkerConfig
+    from btd_core.audit.scan_config import ScanConfig
     from btd_core.engine.options import EngineOptions
     from btd_core.scoring.tiles import ScanSettings
 
-    config = WorkerConfig(
-        model=str(model),
-        provider="cpu",
-        engine=EngineOptions(threads=1),
-        settings=ScanSettings(workers=1),
+    scan = ScanConfig(
+        provider="cpu", engine=EngineOptions(threads=1), settings=ScanSettings(workers=1)
     )
+    config = WorkerConfig(model=str(model), scan=scan)
     scanner = UnitScanner(config)
     started = time.monotonic()
     for name in studies:

@@ -51,10 +51,9 @@ from btd_tui.widgets.slice_preview import SlicePreview
 from btd_tui.widgets.study_tree import NodeData, StudyTree
 
 if TYPE_CHECKING:
-    from btd_core.engine.options import EngineOptions
-    from btd_core.scoring.strategy import ScoreRequest, SliceScore
+    from btd_core.audit.scan_config import ScanConfig
+    from btd_core.scoring.strategy import SliceScore
     from btd_core.scoring.tiles import ScanSettings
-    from btd_core.study.limits import StudyLimits
     from btd_core.study.records import Discovery
 
 TABLE_REFRESH_S = 0.5
@@ -159,22 +158,18 @@ class BtdApp(App[int]):
     def on_scorer_ready(self, message: msg.ScorerReady) -> None:
         """Show the model card and provider; resolve the slice score asked for (once: one
         that cannot run is an error on screen); start when discovery is done too."""
-        from btd_core.scoring.strategy import ScoreModeError, ScoreRequest
-        from btd_core.scoring.tiles import ScanSettings
+        from btd_core.scoring.strategy import ScoreModeError
 
         scorer = message.scorer
         self.scorer = scorer
         self.model_panel.show_scorer(scorer)
-        request = self.request
-        score = request.score or ScoreRequest()
+        config = self.request.scan_config()
         try:
-            self.slice_score = score.resolve(self.model_path, scorer.model_sha256)
+            self.slice_score = config.score.resolve(self.model_path, scorer.model_sha256)
         except ScoreModeError as err:
-            self._fatal(f"the slice score ({score.mode}) cannot run", str(err))
+            self._fatal(f"the slice score ({config.score.mode}) cannot run", str(err))
             return
-        self.settings = request.settings or ScanSettings(
-            stride=request.stride, workers=request.workers
-        )
+        self.settings = config.settings
         self._maybe_ready()
 
     def on_scorer_failed(self, message: msg.ScorerFailed) -> None:
@@ -205,7 +200,7 @@ class BtdApp(App[int]):
         if slice_score.calibration_path is not None:
             line += f" (calibration {slice_score.calibration_path.name})"
         log.entry(line)
-        asked = self.request.score.mode if self.request.score is not None else "auto"
+        asked = self.request.scan_config().score.mode
         if asked == "auto" and slice_score.mode == "local":
             log.warning("no calibration for this model: btd calibrate makes one")
         self.scan_view.ready(self.session)
@@ -330,53 +325,38 @@ class BtdApp(App[int]):
 def create_app(
     study_dir: str | Path,
     model: str | Path,
-    provider: str = "auto",
-    ascii: bool = False,
-    autostart: bool = True,
-    settings: ScanSettings | None = None,
+    config: ScanConfig | None = None,
     *,
+    ascii: bool = False,
     preview: str = "auto",
-    stride: int | None = None,
+    autostart: bool = True,
     command_line: Sequence[str] | None = None,
-    engine: EngineOptions | None = None,
-    workers: int | None = None,
-    score: ScoreRequest | None = None,
-    limits: StudyLimits | None = None,
     planted: Sequence[PlantedEdit] = (),
 ) -> BtdApp:
     """The audit app for ``study_dir`` scored by the ONNX scorer ``model``.
 
     Nothing slow happens here: the study is walked and the model opened in thread
-    workers once the app runs, so the first screen draws at once.  ``provider``:
-    ``"auto"``, ``"cuda"`` (an error on screen unless CUDA is active, never a silent
-    fallback) or ``"cpu"``; ``ascii``: start the preview in ASCII mode; ``preview``: how
-    the preview draws (:mod:`btd_tui.preview_mode`: ``auto`` asks the terminal here, before
-    the app runs, ``kitty``, ``sixel``, ``halfblock``, ``ascii``); ``autostart``:
-    score as soon as the study and model are loaded (else on ``s``); ``settings``: a
-    :class:`btd_core.scoring.tiles.ScanSettings` (default
-    ``ScanSettings(stride=stride, workers=workers)``); ``command_line``: recorded in
-    exported reports (default ``sys.argv``); ``engine``: a
-    :class:`btd_core.engine.scorer.EngineOptions`; ``workers``: slice-reading threads;
-    ``score``: the slice score asked for (:class:`btd_core.scoring.strategy.ScoreRequest`,
-    as ``btd scan --score/--window/--calibration``; default auto), resolved once the
-    model is open: one that cannot run (no calibration, another model's) is an error
-    on screen; ``limits``: what the study's headers may claim (default
-    :data:`btd_core.study.limits.DEFAULT_LIMITS`); ``planted``: tamperings known to be
-    in the study (``btd demo``'s), marked in the table and their ranks logged.
+    workers once the app runs, so the first screen draws at once.  ``config``: the scan
+    configuration (:class:`btd_core.audit.scan_config.ScanConfig`, as ``btd audit``'s
+    command line builds it; default: its defaults): its provider (``cuda`` is an error on
+    screen unless CUDA is active, never a silent fallback), engine options, slice score
+    (resolved once the model is open: one that cannot run, no calibration or another
+    model's, is an error on screen), scan settings (stride, read threads, and the overlays
+    an export draws) and study limits.  ``ascii``: start the preview in ASCII mode;
+    ``preview``: how the preview draws (:mod:`btd_tui.preview_mode`: ``auto`` asks the
+    terminal here, before the app runs, ``kitty``, ``sixel``, ``halfblock``, ``ascii``);
+    ``autostart``: score as soon as the study and model are loaded (else on ``s``);
+    ``command_line``: recorded in exported reports (default ``sys.argv``); ``planted``:
+    tamperings known to be in the study (``btd demo``'s), marked in the table and their
+    ranks logged.
     """
     request = AuditRequest(
         study_dir=Path(study_dir),
         model_path=Path(model),
-        provider=provider,
+        config=config,
         ascii=ascii,
         preview=preview,
         autostart=autostart,
-        settings=settings,
-        stride=stride,
-        workers=workers,
-        engine=engine,
-        score=score,
-        limits=limits,
         planted=tuple(planted),
         command_line=tuple(command_line if command_line is not None else sys.argv),
     )

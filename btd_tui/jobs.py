@@ -167,6 +167,7 @@ def export_report(
     """Write the same report as ``btd scan --dicom`` into ``folder``: CSV, JSON, PNG
     overlays, and for each DICOM series a DICOM SR and SEG of its top slices (as many as
     the overlays) in ``folder/dicom``, to open in a DICOM viewer."""
+    from btd_core.audit.scan_config import ReportOutputs
     from btd_core.audit.study_audit import write_audit_report
 
     try:
@@ -178,10 +179,8 @@ def export_report(
             settings=session.settings,
             slice_score=session.slice_score,
             started=started,
-            overlays=session.settings.keep_views,
-            include_phi=True,
+            outputs=ReportOutputs(dicom_top=max(session.settings.overlays, 1)),
             command_line=command_line,
-            dicom_top=max(session.settings.keep_views, 1),
         )
     except Exception as err:  # AuditError, permissions, full disk: shown, the app goes on
         post(ExportFailed(str(folder), str(err)))
@@ -228,13 +227,17 @@ class AuditWorkers:
         """Walk the study and open the model, each in its own thread."""
         request, post = self._request, self._app.post_message
         self._start(
-            lambda: load_discovery(request.study_dir, post, self.stop_event.is_set, request.limits),
+            lambda: load_discovery(
+                request.study_dir, post, self.stop_event.is_set, request.scan_config().limits
+            ),
             "discovery",
             "load",
             exclusive=False,
         )
         self._start(
-            lambda: load_scorer(request.model_path, request.provider, post, request.engine),
+            lambda: load_scorer(
+                request.model_path, request.provider, post, request.scan_config().engine
+            ),
             "scorer",
             "load",
             exclusive=False,

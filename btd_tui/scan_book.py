@@ -41,6 +41,9 @@ class ScanBook:
 
     Attributes
     ----------
+    overlays:
+        How many of the best slices keep their image and heat map (the scan settings'
+        :attr:`~btd_core.scoring.tiles.ScanSettings.overlays`).
     tried_keys:
         Every slice some run tried (scored, without body, or unreadable).
     failed_keys:
@@ -52,7 +55,7 @@ class ScanBook:
 
     discovery: Discovery
     card: ModelCard
-    keep_views: int = 10
+    overlays: int
     results: list[SliceResult] = field(default_factory=list)
     views: dict[SliceKey, SliceView] = field(default_factory=dict)
     tried_keys: set[SliceKey] = field(default_factory=set)
@@ -131,16 +134,16 @@ class ScanBook:
         return key
 
     def finish(self, outcome: ScanOutcome) -> None:
-        """Take a run's outcome: counters, cancellation, kept views (best ``keep_views``)."""
+        """Take a run's outcome: counters, cancellation, kept views (best ``overlays``)."""
         self.cancelled = outcome.cancelled
         self.background_slices += outcome.background_slices
         self.tiles_scored += outcome.tiles_scored
         self.tiles_skipped += outcome.tiles_skipped
         self.views.update(outcome.views)
-        if len(self.views) > self.keep_views:
+        if len(self.views) > self.overlays:
             score = {(r.series_key, r.slice_index): r.score for r in self.results}
             best = sorted(self.views, key=lambda k: score.get(k, 0.0), reverse=True)
-            self.views = {k: self.views[k] for k in best[: self.keep_views]}
+            self.views = {k: self.views[k] for k in best[: self.overlays]}
 
     def rate(self) -> float:
         """Slices per second in the current (or last) run."""

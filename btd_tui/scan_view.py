@@ -102,7 +102,7 @@ class ScanView:
     def ready(self, session: AuditSession) -> None:
         """Discovery and scorer are both there: the scan can start."""
         self.session = session
-        self.book = ScanBook(session.discovery, session.scorer.card, session.settings.keep_views)
+        self.book = ScanBook(session.discovery, session.scorer.card, session.settings.overlays)
         self.refresh_series()
         self.host.phase = ScanPhase.READY
         series = len(self.book.fitting_series)

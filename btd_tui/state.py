@@ -19,10 +19,9 @@ from textual.notifications import SeverityLevel
 from btd_tui.serial_scorer import SerialScorer
 
 if TYPE_CHECKING:
-    from btd_core.engine.options import EngineOptions
-    from btd_core.scoring.strategy import ScoreRequest, SliceScore
+    from btd_core.audit.scan_config import ScanConfig
+    from btd_core.scoring.strategy import SliceScore
     from btd_core.scoring.tiles import ScanSettings
-    from btd_core.study.limits import StudyLimits
     from btd_core.study.records import Discovery
 
 SliceKey = tuple[str, int]
@@ -92,25 +91,32 @@ class PlantedEdit:
 class AuditRequest:
     """What ``btd audit`` was asked to do (see :func:`btd_tui.app.create_app`).
 
-    ``settings`` ``None``: ``ScanSettings(stride=stride, workers=workers)``, made once the
-    scorer is open (the engine's imports stay out of the first draw).  ``score``: the
-    slice score asked for (``None``: ``ScoreRequest()``, auto).
+    ``config``: the scan configuration (:class:`btd_core.audit.scan_config.ScanConfig`);
+    ``None``: its defaults, made when first needed (:meth:`scan_config`, in a worker
+    thread: the engine's imports stay out of the first draw).
     """
 
     study_dir: Path
     model_path: Path
-    provider: str = "auto"
+    config: ScanConfig | None = None
     ascii: bool = False
     preview: str = "auto"
     autostart: bool = True
-    settings: ScanSettings | None = None
-    stride: int | None = None
-    workers: int | None = None
-    engine: EngineOptions | None = None
-    score: ScoreRequest | None = None
-    limits: StudyLimits | None = None
     command_line: Sequence[str] = field(default_factory=tuple)
     planted: Sequence[PlantedEdit] = ()
+
+    @property
+    def provider(self) -> str:
+        """Where onnxruntime was asked to run (``auto``, ``cuda`` or ``cpu``)."""
+        return self.config.provider if self.config is not None else "auto"
+
+    def scan_config(self) -> ScanConfig:
+        """The scan configuration asked for (its defaults when none was given)."""
+        if self.config is not None:
+            return self.config
+        from btd_core.audit.scan_config import ScanConfig
+
+        return ScanConfig()
 
 
 @dataclass(frozen=True)

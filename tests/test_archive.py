@@ -18,21 +18,25 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from btd_core.archive import driver
 from btd_core.archive.driver import ArchiveError, run_archive
 from btd_core.archive.executor import Event
 from btd_core.archive.index import read_archive
 from btd_core.archive.local import LocalExecutor
-from btd_core.archive.manifest import ManifestError
+from btd_core.archive.manifest import ManifestError, identity_differences
 from btd_core.archive.plan import plan_archive
 from btd_core.archive.unit_scan import WorkerConfig
+from btd_core.audit.scan_config import ScanConfig
 from btd_core.cli.main import main
 from btd_core.safe_text import printable
+from btd_core.scoring.calibration import sidecar_path
 from btd_core.scoring.strategy import ScoreModeError, ScoreRequest
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.study.evidence import OutputInsideEvidence
@@ -94,9 +98,11 @@ def build_archive(root: Path, slices: int = 3) -> dict[str, object]:
 
 
 def config_for(model: Path, **fields: object) -> WorkerConfig:
-    """The worker settings of these tests (what btd scan's defaults are, 1 read thread)."""
-    settings = ScanSettings(keep_views=3, workers=1)
-    return WorkerConfig(model=str(model), provider="cpu", settings=settings, overlays=3, **fields)  # type: ignore[arg-type]
+    """The worker settings of these tests (btd scan's defaults, 3 overlays, 1 read thread;
+    ``fields``: other :class:`ScanConfig` fields)."""
+    settings = ScanSettings(overlays=3, workers=1)
+    scan = ScanConfig(provider="cpu", settings=settings, **fields)  # type: ignore[arg-type]
+    return WorkerConfig(model=str(model), scan=scan)
 
 
 def run_embedded(root: Path, out: Path, model: Path, jobs: int = 1, **kwargs: object):
@@ -391,6 +397,83 @@ def test_calibrated_mode_options_are_part_of_the_archive(model: Path, tmp_path: 
     config = config_for(model, score=ScoreRequest(mode="calibrated"))
     with pytest.raises(ScoreModeError, match="calibrat"):
         run_archive(tmp_path, tmp_path.parent / "x-out", config, lambda c: LocalExecutor(c, 1))
+
+
+def test_a_recalibration_is_never_resumed_into_reports_of_the_old_one(
+    model: Path, tmp_path: Path, capsys
+):
+    own = tmp_path / "model" / model.name  # its calibration sidecar lies beside it
+    own.parent.mkdir()
+    shutil.copy(model, own)
+    root, out = tmp_path / "root", tmp_path / "out"
+    for n in range(2):  # a planted block each: surprises above 0, which a calibration sets
+        box = (40, 40, 32)
+        write_series(root / f"case{n}", "CT_small.dcm", 2, planted_index=1, planted_box=box, seed=n)
+    write_series(tmp_path / "genuine1", "CT_small.dcm", 3, seed=40)
+    (tmp_path / "genuine2").mkdir()  # other genuine tissue: shifted crops, as .npy slices
+    for i, hu in enumerate(real_hu_slices(6, size=100)):
+        np.save(tmp_path / "genuine2" / f"slice{i:02d}.npy", hu)
+    calibrate = ["--model", str(own), "--provider", "cpu", "--stride", "16"]
+    assert main(["calibrate", str(tmp_path / "genuine1"), *calibrate]) == 0
+    argv = ["archive", str(root), "--model", str(own), "--out", str(out), "--jobs", "1"]
+    argv += ["--provider", "cpu", "--workers", "1"]
+    assert main(argv) == 0
+    first = report_csvs(out)
+    modes = {row["score_mode"] for s in read_archive(out).studies for row in findings_of(s)}
+    assert modes == {"calibrated"}
+    old = sidecar_path(own).read_bytes()
+    assert main(["calibrate", str(tmp_path / "genuine2"), *calibrate]) == 0  # same file, new data
+    assert sidecar_path(own).read_bytes() != old
+    capsys.readouterr()
+    assert main(argv) == 2  # refused before any work: nothing rescanned, nothing mixed
+    said = " ".join(capsys.readouterr().out.split())
+    assert "calibration_sha256" in said and "choose a new --out" in said
+    assert report_csvs(out) == first
+    elsewhere = [str(tmp_path / "out2") if arg == str(out) else arg for arg in argv]
+    assert main(elsewhere) == 0  # a new OUT: every study scanned with the new calibration
+    new = report_csvs(tmp_path / "out2")
+    assert new.keys() == first.keys() and new != first  # the new calibration scores otherwise
+    sidecar_path(own).write_bytes(old)  # the calibration the archive was made with: resumed
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "0 scanned, 2 kept from earlier runs" in capsys.readouterr().out
+
+
+def test_a_worker_refuses_files_other_than_those_the_run_began_with(model: Path):
+    from btd_core.archive.unit_scan import ContentChanged, UnitScanner
+
+    began = replace(config_for(model), model_sha256=hashlib.sha256(model.read_bytes()).hexdigest())
+    assert UnitScanner(replace(began, calibration_sha256="none")).slice_score.mode == "local"
+    with pytest.raises(ContentChanged, match="the calibration file changed"):
+        UnitScanner(replace(began, calibration_sha256="0" * 64))
+    with pytest.raises(ContentChanged, match="the model file changed"):
+        UnitScanner(replace(began, model_sha256="0" * 64))
+
+
+def findings_of(study) -> list[dict[str, str]]:
+    """The rows of a study's findings.csv in an archive."""
+    return read_csv(study.report_dir / "findings.csv")
+
+
+def test_another_btd_version_is_never_resumed_into_reports_of_this_one(
+    archive, model: Path, monkeypatch
+):
+    root, out, _, _ = archive
+    monkeypatch.setattr(driver, "btd_version", lambda: "99.0+other")
+    with pytest.raises(ManifestError, match=r"btd_version: '.+' there, '99\.0\+other' now"):
+        run_embedded(root, out, model)
+
+
+def test_a_changed_setting_is_named_field_by_field_and_an_older_archive_is_said_so():
+    settings = {"outputs": {"include_phi": True, "dicom_top": None}, "study_depth": 1}
+    stored = {"model_sha256": "a", "report_settings": json.dumps(settings)}
+    settings["outputs"]["include_phi"] = False  # type: ignore[index]
+    now = {"model_sha256": "a", "btd_version": "2", "report_settings": json.dumps(settings)}
+    assert identity_differences(stored, now) == [
+        "btd_version: not recorded there (made by an older btd), '2' now",
+        "report_settings.outputs.include_phi: True there, False now",
+    ]
+    assert identity_differences(now, now) == []
 
 
 def test_ray_is_optional_and_said_so_when_missing(model: Path, tmp_path: Path, monkeypatch, capsys):

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from btd_core.audit.pipeline import ScanSettings
+from btd_core.audit.scan_config import ScanConfig
 from btd_core.audit.study_audit import audit_study
 from btd_core.cli.main import main as btd_main
 from btd_core.study.evidence import OutputInsideEvidence
@@ -38,6 +39,8 @@ def planted_study(tmp_path_factory: pytest.TempPathFactory):
 
 LEARNED = pytest.param("trained_ct_onnx", marks=[pytest.mark.slow, pytest.mark.torch])
 """The briefly trained U-Net, exported by btd-export: the same ranking from a learned model."""
+CPU = ScanConfig(provider="cpu")
+"""The scan configuration of these tests: btd scan's defaults on the CPU."""
 
 
 @pytest.mark.parametrize("model", ["ct_onnx", LEARNED])
@@ -45,7 +48,7 @@ def test_planted_anomaly_ranks_first(planted_study, model: str, request, tmp_pat
     root, _, abdomen = planted_study
     before = tree_fingerprint(root)
     model_path = request.getfixturevalue(model)
-    result = audit_study(root, model_path, tmp_path / "report", provider="cpu")
+    result = audit_study(root, model_path, tmp_path / "report", CPU)
     assert tree_fingerprint(root) == before
     assert len(result.findings) == 7 and result.files_failed == 0
     top = result.findings[0]
@@ -75,7 +78,7 @@ def test_papers_mode_scores_one_patch_per_slice(planted_study, ct_onnx, tmp_path
     root, _, abdomen = planted_study
     x, y, size = abdomen.planted_box
     settings = ScanSettings(patch_at=(x + size // 2, y + size // 2))
-    result = audit_study(root, ct_onnx, tmp_path / "r", provider="cpu", settings=settings)
+    result = audit_study(root, ct_onnx, tmp_path / "r", ScanConfig("cpu", settings=settings))
     assert all(f.result.tiles_scored == 1 for f in result.findings)
     assert result.findings[0].file.path == abdomen.files[abdomen.planted_index]
     assert result.outcome.tiles_skipped == 0
@@ -95,7 +98,7 @@ def test_modality_that_does_not_fit_is_reported_not_scored(tmp_path, ct_onnx):
     study = tmp_path / "study"
     write_series(study / "ct", "CT_small.dcm", 2)
     mr = write_series(study / "mr", "CT_small.dcm", 2, modality="MR")
-    result = audit_study(study, ct_onnx, tmp_path / "out", provider="cpu")
+    result = audit_study(study, ct_onnx, tmp_path / "out", CPU)
     assert len(result.findings) == 2
     by_path = {f.path: f for f in result.discovery.files}
     for path in mr.files:
@@ -156,7 +159,7 @@ def test_cancel_stops_early_and_says_so(tmp_path: Path, ct_onnx: Path):
         study,
         ct_onnx,
         tmp_path / "out",
-        provider="cpu",
+        CPU,
         on_progress=done.append,
         should_stop=lambda: len(done) >= 2,
     )
@@ -210,7 +213,7 @@ def test_fuzzed_dicom_never_escapes_discovery_and_scoring(ct_scorer, mutations):
         root = Path(folder)
         (root / "mutated.dcm").write_bytes(bytes(data))
         discovery = discover(root)
-        outcome = scan(discovery, ct_scorer, ScanSettings(stride=96, keep_views=1))
+        outcome = scan(discovery, ct_scorer, ScanSettings(stride=96, overlays=1))
         (record,) = discovery.files
         assert record.status in {"scored", "error", "skipped"}
         if record.status == "scored":
@@ -238,7 +241,7 @@ def test_npy_png_and_enhanced_multiframe_series(tmp_path: Path, ct_onnx: Path):
     np.save(study / "volume.npy", hu.astype(np.int16))
     shutil.copy(get_testdata_file("eCT_Supplemental.dcm"), study / "enhanced.dcm")
     out = tmp_path / "out"
-    result = audit_study(study, ct_onnx, out, provider="cpu", settings=ScanSettings(stride=96))
+    result = audit_study(study, ct_onnx, out, ScanConfig("cpu", settings=ScanSettings(stride=96)))
     assert result.files_failed == 0
     kinds = {s.kind: len(s.slices) for s in result.discovery.series}
     assert kinds == {"image": 2, "npy": 3, "dicom": 2}

@@ -60,7 +60,7 @@ def test_tiles_of_several_slices_share_full_batches(study: Path, tiny: Path):
 def test_packed_scan_gives_the_numbers_of_slice_by_slice_scoring(study: Path, tiny: Path):
     discovery = discover(study)
     real = Scorer(tiny, provider="cpu", batch_size=5)
-    settings = ScanSettings(stride=16, keep_views=8)
+    settings = ScanSettings(stride=16, overlays=8)
     outcome = scan(discovery, real, settings, slice_score=SliceScore.tile())
     by_key = {(r.series_key, r.slice_index): r for r in outcome.results}
     assert len(by_key) == 8

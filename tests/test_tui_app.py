@@ -12,6 +12,7 @@ from textual.widgets import Static
 from textual.worker import WorkerState
 
 from btd_core.audit.pipeline import ScanSettings
+from btd_core.audit.scan_config import ScanConfig
 from btd_core.scoring.strategy import ScoreRequest
 from btd_tui.factory import create_app
 from btd_tui.screens.error import ErrorScreen
@@ -65,7 +66,7 @@ def test_planted_slice_ranks_first_preview_and_export(ct_onnx: Path, tmp_path: P
     )
     before = tree_fingerprint(root)
     planted = str(built.files[1].relative_to(root))
-    app = create_app(root, ct_onnx, provider="cpu", settings=ScanSettings(stride=64))
+    app = create_app(root, ct_onnx, ScanConfig("cpu", settings=ScanSettings(stride=64)))
     report = tmp_path / "report"
 
     async def test(pilot):
@@ -158,14 +159,12 @@ def test_cancel_stops_the_worker_and_resume_finishes(ct_onnx: Path, tmp_path: Pa
     monkeypatch.setattr(Scorer, "score", slow_score)
     root = tmp_path / "study"
     write_series(root / "ct", "CT_small.dcm", 8)
-    app = create_app(
-        root,
-        ct_onnx,
-        provider="cpu",
-        autostart=False,
+    config = ScanConfig(
+        "cpu",
         settings=ScanSettings(stride=96),
         engine=EngineOptions(batch_size=4),  # several calls per scan, each slowed down
     )
+    app = create_app(root, ct_onnx, config, autostart=False)
 
     async def test(pilot):
         view = app.scan_view
@@ -211,7 +210,7 @@ def test_a_scan_that_breaks_is_labelled_as_an_error_not_as_cancelled(
     monkeypatch.setattr(Scorer, "score", out_of_memory)
     root = tmp_path / "study"
     write_series(root / "ct", "CT_small.dcm", 2)
-    app = create_app(root, ct_onnx, provider="cpu", settings=ScanSettings(stride=96))
+    app = create_app(root, ct_onnx, ScanConfig("cpu", settings=ScanSettings(stride=96)))
 
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.FAILED, 60, "the failure")
@@ -231,7 +230,7 @@ def test_corrupt_file_shows_in_log_and_tree(tiny_onnx: Path, tmp_path: Path):
     (root / "bad.dcm").write_text("this is not DICOM\n")
     data = files[-1].read_bytes()
     files[-1].write_bytes(data[: len(data) - 20000])  # pixel data cut short
-    app = create_app(root, tiny_onnx, provider="cpu", settings=ScanSettings(stride=32))
+    app = create_app(root, tiny_onnx, ScanConfig("cpu", settings=ScanSettings(stride=32)))
 
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
@@ -260,7 +259,7 @@ def test_a_series_where_nothing_was_scored_says_so_in_the_tree(tiny_onnx: Path, 
     for path in write_fixed_series(root / "ct", 2):
         data = path.read_bytes()
         path.write_bytes(data[: len(data) - 20000])  # every slice's pixel data cut short
-    app = create_app(root, tiny_onnx, provider="cpu", settings=ScanSettings(stride=32))
+    app = create_app(root, tiny_onnx, ScanConfig("cpu", settings=ScanSettings(stride=32)))
 
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
@@ -283,7 +282,7 @@ def test_cuda_requested_but_inactive_is_an_error_on_screen(tiny_onnx: Path, tmp_
         pytest.skip("CUDA is active on this machine")
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 2)
-    app = create_app(root, tiny_onnx, provider="cuda")
+    app = create_app(root, tiny_onnx, ScanConfig("cuda"))
 
     async def test(pilot):
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), 60, "the error")
@@ -304,7 +303,7 @@ def test_cuda_requested_but_inactive_is_an_error_on_screen(tiny_onnx: Path, tmp_
 def test_markup_and_escapes_in_dicom_text_show_literally(tiny_onnx: Path, tmp_path: Path):
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 2, description="[bold red]x[/]", patient_name="Doe^\x1b[31mred")
-    app = create_app(root, tiny_onnx, provider="cpu", settings=ScanSettings(stride=32))
+    app = create_app(root, tiny_onnx, ScanConfig("cpu", settings=ScanSettings(stride=32)))
 
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
@@ -324,7 +323,7 @@ def test_markup_and_escapes_in_dicom_text_show_literally(tiny_onnx: Path, tmp_pa
 def test_help_lists_every_binding_and_the_palette_runs_actions(tiny_onnx: Path, tmp_path: Path):
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 2)
-    app = create_app(root, tiny_onnx, provider="cpu", autostart=False)
+    app = create_app(root, tiny_onnx, ScanConfig("cpu"), autostart=False)
 
     async def test(pilot):
         from btd_tui.palette import PALETTE_ACTIONS, AuditCommands
@@ -385,13 +384,8 @@ def test_btd_audit_without_a_model_says_how_to_set_one(tmp_path: Path, monkeypat
 def test_local_score_mode_boxes_the_worst_window(tiny_onnx: Path, tmp_path: Path):
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 4, planted_index=2)
-    app = create_app(
-        root,
-        tiny_onnx,
-        provider="cpu",
-        settings=ScanSettings(stride=32),
-        score=ScoreRequest("local"),
-    )
+    config = ScanConfig("cpu", settings=ScanSettings(stride=32), score=ScoreRequest("local"))
+    app = create_app(root, tiny_onnx, config)
 
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
@@ -416,7 +410,7 @@ def test_calibrated_mode_without_a_calibration_is_an_error_on_screen(
 ):
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 2)
-    app = create_app(root, tiny_onnx, provider="cpu", score=ScoreRequest("calibrated"))
+    app = create_app(root, tiny_onnx, ScanConfig("cpu", score=ScoreRequest("calibrated")))
 
     async def test(pilot):
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), 60, "the error")
@@ -439,7 +433,8 @@ def test_calibrated_mode_scores_with_the_models_calibration(tiny_onnx: Path, tmp
     calibrate_model(tmp_path / "genuine", model, provider="cpu", settings=ScanSettings(stride=32))
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 4, planted_index=1)
-    app = create_app(root, model, provider="cpu", score=ScoreRequest("calibrated"), stride=32)
+    config = ScanConfig("cpu", score=ScoreRequest("calibrated"), settings=ScanSettings(stride=32))
+    app = create_app(root, model, config)
 
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 120, "the scan")
@@ -464,7 +459,7 @@ def test_the_sort_label_says_what_the_order_is(tiny_onnx: Path, tmp_path: Path):
     assert max(len(label) for pair in SORT_ORDERS.values() for label in pair) <= 32
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 4, planted_index=2)
-    app = create_app(root, tiny_onnx, provider="cpu")
+    app = create_app(root, tiny_onnx, ScanConfig("cpu"))
 
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 300, "the scan")

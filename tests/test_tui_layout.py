@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from btd_core.audit.scan_config import ScanConfig
 from btd_core.safe_text import middle_ellipsis, path_ellipsis
 from btd_tui.factory import create_app
 from btd_tui.state import ScanPhase
@@ -103,7 +104,7 @@ def test_small_terminals_show_eight_readable_rows(tiny_onnx: Path, tmp_path: Pat
         description="CHEST 1.25mm LUNG KERNEL",
         planted_index=4,
     )
-    app = create_app(root, tiny_onnx, provider="cpu")
+    app = create_app(root, tiny_onnx, ScanConfig("cpu"))
 
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 300, "the scan")

@@ -394,9 +394,10 @@ def test_forced_text_preview_draws_cells_not_pixels(real_slice, mode):
 
 
 def test_auto_preview_without_a_terminal_is_the_half_block_fallback(tmp_path):
+    from btd_core.audit.scan_config import ScanConfig
     from btd_tui.factory import create_app
 
-    app = create_app(tmp_path, tmp_path / "m.onnx", provider="cpu", autostart=False)
+    app = create_app(tmp_path, tmp_path / "m.onnx", ScanConfig("cpu"), autostart=False)
     assert app.slice_preview.choice.mode == "halfblock" and not app.slice_preview.ascii
     forced = create_app(tmp_path, tmp_path / "m.onnx", preview="ascii", autostart=False)
     assert forced.slice_preview.ascii and forced.slice_preview.colour_mode == "halfblock"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from btd_core.audit.pipeline import ScanSettings
+from btd_core.audit.scan_config import ScanConfig
 from btd_tui.factory import create_app
 from btd_tui.state import PlantedEdit, ScanPhase
 from btd_tui.widgets.findings_table import FindingsTable
@@ -20,9 +21,8 @@ def test_planted_slices_are_marked_and_their_ranks_logged(ct_onnx: Path, tmp_pat
     )
     planted = str(built.files[1].relative_to(root))
     edit = PlantedEdit(planted, "noise block at x=240, y=300")
-    app = create_app(
-        root, ct_onnx, provider="cpu", settings=ScanSettings(stride=64), planted=[edit]
-    )
+    config = ScanConfig("cpu", settings=ScanSettings(stride=64))
+    app = create_app(root, ct_onnx, config, planted=[edit])
 
     async def test(pilot):
         await wait_for(pilot, lambda: app.phase is ScanPhase.DONE, 900, "the scan")

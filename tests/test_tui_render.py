@@ -222,7 +222,7 @@ def progress(done: int, key: tuple[str, int], score: float | None, failed: int =
 
 def test_scan_book_follows_slices_by_their_key_across_runs(two_series: Discovery):
     a, b = (s.key for s in two_series.series)
-    book = ScanBook(two_series, tiny_card(), keep_views=2)
+    book = ScanBook(two_series, tiny_card(), overlays=2)
     assert book.total == 14 and len(book.fitting_series) == 2 and book.tried == 0
     assert book.begin_run(datetime(2026, 1, 1, tzinfo=timezone.utc)) == set()
     assert book.record(progress(1, (a, 0), 0.5)) == (a, 0)
@@ -251,7 +251,7 @@ def test_scan_book_follows_slices_by_their_key_across_runs(two_series: Discovery
 
 def test_scan_book_keeps_the_best_views(two_series: Discovery):
     a = two_series.series[0].key
-    book = ScanBook(two_series, tiny_card(), keep_views=2)
+    book = ScanBook(two_series, tiny_card(), overlays=2)
     book.begin_run(datetime(2026, 1, 1, tzinfo=timezone.utc))
     for index, score in enumerate((0.1, 0.7, 0.4)):
         book.record(progress(index + 1, (a, index), score))

@@ -17,6 +17,7 @@ import pytest
 from textual.widgets import Footer
 
 from btd_core.audit.pipeline import ScanSettings
+from btd_core.audit.scan_config import ScanConfig
 from btd_core.scoring.strategy import ScoreRequest
 from btd_tui.factory import create_app
 from btd_tui.state import ScanPhase
@@ -88,7 +89,7 @@ async def scored(pilot) -> None:
 
 def test_main_screen_80x24(snap_compare, snapshot_study):
     root, model = snapshot_study
-    app = create_app(root, model, provider="cpu", autostart=False)
+    app = create_app(root, model, ScanConfig("cpu"), autostart=False)
     assert snap_compare(app, terminal_size=(80, 24), run_before=ready)
 
 
@@ -98,15 +99,14 @@ SIZES = [(80, 24), (100, 30), (160, 48)]
 @pytest.mark.parametrize("size", SIZES, ids=lambda size: "x".join(map(str, size)))
 def test_main_screen_scored(snap_compare, snapshot_study, size):
     root, model = snapshot_study
-    app = create_app(
-        root, model, provider="cpu", settings=ScanSettings(stride=32), score=ScoreRequest("tile")
-    )
+    config = ScanConfig("cpu", settings=ScanSettings(stride=32), score=ScoreRequest("tile"))
+    app = create_app(root, model, config)
     assert snap_compare(app, terminal_size=size, run_before=scored)
 
 
 def test_help_screen(snap_compare, snapshot_study):
     root, model = snapshot_study
-    app = create_app(root, model, provider="cpu", autostart=False)
+    app = create_app(root, model, ScanConfig("cpu"), autostart=False)
 
     async def open_help(pilot) -> None:
         await ready(pilot)

@@ -14,8 +14,9 @@ import asyncio, json, sys, time
 started = time.perf_counter()
 from btd_tui.factory import create_app
 from btd_core.audit.pipeline import ScanSettings
+from btd_core.audit.scan_config import ScanConfig
 
-app = create_app(sys.argv[1], sys.argv[2], provider="cpu", settings=ScanSettings(stride=32))
+app = create_app(sys.argv[1], sys.argv[2], ScanConfig("cpu", settings=ScanSettings(stride=32)))
 timings = {}
 
 async def main():

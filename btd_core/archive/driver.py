@@ -23,7 +23,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -37,7 +37,13 @@ from btd_core.archive.summary import (
     write_archive_json,
     write_studies_csv,
 )
-from btd_core.archive.unit_scan import UnitOutcome, UnitTask, WorkerConfig, relative_files
+from btd_core.archive.unit_scan import (
+    UnitOutcome,
+    UnitTask,
+    WorkerConfig,
+    calibration_sha256,
+    relative_files,
+)
 from btd_core.atomic import atomic_write_bytes
 from btd_core.findings.provenance import iso_utc, library_versions, utc_now
 from btd_core.study.evidence import check_output_outside
@@ -114,28 +120,37 @@ def check_out(root: Path, out: Path) -> None:
         )
 
 
-def _identity(root: Path, config: WorkerConfig, depth: int) -> dict[str, str]:
-    """What must be the same for a rerun to resume (what decides a report's content)."""
+def btd_version() -> str:
+    """The btd version every report records (``btd_core.__version__``)."""
+    return __version__
+
+
+def resume_identity(root: Path, config: WorkerConfig, depth: int) -> dict[str, str]:
+    """What must be the same for a rerun to resume: everything that changes a report.
+
+    ``root``; the model's SHA-256; the SHA-256 of the calibration file the slice score
+    resolves to (``none`` without one: its content, wherever it lies, so a rerun of
+    ``btd calibrate`` is seen); the btd version; and ``report_settings``, the JSON of
+    :meth:`btd_core.audit.scan_config.ScanConfig.report_identity` with the study depth.
+
+    Raises
+    ------
+    ArchiveError
+        The model file cannot be read.
+    btd_core.scoring.strategy.ScoreModeError
+        The slice score asked for cannot run with this model (before any work).
+    """
     model_sha = sha256_file(Path(config.model))
     if model_sha is None:
         raise ArchiveError(f"no such model file: {config.model}")
-    score = asdict(config.score)
-    score["calibration_path"] = str(score["calibration_path"] or "")
-    settings = {
-        "score": score,
-        "stride": config.settings.stride,
-        "patch_at": config.settings.patch_at,
-        "body_level": config.settings.body_level,
-        "body_fraction": config.settings.body_fraction,
-        "overlays": config.overlays,
-        "include_phi": config.include_phi,
-        "limits": asdict(config.limits),
-        "study_depth": depth,
-    }
+    slice_score = config.scan.score.resolve(Path(config.model), model_sha)
+    settings = {**config.scan.report_identity(), "study_depth": depth}
     return {
         "root": str(root.resolve()),
         "model_sha256": model_sha,
-        "report_settings": json.dumps(settings, sort_keys=True, default=str),
+        "calibration_sha256": calibration_sha256(slice_score),
+        "btd_version": btd_version(),
+        "report_settings": json.dumps(settings, sort_keys=True),
     }
 
 
@@ -219,7 +234,8 @@ def run_archive(
     btd_core.study.evidence.OutputInsideEvidence
         Before any work, when ``root``/``out`` cannot be used as asked.
     btd_core.archive.executor.ExecutorError
-        When the workers cannot run (the model cannot be opened, Ray missing).
+        When the workers cannot run (the model cannot be opened, Ray missing, or the
+        model or calibration file changed since the run began).
     """
     root, out = Path(root), Path(out)
     if not root.is_dir():
@@ -227,8 +243,12 @@ def run_archive(
     if max_attempts < 1:
         raise ArchiveError("max_attempts must be at least 1")
     check_out(root, out)
-    identity = _identity(root, config, depth)
-    config.score.resolve(Path(config.model), identity["model_sha256"])  # a bad calibration: now
+    identity = resume_identity(root, config, depth)  # a bad calibration: refused now
+    config = replace(  # the workers check that they open the same files
+        config,
+        model_sha256=identity["model_sha256"],
+        calibration_sha256=identity["calibration_sha256"],
+    )
     started, clock0 = utc_now(), time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock_out(out)
@@ -238,7 +258,7 @@ def run_archive(
     try:
         manifest.claim(identity)
         _clean_leftovers(studies)
-        plan = plan_archive(root, depth, cache=manifest.stamps(), limits=config.limits)
+        plan = plan_archive(root, depth, cache=manifest.stamps(), limits=config.scan.limits)
         manifest.store_stamps(plan.stamps)
         report_ok = {
             row.key: sha256_file(studies / row.folder / "report.json") == row.report_sha256
@@ -250,7 +270,7 @@ def run_archive(
         if on_plan is not None:
             on_plan(len(plan.units), len(todo))
         state = _Run(manifest, studies, root.resolve(), max_attempts, on_progress, len(todo))
-        state.include_phi = config.include_phi
+        state.include_phi = config.scan.outputs.include_phi
         executor = None
         description = "nothing to scan"
         start_s = scan_s = 0.0
@@ -267,7 +287,7 @@ def run_archive(
             if executor is not None:
                 executor.close()
         units = manifest.units()
-        csv_sha = write_studies_csv(out, units, config.include_phi)
+        csv_sha = write_studies_csv(out, units, config.scan.outputs.include_phi)
         run_record = {
             "tool": {"name": "btd", "command": "archive", "version": __version__},
             "command_line": list(command_line),
@@ -281,11 +301,12 @@ def run_archive(
                 "path": str(Path(config.model).resolve()),
                 "sha256": identity["model_sha256"],
             },
+            "calibration_sha256": identity["calibration_sha256"],
             "providers_in_use": sorted(getattr(executor, "providers", set())),
             "executor": description,
             "settings": {
                 **json.loads(identity["report_settings"]),
-                "provider": config.provider,
+                "provider": config.scan.provider,
                 "max_attempts": max_attempts,
             },
             "this_run": {

@@ -124,16 +124,16 @@ class LocalExecutor:
     """
 
     def __init__(self, config: WorkerConfig, jobs: int | None = None) -> None:
-        self.gpus = visible_gpus(config.provider)
+        self.gpus = visible_gpus(config.scan.provider)
         cores = os.cpu_count() or 1
         self.jobs = jobs or (len(self.gpus) if self.gpus else cores)
-        engine = config.engine
+        engine = config.scan.engine
         if engine.threads is None and not self.gpus:
             engine = replace(engine, threads=max(1, cores // self.jobs))
-        settings = config.settings
+        settings = config.scan.settings
         if settings.workers is None:
             settings = replace(settings, workers=max(1, min(2, cores // self.jobs)))
-        self.config = replace(config, engine=engine, settings=settings)
+        self.config = config.with_scan(engine=engine, settings=settings)
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
         self._slot = 0

@@ -2,9 +2,11 @@
 
 ``OUT/manifest.sqlite`` (WAL journal, ``synchronous=FULL``) holds:
 
-- ``meta``: what the archive is (its root, model SHA-256, the settings that decide a
-  report's content, format version), written when OUT is created and checked on every
-  rerun, so a rerun into the same OUT resumes that archive and nothing else;
+- ``meta``: what the archive is (its root, the model's and the calibration's SHA-256, the
+  btd version, the settings that decide a report's content, format version:
+  :func:`btd_core.archive.driver.resume_identity`), written when OUT is created and
+  checked on every rerun, so a rerun into the same OUT resumes that archive and nothing
+  else: its reports are never a mix of two models, calibrations, versions or settings;
 - ``units``: one row per unit (:class:`~btd_core.archive.plan.Unit`): where its files
   are, the input hash planned this run (``fingerprint``) and the one its report was
   made from (``done_fingerprint``), its ``state`` (:data:`STATES`) with a ``reason``,
@@ -140,6 +142,48 @@ def row_of(row: sqlite3.Row) -> UnitRow:
     )
 
 
+def identity_differences(stored: Mapping[str, str], identity: Mapping[str, str]) -> list[str]:
+    """What differs between a manifest's stored identity and this run's, one line each:
+    ``key: 'old' there, 'new' now``; the report settings (JSON) field by field
+    (``report_settings.outputs.include_phi: True there, False now``); a key an older
+    btd did not record: ``not recorded there``."""
+    lines = []
+    for key, value in identity.items():
+        old = stored.get(key)
+        if old == value:
+            continue
+        if old is None:
+            lines.append(f"{key}: not recorded there (made by an older btd), {value!r} now")
+            continue
+        try:
+            before, after = _flat(json.loads(old), key), _flat(json.loads(value), key)
+        except ValueError:
+            before = after = None
+        if isinstance(before, dict) and isinstance(after, dict):
+            lines += [
+                f"{name}: {before.get(name, '(none)')!r} there, {after.get(name, '(none)')!r} now"
+                for name in sorted(before.keys() | after.keys())
+                if before.get(name) != after.get(name)
+            ]
+        else:
+            lines.append(f"{key}: {old!r} there, {value!r} now")
+    return lines
+
+
+def _flat(value: object, prefix: str) -> object:
+    """A JSON object as ``{dotted.name: leaf}``; anything else as it is."""
+    if not isinstance(value, dict):
+        return value
+    flat: dict[str, object] = {}
+    for name, item in value.items():
+        inner = _flat(item, f"{prefix}.{name}")
+        if isinstance(inner, dict):
+            flat.update(inner)
+        else:
+            flat[f"{prefix}.{name}"] = inner
+    return flat
+
+
 class Manifest:
     """The manifest of one archive, opened by the driver (the only writer)."""
 
@@ -188,16 +232,13 @@ class Manifest:
             return True
         if meta.get("format") != FORMAT:
             raise ManifestError(f"the manifest {self.path} is of format {meta.get('format')!r}")
-        differences = [
-            f"{key}: {meta.get(key)!r} there, {value!r} now"
-            for key, value in identity.items()
-            if meta.get(key) != value
-        ]
+        differences = identity_differences(meta, identity)
         if differences:
             raise ManifestError(
                 f"{self.path.parent} holds an archive made with other inputs or settings "
-                f"({'; '.join(differences)}): resume it with the same ones, or choose a new "
-                "--out"
+                f"({'; '.join(differences)}): its reports were made with those, and an archive "
+                "never mixes reports made two ways. Resume it with the same model, calibration, "
+                "btd version and settings, or choose a new --out to scan everything with these"
             )
         return False
 

@@ -105,16 +105,16 @@ class RayExecutor:
             self._owns_runtime = True
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-        self._gpu = gpus > 0 and self.config.provider != "cpu"
+        self._gpu = gpus > 0 and self.config.scan.provider != "cpu"
         count = self.jobs or (gpus if self._gpu else max(1, cpus))
         config = self.config
         if not self._gpu:
-            engine = config.engine
+            engine = config.scan.engine
             if engine.threads is None:
                 engine = replace(engine, threads=1)
-            config = replace(config, engine=engine, provider="cpu")
-        if config.settings.workers is None:
-            config = replace(config, settings=replace(config.settings, workers=1))
+            config = config.with_scan(engine=engine, provider="cpu")
+        if config.scan.settings.workers is None:
+            config = config.with_scan(settings=replace(config.scan.settings, workers=1))
         self.config = config
         need = {"num_gpus": 1, "num_cpus": 1} if self._gpu else {"num_cpus": 1}
         self._actor_class = ray.remote(max_restarts=0, max_task_retries=0, **need)(UnitActor)

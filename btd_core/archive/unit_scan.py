@@ -18,13 +18,14 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from btd_core.engine.options import EngineOptions, ProviderChoice
-from btd_core.scoring.strategy import ScoreRequest
-from btd_core.scoring.tiles import ScanSettings
-from btd_core.study.limits import DEFAULT_LIMITS, StudyLimits
+from btd_core.audit.scan_config import ScanConfig
+
+if TYPE_CHECKING:
+    from btd_core.scoring.strategy import SliceScore
 
 ProgressHook = Callable[[int, int], None]
 """``(slices done, slices total)`` of the unit being scanned."""
@@ -34,20 +35,26 @@ ProgressHook = Callable[[int, int], None]
 class WorkerConfig:
     """What every worker of one run needs (the same for all units; picklable).
 
-    ``engine.threads``: onnxruntime threads per worker; ``scratch``: the folder for a
-    unit's report before it is sent back (``None``: the system's temp).
+    ``model``: the ONNX scorer's path; ``scan``: the scan configuration (its
+    ``engine.threads``: onnxruntime threads per worker); ``command_line``: recorded in
+    each report; ``scratch``: the folder for a unit's report before it is sent back
+    (``None``: the system's temp).  ``model_sha256``, ``calibration_sha256``: the content
+    the run was planned with (the archive's resume identity; ``"none"``: no calibration):
+    a worker that opens other files refuses to start, so one run never mixes two
+    (``None``: not checked).
     """
 
     model: str
-    provider: ProviderChoice = "auto"
-    engine: EngineOptions = field(default_factory=EngineOptions)
-    score: ScoreRequest = field(default_factory=ScoreRequest)
-    settings: ScanSettings = field(default_factory=ScanSettings)
-    overlays: int = 10
-    include_phi: bool = True
-    limits: StudyLimits = DEFAULT_LIMITS
+    scan: ScanConfig = field(default_factory=ScanConfig)
     command_line: tuple[str, ...] = ()
     scratch: str | None = None
+    model_sha256: str | None = None
+    calibration_sha256: str | None = None
+
+    def with_scan(self, **changes: object) -> WorkerConfig:
+        """This config with the scan configuration's fields ``changes`` replaced (an
+        executor fitting the engine and read threads to its machine)."""
+        return replace(self, scan=replace(self.scan, **changes))
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,31 @@ class UnitOutcome:
     slices: int = 0
 
 
+class ContentChanged(RuntimeError):
+    """The model or calibration file a worker opened is not the one the run was planned with."""
+
+
+def calibration_sha256(slice_score: SliceScore) -> str:
+    """The SHA-256 of the calibration file ``slice_score`` resolved to, as its reports
+    record it; ``"none"`` when it runs without one."""
+    calibration = slice_score.record()["calibration"]
+    return str(calibration["sha256"]) if isinstance(calibration, dict) else "none"
+
+
+def _check_content(config: WorkerConfig, model_sha256: str, calibration: str) -> None:
+    """Raise :class:`ContentChanged` when the files opened are not the run's."""
+    for what, pinned, found in (
+        ("model", config.model_sha256, model_sha256),
+        ("calibration", config.calibration_sha256, calibration),
+    ):
+        if pinned is not None and found != pinned:
+            raise ContentChanged(
+                f"the {what} file changed while the archive ran (SHA-256 {found[:12]}..., the "
+                f"run began with {pinned[:12]}...): stop, then resume with the files it began "
+                "with, or scan into a new --out"
+            )
+
+
 def worker_name() -> str:
     """``host:pid`` of this process."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -97,9 +129,10 @@ class UnitScanner:
         from btd_core.engine.opening import open_scorer
 
         self.config = config
-        engine = config.engine
-        self.scorer = open_scorer(Path(config.model), config.provider, engine)
-        self.slice_score = config.score.resolve(self.scorer.model_path, self.scorer.model_sha256)
+        scan = config.scan
+        self.scorer = open_scorer(Path(config.model), scan.provider, scan.engine)
+        self.slice_score = scan.score.resolve(self.scorer.model_path, self.scorer.model_sha256)
+        _check_content(config, self.scorer.model_sha256, calibration_sha256(self.slice_score))
         self.name = worker_name()
 
     def scan(
@@ -133,11 +166,11 @@ class UnitScanner:
         from btd_core.findings.provenance import utc_now
         from btd_core.study.discovery import discover
 
-        config = self.config
+        scan_config = self.config.scan
         started = utc_now()
         stop = should_stop or (lambda: False)
         discovery = discover(
-            Path(task.root), limits=config.limits, should_stop=stop, files=task.files
+            Path(task.root), limits=scan_config.limits, should_stop=stop, files=task.files
         )
         if discovery.cancelled or stop():
             return UnitOutcome(task.key, "cancelled", self.name, "stopped")
@@ -149,26 +182,25 @@ class UnitScanner:
         outcome = scan(
             discovery,
             self.scorer,
-            config.settings,
+            scan_config.settings,
             on_progress=progress,
             should_stop=stop,
             slice_score=self.slice_score,
         )
         if outcome.cancelled:
             return UnitOutcome(task.key, "cancelled", self.name, "stopped", slices=0)
-        scratch = Path(tempfile.mkdtemp(prefix="btd-unit-", dir=config.scratch))
+        scratch = Path(tempfile.mkdtemp(prefix="btd-unit-", dir=self.config.scratch))
         try:
             result = write_audit_report(
                 scratch / "report",
                 discovery=discovery,
                 outcome=outcome,
                 scorer=self.scorer,
-                settings=config.settings,
+                settings=scan_config.settings,
                 slice_score=self.slice_score,
                 started=started,
-                overlays=config.overlays,
-                include_phi=config.include_phi,
-                command_line=list(config.command_line),
+                outputs=scan_config.outputs,
+                command_line=list(self.config.command_line),
             )
             folder = scratch / "report"
             files = {
@@ -183,7 +215,7 @@ class UnitScanner:
             "done",
             self.name,
             files=files,
-            summary=unit_summary(result, config.include_phi),
+            summary=unit_summary(result, scan_config.outputs.include_phi),
             slices=outcome.slices_done,
         )
 

@@ -83,7 +83,7 @@ def calibrate_model(
         raise AuditError(f"{genuine_dir} is not a folder")
     out = Path(out) if out is not None else sidecar_path(model)
     check_output_file(out, genuine_dir, inputs_are="genuine folder")
-    settings = replace(settings or ScanSettings(), keep_views=0)
+    settings = replace(settings or ScanSettings(), overlays=0)
     slice_score = SliceScore.local(window, window_stride)
     rng = np.random.default_rng(seed)
     kept: list[np.ndarray] = []

@@ -4,7 +4,7 @@ A pipeline: worker threads read, decode, window and tile the next slices while t
 scorer runs (:class:`_Prefetch`); the tiles of consecutive slices are packed into full
 batches of the scorer's size (:class:`_TileBatcher`), so a GPU gets batches of hundreds
 of patches whatever the slice's size.  Slices are finished in study order.  Only
-small per-slice results are kept, plus the image and heat map of the ``keep_views``
+small per-slice results are kept, plus the image and heat map of the ``overlays``
 highest-scoring slices (for overlays and previews); at most a few batches of slices
 are in flight, so memory does not grow with the number of slices.
 
@@ -425,7 +425,7 @@ class _Run:
     ) -> None:
         """Keep the slice's image and heat map if it is among the top; the heat map is
         made only then."""
-        limit = self.settings.keep_views
+        limit = self.settings.overlays
         key = rank_key(result)
         if limit <= 0 or (len(self._heap) >= limit and not _Kept(key, None) > self._heap[0]):
             return

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from btd_core import __version__
 from btd_core.audit.pipeline import ProgressCallback, ScanOutcome, ScanSettings, StopCheck, scan
+from btd_core.audit.scan_config import ReportOutputs, ScanConfig
 from btd_core.engine.opening import ModelOpenError, open_scorer
 from btd_core.engine.scorer import EngineOptions, ProviderChoice, Scorer
 from btd_core.findings.output_folder import remove_earlier_dicom
@@ -23,7 +24,7 @@ from btd_core.findings.overlay import write_overlay
 from btd_core.findings.provenance import library_versions, utc_now
 from btd_core.findings.ranking import rank
 from btd_core.findings.report import ReportFiles, RunInfo, write_report
-from btd_core.scoring.strategy import ScoreRequest, SliceScore
+from btd_core.scoring.strategy import SliceScore
 from btd_core.study.discovery import discover
 from btd_core.study.evidence import check_output_outside
 from btd_core.study.limits import StudyLimits
@@ -56,7 +57,7 @@ def open_study(
     model: Path,
     provider: ProviderChoice = "auto",
     engine: EngineOptions | None = None,
-    batch_size: int | None = None,
+    *,
     should_stop: StopCheck | None = None,
     limits: StudyLimits | None = None,
 ) -> tuple[Discovery, Scorer]:
@@ -74,7 +75,7 @@ def open_study(
     if not Path(model).is_file():
         raise ModelOpenError("model file not found", f"no such model file: {model}")
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="btd-session") as pool:
-        opening = pool.submit(open_scorer, model, provider, engine, batch_size)
+        opening = pool.submit(open_scorer, model, provider, engine)
         discovery = discover(study_dir, limits=limits, should_stop=should_stop)
         return discovery, opening.result()
 
@@ -83,30 +84,21 @@ def audit_study(
     study_dir: Path,
     model: Path,
     out_dir: Path,
+    config: ScanConfig | None = None,
     *,
-    provider: ProviderChoice = "auto",
-    settings: ScanSettings | None = None,
-    overlays: int = 10,
-    include_phi: bool = True,
-    batch_size: int | None = None,
     command_line: Sequence[str] | None = None,
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
-    engine: EngineOptions | None = None,
-    score: ScoreRequest | None = None,
-    limits: StudyLimits | None = None,
-    dicom_top: int | None = None,
 ) -> AuditResult:
     """Audit ``study_dir`` with the ONNX scorer ``model``; write the report into ``out_dir``.
 
-    ``overlays`` is how many of the top slices get a PNG overlay; ``engine`` says how
-    onnxruntime runs (:class:`btd_core.engine.scorer.EngineOptions`).  ``score`` is the
-    slice score asked for (default ``auto``: calibrated when the model has a calibration,
-    else local), resolved once against the model before the scan starts
-    (:class:`btd_core.scoring.strategy.ScoreRequest`).  ``limits``: what the study's
-    headers may claim (default :data:`btd_core.study.limits.DEFAULT_LIMITS`).
-    ``dicom_top``: when given, each DICOM series' top ``dicom_top`` slices are also
-    written as DICOM SR and SEG into ``out_dir/dicom`` (see :func:`write_audit_report`).
+    ``config``: everything the scan was asked (:class:`btd_core.audit.scan_config.ScanConfig`,
+    default: ``btd scan``'s defaults).  Its slice score (default ``auto``: calibrated when
+    the model has a calibration, else local) is resolved once against the model before the
+    scan starts; the top ``config.settings.overlays`` slices get a PNG overlay; with
+    ``config.outputs.dicom_top``, each DICOM series' top slices are also written as DICOM
+    SR and SEG into ``out_dir/dicom`` (see :func:`write_audit_report`).
+    ``command_line`` is recorded in the report (default ``sys.argv``).
 
     Raises
     ------
@@ -118,19 +110,24 @@ def audit_study(
     btd_core.engine.opening.ModelOpenError
         When the model cannot be opened as asked.
     """
+    config = config or ScanConfig()
     if not study_dir.is_dir():
         raise AuditError(f"{study_dir} is not a folder")
     check_output_outside(out_dir, study_dir, what="report folder", inputs_are="study")
     started = utc_now()
-    settings = settings or ScanSettings(keep_views=overlays)
     discovery, scorer = open_study(
-        study_dir, model, provider, engine, batch_size, should_stop, limits
+        study_dir,
+        model,
+        config.provider,
+        config.engine,
+        should_stop=should_stop,
+        limits=config.limits,
     )
-    slice_score = (score or ScoreRequest()).resolve(model, scorer.model_sha256)
+    slice_score = config.score.resolve(model, scorer.model_sha256)
     outcome = scan(
         discovery,
         scorer,
-        settings,
+        config.settings,
         on_progress=on_progress,
         should_stop=should_stop,
         slice_score=slice_score,
@@ -140,13 +137,11 @@ def audit_study(
         discovery=discovery,
         outcome=outcome,
         scorer=scorer,
-        settings=settings,
+        settings=config.settings,
         slice_score=slice_score,
         started=started,
-        overlays=overlays,
-        include_phi=include_phi,
+        outputs=config.outputs,
         command_line=command_line,
-        dicom_top=dicom_top,
     )
 
 
@@ -159,35 +154,36 @@ def write_audit_report(
     settings: ScanSettings,
     slice_score: SliceScore,
     started: datetime,
-    overlays: int = 10,
-    include_phi: bool = True,
+    outputs: ReportOutputs | None = None,
     command_line: Sequence[str] | None = None,
-    dicom_top: int | None = None,
 ) -> AuditResult:
     """Rank a finished (or cancelled) scan and write its report and overlays into ``out_dir``.
 
-    Also what the TUI's export runs.  Every one of the top ``overlays`` slices gets an
-    overlay, or the report's settings say why not (``overlays_missing``: a slice scored
-    by an earlier run of the app keeps no image).  With ``--overwrite`` the overlays of
-    an earlier report in ``out_dir`` are replaced, and its surplus ``rankNNN.png`` removed.
-    With ``dicom_top``, :func:`btd_core.findings.dicom_export.write_dicom_findings` also
-    writes ``out_dir/dicom`` (its files hashed in ``report.json``, its notes under
-    ``settings.dicom``); without it, DICOM objects of an earlier report there are removed.
+    Also what the TUI's export runs.  Every one of the top ``settings.overlays`` slices
+    gets an overlay, or the report's settings say why not (``overlays_missing``: a slice
+    scored by an earlier run of the app keeps no image).  With ``--overwrite`` the overlays
+    of an earlier report in ``out_dir`` are replaced, and its surplus ``rankNNN.png``
+    removed.  ``outputs`` (default :class:`ReportOutputs`: with patient identifiers, no
+    DICOM): with ``outputs.dicom_top``,
+    :func:`btd_core.findings.dicom_export.write_dicom_findings` also writes ``out_dir/dicom``
+    (its files hashed in ``report.json``, its notes under ``settings.dicom``); without it,
+    DICOM objects of an earlier report there are removed.
     """
+    outputs = outputs or ReportOutputs()
     out_dir = Path(out_dir).resolve()  # overlay paths are then absolute, whatever the cwd
     check_output_outside(out_dir, discovery.root, what="report folder", inputs_are="study")
     findings = rank(outcome.results, discovery)
     out_dir.mkdir(parents=True, exist_ok=True)
-    overlay_paths, missing = _write_overlays(out_dir, findings[:overlays], outcome)
+    overlay_paths, missing = _write_overlays(out_dir, findings[: settings.overlays], outcome)
     dicom = None
-    if dicom_top is None:  # an earlier report's objects (--overwrite) never stay behind
+    if outputs.dicom_top is None:  # an earlier report's objects (--overwrite) never stay behind
         remove_earlier_dicom(out_dir)
     else:  # highdicom is imported only when asked for
         from btd_core.findings.dicom_export import write_dicom_findings
         from btd_core.findings.dicom_sr import Producer
 
         producer = Producer(__version__, scorer.model_sha256, slice_score.mode)
-        dicom = write_dicom_findings(out_dir, findings, discovery, producer, dicom_top)
+        dicom = write_dicom_findings(out_dir, findings, discovery, producer, outputs.dicom_top)
     run = RunInfo(
         tool_version=__version__,
         command_line=list(command_line if command_line is not None else sys.argv),
@@ -212,7 +208,7 @@ def write_audit_report(
         run,
         findings,
         discovery.files,
-        include_phi=include_phi,
+        include_phi=outputs.include_phi,
         extra_files=overlay_paths + (dicom.files if dicom else []),
         slices_scored=len(outcome.results),
     )

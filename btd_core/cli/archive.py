@@ -13,13 +13,12 @@ from btd_core.cli.args import (
     add_engine_arguments,
     add_limit_arguments,
     add_model_argument,
+    add_overlays_argument,
     add_provider_argument,
     add_score_arguments,
     add_stride_argument,
-    engine_options,
     positive_int,
-    score_request,
-    study_limits,
+    scan_config,
 )
 from btd_core.cli.failures import cannot_run, cannot_run_errors
 from btd_core.cli.interrupt import StopOnInterrupt
@@ -76,9 +75,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_provider_argument(parser)
     add_stride_argument(parser)
     add_score_arguments(parser)
-    parser.add_argument(
-        "--overlays", type=int, default=10, help="PNG overlays per study (default: 10)"
-    )
+    add_overlays_argument(parser, "PNG overlays per study")
     parser.add_argument(
         "--no-phi",
         action="store_true",
@@ -95,18 +92,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_core.archive.executor import Executor, ExecutorError
     from btd_core.archive.manifest import ManifestError
     from btd_core.archive.unit_scan import WorkerConfig
-    from btd_core.scoring.tiles import ScanSettings
 
-    settings = ScanSettings(stride=args.stride, keep_views=args.overlays, workers=args.workers)
     config = WorkerConfig(
         model=str(args.model.expanduser().resolve()),
-        provider=args.provider,
-        engine=engine_options(args),
-        score=score_request(args),
-        settings=settings,
-        overlays=args.overlays,
-        include_phi=not args.no_phi,
-        limits=study_limits(args),
+        scan=scan_config(args),
         command_line=tuple(sys.argv),
         scratch=None,
     )

@@ -1,6 +1,8 @@
 """The arguments shared by the ``btd`` subcommands: declared once, read back once.
 
-Nothing here imports onnxruntime or torch, so ``btd --help`` stays quick.
+:func:`scan_config` reads them back as one :class:`btd_core.audit.scan_config.ScanConfig`,
+what ``btd scan``, ``btd audit``, ``btd eval`` and ``btd archive`` pass on whole.
+Nothing here imports torch, so ``btd --help`` stays quick.
 """
 
 from __future__ import annotations
@@ -8,8 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from btd_core.audit.scan_config import ReportOutputs, ScanConfig
 from btd_core.engine.options import DEFAULT_CUDNN_SEARCH, PROVIDER_CHOICES, EngineOptions
 from btd_core.scoring.strategy import SCORE_CHOICES, ScoreRequest
+from btd_core.scoring.tiles import DEFAULT_OVERLAYS, ScanSettings
 from btd_core.study.limits import DEFAULT_LIMITS, StudyLimits, parse_pixels
 
 
@@ -202,4 +206,46 @@ def study_limits(args: argparse.Namespace) -> StudyLimits:
         max_frames=args.max_frames,
         max_slices=args.max_slices,
         max_member_bytes=args.max_member_mb << 20,
+    )
+
+
+def add_overlays_argument(
+    parser: argparse.ArgumentParser, what: str = "PNG overlays of the top slices"
+) -> None:
+    """``--overlays``: how many of the top slices get a PNG overlay (``what``: its help)."""
+    parser.add_argument(
+        "--overlays",
+        type=int,
+        default=DEFAULT_OVERLAYS,
+        help=f"{what} (default: {DEFAULT_OVERLAYS})",
+    )
+
+
+def scan_config(args: argparse.Namespace) -> ScanConfig:
+    """The one scan configuration the command line asks for.
+
+    Reads the flags of :func:`add_provider_argument`, :func:`add_engine_arguments`,
+    :func:`add_score_arguments`, :func:`add_stride_argument`, :func:`add_limit_arguments`
+    and :func:`add_overlays_argument`, and ``--patch-at``, ``--no-phi``, ``--dicom`` /
+    ``--top``; a flag the command does not declare (``btd eval`` has no limits, only
+    ``btd scan`` has ``--patch-at`` and ``--dicom``) takes its default.
+    """
+    patch_at = getattr(args, "patch_at", None)
+    settings = ScanSettings(
+        stride=args.stride,
+        overlays=getattr(args, "overlays", DEFAULT_OVERLAYS),
+        patch_at=(int(patch_at[0]), int(patch_at[1])) if patch_at else None,
+        workers=args.workers,
+    )
+    outputs = ReportOutputs(
+        include_phi=not getattr(args, "no_phi", False),
+        dicom_top=args.top if getattr(args, "dicom", False) else None,
+    )
+    return ScanConfig(
+        provider=args.provider,
+        engine=engine_options(args),
+        score=score_request(args),
+        settings=settings,
+        limits=study_limits(args) if hasattr(args, "max_pixels") else DEFAULT_LIMITS,
+        outputs=outputs,
     )

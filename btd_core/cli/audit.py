@@ -15,9 +15,7 @@ from btd_core.cli.args import (
     add_provider_argument,
     add_score_arguments,
     add_stride_argument,
-    engine_options,
-    score_request,
-    study_limits,
+    scan_config,
 )
 from btd_core.cli.failures import cannot_run
 
@@ -115,15 +113,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     app = create_app(
         args.study,
         model,
-        provider=args.provider,
+        scan_config(args),
         preview=preview.mode,
         autostart=args.autostart,
-        stride=args.stride,
         command_line=sys.argv,
-        engine=engine_options(args),
-        workers=args.workers,
-        score=score_request(args),
-        limits=study_limits(args),
     )
     result = app.run()
     return int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)

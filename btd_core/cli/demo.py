@@ -87,12 +87,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
         launched = _launch_app(files, args, console)
         if launched is not None:
             return launched
+    from btd_core.audit.scan_config import ScanConfig
     from btd_core.audit.study_audit import audit_study
     from btd_core.cli.scan import print_audit_summary
 
     out = args.out or cache_dir() / "demo" / "report"
     with console.status("scoring the demo study ..."):
-        result = audit_study(files.study, files.model, out, provider=args.provider)
+        result = audit_study(files.study, files.model, out, ScanConfig(provider=args.provider))
     print_audit_summary(console, result, top=10)
     _print_truth(console, files, result)
     return ExitStatus.OK
@@ -128,8 +129,9 @@ def _launch_app(files, args: argparse.Namespace, console: Console) -> int | None
     except ImportError:
         console.print(Text("the terminal app is not available; scanning headless"))
         return None
+    from btd_core.audit.scan_config import ScanConfig
     from btd_tui.state import PlantedEdit
 
     planted = [PlantedEdit(relpath, what) for relpath, what in planted_edits(files)]
-    create_app(files.study, files.model, provider=args.provider, planted=planted).run()
+    create_app(files.study, files.model, ScanConfig(provider=args.provider), planted=planted).run()
     return ExitStatus.OK

@@ -23,8 +23,7 @@ from btd_core.cli.args import (
     add_provider_argument,
     add_score_arguments,
     add_stride_argument,
-    engine_options,
-    score_request,
+    scan_config,
 )
 from btd_core.cli.failures import cannot_run, cannot_run_errors
 from btd_core.cli.progress import progress_display
@@ -115,7 +114,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd eval``; returns the exit status."""
     import sys
 
-    from btd_core.audit.pipeline import ScanSettings
     from btd_core.engine.opening import open_scorer
     from btd_core.evaluation.evaluate import EvalError, check_modality, evaluate
     from btd_core.evaluation.report import EvalRun, write_eval_report
@@ -124,6 +122,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_core.findings.provenance import utc_now
 
     started = utc_now()
+    config = scan_config(args)
     errors = (*cannot_run_errors(), TestSetError, EvalError)
     try:
         prepare_report_folder(
@@ -134,8 +133,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
             overwrite=args.overwrite,
             inputs_are="input folder",
         )
-        scorer = open_scorer(args.model, args.provider, engine_options(args))
-        slice_score = score_request(args).resolve(args.model, scorer.model_sha256)
+        scorer = open_scorer(args.model, config.provider, config.engine)
+        slice_score = config.score.resolve(args.model, scorer.model_sha256)
         mode, items, mapping = _items(args, scorer.card.modality)
         if not items:
             raise EvalError("nothing to evaluate: no rows or slices were found")
@@ -145,7 +144,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             result = evaluate(
                 items,
                 scorer,
-                ScanSettings(stride=args.stride),
+                config.settings,
                 on_progress=lambda done, total: update(done, total, ""),
                 slice_score=slice_score,
             )

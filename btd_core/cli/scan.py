@@ -15,13 +15,12 @@ from btd_core.cli.args import (
     add_engine_arguments,
     add_limit_arguments,
     add_model_argument,
+    add_overlays_argument,
     add_overwrite_argument,
     add_provider_argument,
     add_score_arguments,
     add_stride_argument,
-    engine_options,
-    score_request,
-    study_limits,
+    scan_config,
 )
 from btd_core.cli.failures import cannot_run, cannot_run_errors
 from btd_core.cli.interrupt import StopOnInterrupt
@@ -65,9 +64,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     add_score_arguments(parser)
     parser.add_argument("--top", type=int, default=10, help="ranked slices to print (default: 10)")
-    parser.add_argument(
-        "--overlays", type=int, default=10, help="PNG overlays of the top slices (default: 10)"
-    )
+    add_overlays_argument(parser)
     parser.add_argument(
         "--no-phi",
         action="store_true",
@@ -88,7 +85,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd scan``; returns the exit status."""
-    from btd_core.audit.pipeline import ScanSettings
     from btd_core.audit.study_audit import audit_study
     from btd_core.findings.output_folder import prepare_report_folder
 
@@ -101,12 +97,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
         prepare_report_folder(args.out, args.study, overwrite=args.overwrite)
     except errors as err:
         return cannot_run(console, "btd scan", err)
-    settings = ScanSettings(
-        stride=args.stride,
-        keep_views=args.overlays,
-        patch_at=tuple(args.patch_at) if args.patch_at else None,
-        workers=args.workers,
-    )
     progress, on_progress = slice_progress(console, "scoring")
     try:
         with StopOnInterrupt(console) as interrupt, progress:
@@ -114,14 +104,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 args.study,
                 args.model,
                 args.out,
-                provider=args.provider,
-                settings=settings,
-                overlays=args.overlays,
-                include_phi=not args.no_phi,
-                engine=engine_options(args),
-                score=score_request(args),
-                limits=study_limits(args),
-                dicom_top=args.top if args.dicom else None,
+                scan_config(args),
                 command_line=sys.argv,
                 on_progress=on_progress,
                 should_stop=interrupt.requested,

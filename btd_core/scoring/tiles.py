@@ -25,6 +25,10 @@ from btd_core.slices.windowing import to_model_range
 from btd_core.study.pixels import read_slice
 from btd_core.study.records import Series
 
+DEFAULT_OVERLAYS = 10
+"""How many of the highest-scoring slices keep their image and heat map for a PNG overlay
+(``--overlays``), unless asked otherwise."""
+
 
 @dataclass(frozen=True)
 class ScanSettings:
@@ -38,8 +42,9 @@ class ScanSettings:
         Body mask: the patient's body (tissue above ``body_level``, windowed [0, 1], with
         the lungs and other air it encloses; not the table: :mod:`btd_core.slices.body`);
         a tile is scored when at least ``body_fraction`` (0..1) of its pixels are body.
-    keep_views:
-        How many of the highest-scoring slices keep their windowed image and heat map.
+    overlays:
+        How many of the highest-scoring slices keep their windowed image and heat map,
+        the ones a report draws as PNG overlays (``--overlays``; >= 0, 0: none).
     patch_at:
         The paper's mode: ``(x, y)`` (column, row, pixels) of the one patch to score
         per slice, centred there; no tiling, no body mask.
@@ -54,7 +59,7 @@ class ScanSettings:
     stride: int | None = None
     body_level: float = BODY_LEVEL
     body_fraction: float = BODY_FRACTION
-    keep_views: int = 10
+    overlays: int = DEFAULT_OVERLAYS
     patch_at: tuple[int, int] | None = None
     workers: int | None = None
 
