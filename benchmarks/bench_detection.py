@@ -299,7 +299,7 @@ def main() -> None:
             f"model {model.name}; calibrated on {calibration.windows} windows of "
             f"{calibration.slices} training slices in {time.perf_counter() - started:.0f} s "
             f"(floor {calibration.energy_floor:.2e}, context spread "
-            f"{calibration.context_spread})",
+            f"{calibration.context.spread if calibration.context else None})",
             flush=True,
         )
         judge = Judge(scorer, calibration, args.window)

@@ -198,15 +198,17 @@ def test_the_two_contexts_are_judged_on_one_scale():
         )  # fmt: skip
 
     calibration = fit(20)
-    typical_residual = np.array([calibration.context_slice_centre])
-    typical_pixels = np.array([calibration.image_context_slice_centre])
-    assert calibration.context_slice_centre > 3  # a slice's worst window: several spreads
+    scale = calibration.slice_scale
+    assert scale is not None
+    typical_residual = np.array([scale.context_centre])
+    typical_pixels = np.array([scale.image_context_centre])
+    assert scale.context_centre > 3  # a slice's worst window: several spreads
     assert calibration.slice_scaled(typical_residual, typical_pixels - 10)[0] == 0.0
     assert calibration.slice_scaled(typical_residual - 10, typical_pixels)[0] == 0.0
-    above = typical_pixels + 2 * calibration.image_context_slice_spread
+    above = typical_pixels + 2 * scale.image_context_spread
     assert calibration.slice_scaled(typical_residual, above)[0] == pytest.approx(2.0)
     few = fit(3)
-    assert few.has_image_context and few.context_slice_centre is None
+    assert few.has_image_context and few.slice_scale is None
     assert few.slice_scaled(np.array([1.0]), np.array([2.5]))[0] == 2.5
 
 

@@ -74,8 +74,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     except (*cannot_run_errors(), OSError) as err:
         return cannot_run(console, "btd calibrate", err)
     calibration = done.calibration
-    filled = sum(count >= 30 for row in calibration.counts for count in row)
-    cells = sum(len(row) for row in calibration.counts)
+    filled = sum(count >= 30 for row in calibration.tissue.counts for count in row)
+    cells = sum(len(row) for row in calibration.tissue.counts)
     console.print(
         Text(
             f"calibrated on {calibration.windows} windows of {done.slices} genuine slices; "

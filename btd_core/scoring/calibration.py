@@ -41,7 +41,7 @@ for any other file.  It is stored as JSON beside the model
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,46 +78,123 @@ class CalibrationError(ValueError):
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """Robust statistics of log10 residual energy per (intensity, texture) cell."""
+class TissueTable:
+    """Robust centre and spread of genuine windows' ``log10(E + floor)`` per (intensity,
+    texture) cell (every format): ``centre``, ``spread`` and ``counts`` are
+    [:data:`INTENSITY_BINS`][:data:`TEXTURE_BINS`]; the edges are the cells' bounds
+    (intensity over [0, 1], texture the windows' standard deviation)."""
 
-    model_sha256: str
-    window: int
-    stride: int
     intensity_edges: list[float]
     texture_edges: list[float]
     centre: list[list[float]]
     spread: list[list[float]]
     counts: list[list[int]]
+
+    def surprise(
+        self, levels: np.ndarray, intensity: np.ndarray, texture: np.ndarray
+    ) -> np.ndarray:
+        """z of windows' ``levels`` against their own cell (same-shaped arrays)."""
+        rows = _bin(self.intensity_edges, intensity)
+        cols = _bin(self.texture_edges, texture)
+        return (levels - np.asarray(self.centre)[rows, cols]) / np.asarray(self.spread)[rows, cols]
+
+
+@dataclass(frozen=True)
+class ResidualContext:
+    """Series context by the model's residual (format 2 on): robust centre and spread of
+    genuine windows' :func:`context_deviation` (decades of energy)."""
+
+    centre: float
+    spread: float
+
+    def surprise(self, levels: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
+        """z of one slice's window ``levels`` against the same windows of its neighbours."""
+        return (context_deviation(levels, neighbours) - self.centre) / self.spread
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """Series context by the pixels (format 3): the floor added to disagreement ratios
+    before the logarithm (their genuine median), and the robust centre and spread of
+    genuine windows' ``log10(ratio + floor)``."""
+
+    floor: float
+    centre: float
+    spread: float
+
+    def surprise(self, ratios: np.ndarray) -> np.ndarray:
+        """z of windows' disagreement ratios (0 = the genuine median)."""
+        logs = np.log10(np.asarray(ratios, dtype=np.float64) + self.floor)
+        return (logs - self.centre) / self.spread
+
+
+@dataclass(frozen=True)
+class SliceScale:
+    """The two contexts on one scale (format 3, from :data:`MIN_SLICES` genuine slices):
+    robust centre and spread (z) of genuine slices' worst window by each context."""
+
+    context_centre: float
+    context_spread: float
+    image_context_centre: float
+    image_context_spread: float
+
+    def higher(self, residual: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """Per window the higher of the two surprises, each in spreads of genuine slices'
+        worst window (0: as surprising as a typical genuine slice's most surprising one)."""
+        return np.maximum(
+            (residual - self.context_centre) / self.context_spread,
+            (pixels - self.image_context_centre) / self.image_context_spread,
+        )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What genuine scans taught about one model's residual: the tissue table, and what
+    the file's format and the genuine data allowed of series context.
+
+    Attributes
+    ----------
+    model_sha256:
+        The ONNX file it belongs to.
+    window, stride:
+        Local window side and step, pixels.
+    tissue:
+        The per-cell statistics (every format).
+    windows, slices:
+        Genuine windows and slices it was fitted on.
+    energy_floor:
+        Added to window energies before the logarithm (format 2 on: the genuine median;
+        format 1: :data:`ENERGY_FLOOR`).
+    context, image_context, slice_scale:
+        Series context by the residual, by the pixels, and the two on one scale: each
+        present when the file's format has it and the genuine data sufficed (too few
+        windows or slices leave it out, whatever the format).
+    format_version:
+        The format it was read as (1-3) or is written as (:data:`FORMAT_VERSION`).
+    """
+
+    model_sha256: str
+    window: int
+    stride: int
+    tissue: TissueTable
     windows: int
     slices: int
     source: dict[str, object] = field(default_factory=dict)
-    format_name: str = FORMAT_NAME
-    format_version: int = FORMAT_VERSION
     energy_floor: float = ENERGY_FLOOR
-    context_centre: float | None = None
-    context_spread: float | None = None
-    image_context_floor: float | None = None
-    image_context_centre: float | None = None
-    image_context_spread: float | None = None
-    context_slice_centre: float | None = None
-    context_slice_spread: float | None = None
-    image_context_slice_centre: float | None = None
-    image_context_slice_spread: float | None = None
+    context: ResidualContext | None = None
+    image_context: ImageContext | None = None
+    slice_scale: SliceScale | None = None
+    format_version: int = FORMAT_VERSION
 
     @property
     def has_context(self) -> bool:
         """Whether this calibration can judge a window against its neighbouring slices."""
-        return self.context_spread is not None and self.context_centre is not None
+        return self.context is not None
 
     @property
     def has_image_context(self) -> bool:
         """Whether this calibration can judge a window's pixels against its neighbours'."""
-        return None not in (
-            self.image_context_floor,
-            self.image_context_centre,
-            self.image_context_spread,
-        )
+        return self.image_context is not None
 
     def image_context_surprise(self, ratios: np.ndarray) -> np.ndarray:
         """Surprise z of windows' disagreement ratios with their neighbouring slices
@@ -128,30 +205,18 @@ class Calibration:
         ValueError
             When this calibration has no image context (format 2 or older).
         """
-        if not self.has_image_context:
+        if self.image_context is None:
             raise ValueError("image context needs a format-3 calibration")
-        assert self.image_context_floor is not None
-        assert self.image_context_centre is not None and self.image_context_spread is not None
-        logs = np.log10(np.asarray(ratios, dtype=np.float64) + self.image_context_floor)
-        return (logs - self.image_context_centre) / self.image_context_spread
+        return self.image_context.surprise(ratios)
 
     def slice_scaled(self, residual: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         """Per window, the higher of the residual-context surprise ``residual`` and the
-        image-context surprise ``pixels`` (same-shaped z arrays), each in spreads of
-        genuine slices' worst window (0: as surprising as a typical genuine slice's most
-        surprising window).  Without those statistics (too few genuine slices), the
+        image-context surprise ``pixels`` (same-shaped z arrays) on one scale
+        (:meth:`SliceScale.higher`); without that scale (too few genuine slices), the
         plain higher of the two."""
-        stats = (
-            self.context_slice_centre,
-            self.context_slice_spread,
-            self.image_context_slice_centre,
-            self.image_context_slice_spread,
-        )
-        known = [float(value) for value in stats if value is not None]
-        if len(known) < len(stats):
+        if self.slice_scale is None:
             return np.maximum(residual, pixels)
-        r_centre, r_spread, p_centre, p_spread = known
-        return np.maximum((residual - r_centre) / r_spread, (pixels - p_centre) / p_spread)
+        return self.slice_scale.higher(residual, pixels)
 
     def levels(self, energy: np.ndarray) -> np.ndarray:
         """``log10(E + floor)`` of window energies (model space r^2), float64."""
@@ -161,10 +226,7 @@ class Calibration:
         self, energy: np.ndarray, intensity: np.ndarray, texture: np.ndarray
     ) -> np.ndarray:
         """Calibrated surprise z of windows (same-shaped arrays): 0 = typical genuine tissue."""
-        rows, cols = self._cells(intensity, texture)
-        centre = np.asarray(self.centre)[rows, cols]
-        spread = np.asarray(self.spread)[rows, cols]
-        return (self.levels(energy) - centre) / spread
+        return self.tissue.surprise(self.levels(energy), intensity, texture)
 
     def context_surprise(self, levels: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
         """Series-context surprise of windows: the :func:`context_deviation` of ``levels``
@@ -176,45 +238,127 @@ class Calibration:
         ValueError
             Without neighbours, or when this calibration has no series context.
         """
-        if not self.has_context or not neighbours:
+        if self.context is None or not neighbours:
             raise ValueError("series context needs neighbours and a format-2 calibration")
-        assert self.context_centre is not None and self.context_spread is not None
-        deviation = context_deviation(levels, neighbours)
-        return (deviation - self.context_centre) / self.context_spread
-
-    def _cells(self, intensity: np.ndarray, texture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (
-            _bin(self.intensity_edges, intensity),
-            _bin(self.texture_edges, texture),
-        )
+        return self.context.surprise(levels, neighbours)
 
     def save(self, path: Path) -> None:
-        """Write the calibration as JSON (atomically: a partial file never appears)."""
+        """Write the calibration as JSON (atomically: a partial file never appears), in the
+        current format (:func:`calibration_json`)."""
         from btd_core.atomic import atomic_write_bytes
 
-        atomic_write_bytes(Path(path), (json.dumps(asdict(self), indent=1) + "\n").encode())
+        text = json.dumps(calibration_json(self), indent=1) + "\n"
+        atomic_write_bytes(Path(path), text.encode())
 
     @classmethod
     def load(cls, path: Path, model_sha256: str | None = None) -> Calibration:
-        """Read a calibration; with ``model_sha256``, refuse one made for another model."""
+        """Read a calibration of any known format (:data:`READERS`); with
+        ``model_sha256``, refuse one made for another model."""
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise CalibrationError(f"{path} is not a readable calibration file ({err})") from None
         if not isinstance(data, dict) or data.get("format_name") != FORMAT_NAME:
             raise CalibrationError(f"{path} is not a btd calibration file")
-        if int(data.get("format_version", 0)) > FORMAT_VERSION:
-            raise CalibrationError(f"{path} is from a newer btd; upgrade btd")
         try:
-            calibration = cls(**data)
-        except TypeError as err:
-            raise CalibrationError(f"{path} is incomplete ({err})") from None
+            version = int(data.get("format_version", 0))
+        except (TypeError, ValueError):
+            raise CalibrationError(f"{path} has no valid format_version") from None
+        if version > FORMAT_VERSION:
+            raise CalibrationError(f"{path} is from a newer btd; upgrade btd")
+        if version not in READERS:
+            raise CalibrationError(f"{path} has an unknown format_version {version}")
+        try:
+            calibration = READERS[version](data)
+        except (KeyError, TypeError, ValueError) as err:
+            raise CalibrationError(f"{path} is incomplete ({type(err).__name__}: {err})") from None
         if model_sha256 is not None and calibration.model_sha256 != model_sha256:
             raise CalibrationError(
                 f"{path} was made for another model (SHA-256 {calibration.model_sha256[:12]}..., "
                 f"this one is {model_sha256[:12]}...): run btd calibrate for this model"
             )
         return calibration
+
+
+def calibration_json(calibration: Calibration) -> dict[str, object]:
+    """The format-3 JSON object of a calibration: flat keys, an absent part as nulls."""
+    tissue, context = calibration.tissue, calibration.context
+    image, scale = calibration.image_context, calibration.slice_scale
+    return {
+        "model_sha256": calibration.model_sha256,
+        "window": calibration.window,
+        "stride": calibration.stride,
+        "intensity_edges": tissue.intensity_edges,
+        "texture_edges": tissue.texture_edges,
+        "centre": tissue.centre,
+        "spread": tissue.spread,
+        "counts": tissue.counts,
+        "windows": calibration.windows,
+        "slices": calibration.slices,
+        "source": calibration.source,
+        "format_name": FORMAT_NAME,
+        "format_version": calibration.format_version,
+        "energy_floor": calibration.energy_floor,
+        "context_centre": context.centre if context else None,
+        "context_spread": context.spread if context else None,
+        "image_context_floor": image.floor if image else None,
+        "image_context_centre": image.centre if image else None,
+        "image_context_spread": image.spread if image else None,
+        "context_slice_centre": scale.context_centre if scale else None,
+        "context_slice_spread": scale.context_spread if scale else None,
+        "image_context_slice_centre": scale.image_context_centre if scale else None,
+        "image_context_slice_spread": scale.image_context_spread if scale else None,
+    }
+
+
+def _read_format_1(data: dict) -> Calibration:
+    """Format 1: the tissue table alone, energies floored at :data:`ENERGY_FLOOR`."""
+    return Calibration(
+        model_sha256=str(data["model_sha256"]),
+        window=int(data["window"]),
+        stride=int(data["stride"]),
+        tissue=TissueTable(
+            intensity_edges=list(data["intensity_edges"]),
+            texture_edges=list(data["texture_edges"]),
+            centre=data["centre"],
+            spread=data["spread"],
+            counts=data["counts"],
+        ),
+        windows=int(data["windows"]),
+        slices=int(data["slices"]),
+        source=dict(data.get("source") or {}),
+        format_version=int(data["format_version"]),
+    )
+
+
+def _read_format_2(data: dict) -> Calibration:
+    """Format 2: format 1, the genuine energy floor and series context by the residual."""
+    context = None
+    if data["context_centre"] is not None and data["context_spread"] is not None:
+        context = ResidualContext(float(data["context_centre"]), float(data["context_spread"]))
+    return replace(_read_format_1(data), energy_floor=float(data["energy_floor"]), context=context)
+
+
+def _read_format_3(data: dict) -> Calibration:
+    """Format 3: format 2, series context by the pixels and the two contexts' scale."""
+    image = None
+    keys = ("image_context_floor", "image_context_centre", "image_context_spread")
+    if all(data[key] is not None for key in keys):
+        image = ImageContext(*(float(data[key]) for key in keys))
+    scale = None
+    keys = (
+        "context_slice_centre",
+        "context_slice_spread",
+        "image_context_slice_centre",
+        "image_context_slice_spread",
+    )
+    if all(data[key] is not None for key in keys):
+        scale = SliceScale(*(float(data[key]) for key in keys))
+    return replace(_read_format_2(data), image_context=image, slice_scale=scale)
+
+
+READERS = {1: _read_format_1, 2: _read_format_2, 3: _read_format_3}
+"""One reader per calibration format: what each format holds, read explicitly."""
 
 
 def sidecar_path(model_path: Path) -> Path:
@@ -269,31 +413,28 @@ def fit_calibration(
     inner = np.quantile(texture, np.linspace(0, 1, TEXTURE_BINS + 1)[1:-1])
     texture_edges = np.concatenate([[0.0], np.maximum.accumulate(inner), [TEXTURE_TOP]])
     global_stats = _robust(logs)
-    context_centre = context_spread = None
+    context = None
     if context_differences is not None and np.size(context_differences) >= MIN_WINDOWS:
-        context_centre, context_spread = _robust(np.asarray(context_differences, np.float64))
-    image_floor = image_centre = image_spread = None
+        context = ResidualContext(*_robust(np.asarray(context_differences, np.float64)))
+    image = None
     if image_context_ratios is not None and np.size(image_context_ratios) >= MIN_WINDOWS:
         ratios = np.asarray(image_context_ratios, dtype=np.float64).ravel()
         image_floor = max(float(np.median(ratios)), IMAGE_RATIO_FLOOR)
-        image_centre, image_spread = _robust(np.log10(ratios + image_floor))
-    slice_stats: dict[str, float] = {}
+        image = ImageContext(image_floor, *_robust(np.log10(ratios + image_floor)))
+    scale = None
     if (
-        context_centre is not None
-        and context_spread is not None
-        and image_centre is not None
-        and image_spread is not None
+        context is not None
+        and image is not None
         and np.size(context_slice_maxima) >= MIN_SLICES
         and np.size(image_context_slice_maxima) >= MIN_SLICES
     ):
-        residual = (np.asarray(context_slice_maxima, np.float64) - context_centre) / context_spread
-        assert image_floor is not None
-        pixels = np.log10(np.asarray(image_context_slice_maxima, np.float64) + image_floor)
-        pixels = (pixels - image_centre) / image_spread
-        for name, maxima in (("context", residual), ("image_context", pixels)):
-            centre_, spread_ = _robust(maxima)
-            slice_stats[f"{name}_slice_centre"] = centre_
-            slice_stats[f"{name}_slice_spread"] = max(spread_, MIN_SLICE_SPREAD)
+        residual = (np.asarray(context_slice_maxima, np.float64) - context.centre) / context.spread
+        pixels = image.surprise(np.asarray(image_context_slice_maxima, np.float64))
+        r_centre, r_spread = _robust(residual)
+        p_centre, p_spread = _robust(pixels)
+        scale = SliceScale(
+            r_centre, max(r_spread, MIN_SLICE_SPREAD), p_centre, max(p_spread, MIN_SLICE_SPREAD)
+        )
     centre = np.empty((INTENSITY_BINS, TEXTURE_BINS))
     spread = np.empty_like(centre)
     counts = np.zeros((INTENSITY_BINS, TEXTURE_BINS), dtype=int)
@@ -311,21 +452,20 @@ def fit_calibration(
         model_sha256=model_sha256,
         window=window,
         stride=stride,
-        intensity_edges=intensity_edges.tolist(),
-        texture_edges=texture_edges.tolist(),
-        centre=centre.tolist(),
-        spread=spread.tolist(),
-        counts=counts.tolist(),
+        tissue=TissueTable(
+            intensity_edges=intensity_edges.tolist(),
+            texture_edges=texture_edges.tolist(),
+            centre=centre.tolist(),
+            spread=spread.tolist(),
+            counts=counts.tolist(),
+        ),
         windows=len(energy),
         slices=slices,
         source=dict(source or {}),
         energy_floor=float(energy_floor),
-        context_centre=context_centre,
-        context_spread=context_spread,
-        image_context_floor=image_floor,
-        image_context_centre=image_centre,
-        image_context_spread=image_spread,
-        **slice_stats,
+        context=context,
+        image_context=image,
+        slice_scale=scale,
     )
 
 
