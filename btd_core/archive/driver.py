@@ -14,7 +14,6 @@ stop, and every :data:`SUMMARY_EVERY_S` seconds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -39,7 +38,9 @@ from btd_core.archive.summary import (
 )
 from btd_core.archive.unit_scan import UnitOutcome, UnitTask, WorkerConfig, relative_files
 from btd_core.atomic import atomic_write_bytes
+from btd_core.errors import BtdError
 from btd_core.findings.provenance import iso_utc, library_versions, utc_now
+from btd_core.hashing import bytes_sha256, file_sha256
 from btd_core.study.evidence import check_output_outside
 
 SUMMARY_EVERY_S = 300.0
@@ -47,7 +48,7 @@ SUMMARY_EVERY_S = 300.0
 POLL_S = 0.5
 
 
-class ArchiveError(ValueError):
+class ArchiveError(BtdError, ValueError):
     """The archive cannot be run as asked (the message says why and what to do)."""
 
 
@@ -82,16 +83,12 @@ class ArchiveResult:
     reconcile: dict[str, int] = field(default_factory=dict)
 
 
-def sha256_file(path: Path) -> str | None:
-    """SHA-256 (hex) of a file, ``None`` when it cannot be read."""
-    digest = hashlib.sha256()
+def report_intact(report: Path, recorded_sha256: str | None) -> bool:
+    """Whether the file ``report`` can be read and has the SHA-256 the manifest recorded."""
     try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        return file_sha256(report) == recorded_sha256
     except OSError:
-        return None
-    return digest.hexdigest()
+        return False
 
 
 def check_out(root: Path, out: Path) -> None:
@@ -116,9 +113,10 @@ def check_out(root: Path, out: Path) -> None:
 
 def _identity(root: Path, config: WorkerConfig, depth: int) -> dict[str, str]:
     """What must be the same for a rerun to resume (what decides a report's content)."""
-    model_sha = sha256_file(Path(config.model))
-    if model_sha is None:
-        raise ArchiveError(f"no such model file: {config.model}")
+    try:
+        model_sha = file_sha256(config.model)
+    except OSError:
+        raise ArchiveError(f"no such model file: {config.model}") from None
     score = asdict(config.score)
     score["calibration_path"] = str(score["calibration_path"] or "")
     settings = {
@@ -180,7 +178,7 @@ def commit_report(studies: Path, folder: str, outcome: UnitOutcome) -> str:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    return hashlib.sha256(outcome.files["report.json"]).hexdigest()
+    return bytes_sha256(outcome.files["report.json"])
 
 
 def _clean_leftovers(studies: Path) -> None:
@@ -241,7 +239,7 @@ def run_archive(
         plan = plan_archive(root, depth, cache=manifest.stamps(), limits=config.limits)
         manifest.store_stamps(plan.stamps)
         report_ok = {
-            row.key: sha256_file(studies / row.folder / "report.json") == row.report_sha256
+            row.key: report_intact(studies / row.folder / "report.json", row.report_sha256)
             for row in manifest.units()
             if row.state == "done"
         }

@@ -33,6 +33,8 @@ from typing import IO
 
 import numpy as np
 
+from btd_core.errors import BtdError
+
 DEMO_STEPS = 300
 DEMO_DESCRIPTION = (
     "btd demo model: the method's U-Net trained for {steps} steps (batch 16, lr 1e-3, 32 px "
@@ -54,7 +56,7 @@ LOCK_POLL_S = 0.2
 """How often a waiting run tries the lock again, in seconds."""
 
 
-class DemoLockTimeout(TimeoutError):
+class DemoLockTimeout(BtdError, TimeoutError):
     """Another ``btd demo`` held the demo folder's lock for longer than the timeout."""
 
 

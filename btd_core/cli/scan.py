@@ -23,9 +23,10 @@ from btd_core.cli.args import (
     score_request,
     study_limits,
 )
-from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.cli.failures import cannot_run
 from btd_core.cli.interrupt import StopOnInterrupt
 from btd_core.cli.progress import slice_progress
+from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import middle_ellipsis, path_ellipsis, printable
 from btd_core.study.records import series_label
@@ -96,10 +97,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cannot_run(console, "btd scan", f"{args.study} is not a folder")
     if args.dicom and args.no_phi:
         return cannot_run(console, "btd scan", DICOM_NO_PHI)
-    errors = cannot_run_errors()
     try:
         prepare_report_folder(args.out, args.study, overwrite=args.overwrite)
-    except errors as err:
+    except BtdError as err:
         return cannot_run(console, "btd scan", err)
     settings = ScanSettings(
         stride=args.stride,
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 on_progress=on_progress,
                 should_stop=interrupt.requested,
             )
-    except errors as err:
+    except BtdError as err:
         return cannot_run(console, "btd scan", err)
     except OSError as err:  # the report folder went away or filled up during the scan
         return cannot_run(console, "btd scan", f"cannot write the report into {args.out}: {err}")

@@ -29,6 +29,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from btd_core.errors import BtdError
 from btd_core.study.file_access import ClampedReader, StopCheck, check_stop, short_message
 from btd_core.study.limits import DEFAULT_LIMITS, LimitExceeded, StudyLimits
 
@@ -64,7 +65,7 @@ INFLATE_CHUNK = 1 << 20
 T = TypeVar("T")
 
 
-class DicomReadError(Exception):
+class DicomReadError(BtdError):
     """The file is not a DICOM dataset, or a header value it needs is unusable."""
 
 
