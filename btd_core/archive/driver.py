@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
 
 from btd_core import __version__
 from btd_core.archive.executor import Event, Executor
@@ -39,6 +38,7 @@ from btd_core.archive.summary import (
 from btd_core.archive.unit_scan import UnitOutcome, UnitTask, WorkerConfig, relative_files
 from btd_core.atomic import atomic_write_bytes
 from btd_core.errors import BtdError
+from btd_core.file_lock import HeldLock, LockBusy, hold_lock
 from btd_core.findings.provenance import iso_utc, library_versions, utc_now
 from btd_core.hashing import bytes_sha256, file_sha256
 from btd_core.study.evidence import check_output_outside
@@ -316,34 +316,28 @@ def run_archive(
         )
     finally:
         manifest.close()
-        lock.close()
+        lock.release()
 
 
 LOCK_NAME = ".lock"
 
 
-def _lock_out(out: Path) -> IO[str]:
-    """Hold ``OUT/.lock`` (an exclusive ``flock``) for the run: a second ``btd archive``
-    into the same OUT is refused instead of scanning the same units twice.  The lock goes
-    with the process, however it ends."""
-    handle = open(out / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held for the run)
+def _lock_out(out: Path) -> HeldLock:
+    """Hold ``OUT/.lock`` (exclusive, see :mod:`btd_core.file_lock`) for the run: a second
+    ``btd archive`` into the same OUT is refused instead of scanning the same units twice.
+    The lock goes with the process, however it ends; the file names its holder."""
     try:
-        import fcntl
-    except ImportError:  # no flock (Windows): one run at a time is then up to the user
-        return handle
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
+        lock = hold_lock(out / LOCK_NAME)
+    except LockBusy:
         raise ArchiveError(
             f"another btd archive is running into {out}: wait for it to end (or stop it), "
             "then run again to resume"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{socket.gethostname()}:{os.getpid()}\n")
-    handle.flush()
-    return handle
+    lock.handle.seek(0)
+    lock.handle.truncate()
+    lock.handle.write(f"{socket.gethostname()}:{os.getpid()}\n")
+    lock.handle.flush()
+    return lock
 
 
 class _Run:
