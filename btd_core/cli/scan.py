@@ -180,7 +180,7 @@ def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace
         )
 
 
-YIELDING_COLUMNS = ("pos mm", "where x,y size")
+SUMMARY_YIELDING_COLUMNS = ("pos mm", "where x,y size")
 """Columns of the terminal table that give way, in this order, when the table with whole
 file names would be wider than the terminal.  Rank, score, series, slice and file always
 stay; the file name is then cut in the middle to fit on one line."""
@@ -190,7 +190,7 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
     """The ranked table of the ``top`` slices, file counts, errors and the report folder.
 
     One line per slice at any width: when whole file names do not fit, the position and
-    then the region give way (:data:`YIELDING_COLUMNS`), series labels are cut at 16
+    then the region give way (:data:`SUMMARY_YIELDING_COLUMNS`), series labels are cut at 16
     characters, and file names are shortened, the file name kept whole where it fits
     (``export/ch…/IM07523``).
     """
@@ -213,7 +213,7 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
         return 1 + sum(max([len(n), *(len(row[n]) for row in rows)]) + 3 for n in names)
 
     shown = ["rank", "score", "series", "slice", "pos mm", "where x,y size", "file"]
-    for name in YIELDING_COLUMNS:
+    for name in SUMMARY_YIELDING_COLUMNS:
         if needed(shown) > console.width:
             shown.remove(name)
     if needed(shown) > console.width:
