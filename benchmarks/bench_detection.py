@@ -100,37 +100,22 @@ def train_model(slices: np.ndarray, steps: int, crop: int, folder: Path) -> tupl
 
     Returns the ONNX scorer and the torch checkpoint it was exported from.
     """
-    import torch
-
-    from btd_core.model.diffusion import build_diffusion
+    from btd_core.model.texture_fit import fit_texture, save_fitted
     from export.onnx_export import export_scorer
 
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    images = [CT.to_unit_range(s) for s in slices]
-    diffusion = build_diffusion(PATCH)
-    optimiser = torch.optim.Adam(diffusion.parameters(), lr=1e-3)
-    started = time.perf_counter()
-    for step in range(steps):
-        image = images[step % len(images)]
-        starts = rng.integers(0, image.shape[0] - crop, (16, 2))
-        crops = np.stack([image[y : y + crop, x : x + crop] for y, x in starts])[:, None]
-        loss = diffusion.p_losses(torch.from_numpy(crops) * 2 - 1, torch.randint(0, 100, (16,)))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    def report(step: int, loss: float) -> None:
         if step % 200 == 0:
-            print(f"  train step {step}: loss {loss.item():.4f}", flush=True)
+            print(f"  train step {step}: loss {loss:.4f}", flush=True)
+
+    started = time.perf_counter()
+    images = [CT.to_unit_range(s) for s in slices]
+    diffusion = fit_texture(images, steps, crop, image_size=PATCH, seed=0, on_step=report)
     print(f"  trained {steps} steps in {time.perf_counter() - started:.0f} s", flush=True)
-    checkpoint = folder / "lung1_train.pt"
-    torch.save(
-        {
-            "model": diffusion.state_dict(),
-            "step": steps,
-            "version": "1.8.3",
-            "btd": {"modality": "ct", "description": f"bench_detection: {steps} steps"},
-        },
-        checkpoint,
+    checkpoint = save_fitted(
+        diffusion,
+        folder / "lung1_train.pt",
+        steps,
+        btd={"modality": "ct", "description": f"bench_detection: {steps} steps"},
     )
     return export_scorer(checkpoint, folder / "lung1_train.onnx", modality="ct").path, checkpoint
 

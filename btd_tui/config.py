@@ -12,10 +12,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from btd_core.errors import BtdError
+
 ENV_VAR = "BTD_MODEL"
 
 
-class ConfigError(RuntimeError):
+class ConfigError(BtdError, RuntimeError):
     """No model was given and none is configured, or the config file cannot be read."""
 
 

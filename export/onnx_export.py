@@ -26,6 +26,7 @@ import torch
 from btd_core import __version__
 from btd_core.engine.model_card import PRECISIONS, REDUCTIONS, ModelCard
 from btd_core.engine.scorer import Scorer
+from btd_core.errors import BtdError
 from btd_core.model.checkpoint import LoadedCheckpoint, load_checkpoint
 from btd_core.model.diffusion import library_version
 from btd_core.model.residual import OneStepResidual, p_sample_residual, reduce_residual
@@ -52,7 +53,7 @@ float32), and on an H200 with the CUDA provider a largest relative tile-score er
 1.00000 (``benchmarks/bench_gpu.py``)."""
 
 
-class ExportError(RuntimeError):
+class ExportError(BtdError, RuntimeError):
     """The export could not be made or did not match PyTorch; nothing was written."""
 
 

@@ -17,6 +17,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from btd_core.engine.model_card import PRECISIONS
+from btd_core.errors import BtdError
 
 __all__ = ["PRECISIONS", "PrecisionError", "apply_precision"]
 
@@ -37,7 +38,7 @@ FLOAT_INPUT_SLOTS = {"Resize": (0,), "GroupNorm": (0,)}
 gamma and beta): the slots to halve."""
 
 
-class PrecisionError(ValueError):
+class PrecisionError(BtdError, ValueError):
     """The requested precision is unknown or cannot be applied to this graph."""
 
 

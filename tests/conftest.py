@@ -153,34 +153,16 @@ def trained_ct_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     exported by the real btd-export.
     """
     _require_train_extra()
-    import torch
-
-    from btd_core.model.diffusion import build_diffusion
+    from btd_core.model.texture_fit import fit_texture, save_fitted
     from export.cli import main
 
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
-    image = real_ct_slice("693_UNCI.dcm")
-    diffusion = build_diffusion(96)
-    optimiser = torch.optim.Adam(diffusion.parameters(), lr=1e-3)
-    for _ in range(60):
-        starts = rng.integers(0, 512 - 32, (16, 2))
-        crops = np.stack([image[y : y + 32, x : x + 32] for y, x in starts])[:, None]
-        x0 = torch.from_numpy(crops) * 2 - 1
-        loss = diffusion.p_losses(x0, torch.randint(0, 100, (16,)))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    diffusion = fit_texture([real_ct_slice("693_UNCI.dcm")], steps=60, crop=32, seed=0)
     folder = tmp_path_factory.mktemp("trained")
-    checkpoint = folder / "ct_texture.pt"
-    torch.save(
-        {
-            "model": diffusion.state_dict(),
-            "step": 60,
-            "version": "1.8.3",
-            "btd": {"modality": "ct", "image_size": 96, "note": "test fixture"},
-        },
-        checkpoint,
+    checkpoint = save_fitted(
+        diffusion,
+        folder / "ct_texture.pt",
+        steps=60,
+        btd={"modality": "ct", "image_size": 96, "note": "test fixture"},
     )
     out = folder / "ct_texture.onnx"
     assert main([str(checkpoint), "-o", str(out)]) == 0

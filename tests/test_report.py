@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import stat
@@ -26,6 +25,7 @@ from btd_core.findings.report import (
     RunInfo,
     write_report,
 )
+from btd_core.hashing import file_sha256
 from btd_core.safe_text import printable
 from btd_core.study.records import FileRecord, Finding, Series, SliceRef, SliceResult
 from tests.test_model_card import make_card
@@ -95,10 +95,6 @@ def make_finding(root: Path, rank: int = 1, *, relpath: str = "ct/IM0001.dcm", *
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -287,7 +283,7 @@ def test_sidecar_contents_and_hashes(study: Path, tmp_path: Path) -> None:
     report_files = sidecar["report_files"]
     assert set(report_files) == {"findings.csv", "series.csv", "files.csv", "overlays/rank001.png"}
     for name, digest in report_files.items():
-        assert digest == sha256_of(out / name)
+        assert digest == file_sha256(out / name)
 
 
 def test_timestamps_are_utc_iso8601(study: Path, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
 import shutil
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
 from btd_core.engine.model_card import ModelCard
+from btd_core.hashing import file_sha256
 from tests.onnx_scorer import build_scorer
 from tests.study_builder import read_source
 from tests.test_model_card import make_card
@@ -128,17 +128,12 @@ def screen_text(app) -> str:
     return "\n".join(strip.text for strip in strips)
 
 
-def digest(path: Path) -> str:
-    """SHA-256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def test_tiny_scorer_is_a_deterministic_btd_scorer(tmp_path: Path):
     from btd_core.engine.scorer import Scorer
 
     first = write_tiny_scorer(tmp_path / "a.onnx")
     second = write_tiny_scorer(tmp_path / "b.onnx")
-    assert digest(first) == digest(second)
+    assert file_sha256(first) == file_sha256(second)
     scorer = Scorer(first, provider="cpu")
     assert scorer.card == tiny_card()
     flat = np.full((2, 96, 96), 0.5, np.float32)
@@ -150,4 +145,4 @@ def test_tiny_scorer_is_a_deterministic_btd_scorer(tmp_path: Path):
 def test_fixed_series_is_byte_identical(tmp_path: Path):
     first = write_fixed_series(tmp_path / "a", 2, description="x", planted_index=1)
     second = write_fixed_series(tmp_path / "b", 2, description="x", planted_index=1)
-    assert [digest(p) for p in first] == [digest(p) for p in second]
+    assert [file_sha256(p) for p in first] == [file_sha256(p) for p in second]

@@ -14,7 +14,6 @@ stop, and every :data:`SUMMARY_EVERY_S` seconds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -25,7 +24,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO
 
 from btd_core import __version__
 from btd_core.archive.executor import Event, Executor
@@ -45,7 +43,10 @@ from btd_core.archive.unit_scan import (
     relative_files,
 )
 from btd_core.atomic import atomic_write_bytes
+from btd_core.errors import BtdError
+from btd_core.file_lock import HeldLock, LockBusy, hold_lock
 from btd_core.findings.provenance import iso_utc, library_versions, utc_now
+from btd_core.hashing import bytes_sha256, file_sha256
 from btd_core.study.evidence import check_output_outside
 
 SUMMARY_EVERY_S = 300.0
@@ -53,7 +54,7 @@ SUMMARY_EVERY_S = 300.0
 POLL_S = 0.5
 
 
-class ArchiveError(ValueError):
+class ArchiveError(BtdError, ValueError):
     """The archive cannot be run as asked (the message says why and what to do)."""
 
 
@@ -88,16 +89,12 @@ class ArchiveResult:
     reconcile: dict[str, int] = field(default_factory=dict)
 
 
-def sha256_file(path: Path) -> str | None:
-    """SHA-256 (hex) of a file, ``None`` when it cannot be read."""
-    digest = hashlib.sha256()
+def report_intact(report: Path, recorded_sha256: str | None) -> bool:
+    """Whether the file ``report`` can be read and has the SHA-256 the manifest recorded."""
     try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        return file_sha256(report) == recorded_sha256
     except OSError:
-        return None
-    return digest.hexdigest()
+        return False
 
 
 def check_out(root: Path, out: Path) -> None:
@@ -140,9 +137,10 @@ def resume_identity(root: Path, config: WorkerConfig, depth: int) -> dict[str, s
     btd_core.scoring.strategy.ScoreModeError
         The slice score asked for cannot run with this model (before any work).
     """
-    model_sha = sha256_file(Path(config.model))
-    if model_sha is None:
-        raise ArchiveError(f"no such model file: {config.model}")
+    try:
+        model_sha = file_sha256(config.model)
+    except OSError:
+        raise ArchiveError(f"no such model file: {config.model}") from None
     slice_score = config.scan.score.resolve(Path(config.model), model_sha)
     settings = {**config.scan.report_identity(), "study_depth": depth}
     return {
@@ -195,7 +193,7 @@ def commit_report(studies: Path, folder: str, outcome: UnitOutcome) -> str:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    return hashlib.sha256(outcome.files["report.json"]).hexdigest()
+    return bytes_sha256(outcome.files["report.json"])
 
 
 def _clean_leftovers(studies: Path) -> None:
@@ -261,7 +259,7 @@ def run_archive(
         plan = plan_archive(root, depth, cache=manifest.stamps(), limits=config.scan.limits)
         manifest.store_stamps(plan.stamps)
         report_ok = {
-            row.key: sha256_file(studies / row.folder / "report.json") == row.report_sha256
+            row.key: report_intact(studies / row.folder / "report.json", row.report_sha256)
             for row in manifest.units()
             if row.state == "done"
         }
@@ -339,34 +337,28 @@ def run_archive(
         )
     finally:
         manifest.close()
-        lock.close()
+        lock.release()
 
 
 LOCK_NAME = ".lock"
 
 
-def _lock_out(out: Path) -> IO[str]:
-    """Hold ``OUT/.lock`` (an exclusive ``flock``) for the run: a second ``btd archive``
-    into the same OUT is refused instead of scanning the same units twice.  The lock goes
-    with the process, however it ends."""
-    handle = open(out / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held for the run)
+def _lock_out(out: Path) -> HeldLock:
+    """Hold ``OUT/.lock`` (exclusive, see :mod:`btd_core.file_lock`) for the run: a second
+    ``btd archive`` into the same OUT is refused instead of scanning the same units twice.
+    The lock goes with the process, however it ends; the file names its holder."""
     try:
-        import fcntl
-    except ImportError:  # no flock (Windows): one run at a time is then up to the user
-        return handle
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
+        lock = hold_lock(out / LOCK_NAME)
+    except LockBusy:
         raise ArchiveError(
             f"another btd archive is running into {out}: wait for it to end (or stop it), "
             "then run again to resume"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"{socket.gethostname()}:{os.getpid()}\n")
-    handle.flush()
-    return handle
+    lock.handle.seek(0)
+    lock.handle.truncate()
+    lock.handle.write(f"{socket.gethostname()}:{os.getpid()}\n")
+    lock.handle.flush()
+    return lock
 
 
 class _Run:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from btd_core.archive.unit_scan import UnitOutcome, UnitTask
+from btd_core.errors import BtdError
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(BtdError, RuntimeError):
     """The workers cannot run at all (model cannot be opened, Ray missing or unreachable)."""
 
 

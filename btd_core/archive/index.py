@@ -22,9 +22,10 @@ from pathlib import Path
 
 from btd_core.archive.manifest import MANIFEST_NAME, connect, read_meta, row_of
 from btd_core.archive.summary import STUDIES_DIR, ranked_studies
+from btd_core.errors import BtdError
 
 
-class ArchiveReadError(ValueError):
+class ArchiveReadError(BtdError, ValueError):
     """The folder is not a ``btd archive`` output (no manifest), or it cannot be read."""
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from btd_core.archive.plan import FileStamp, Unit
+from btd_core.errors import BtdError
 from btd_core.findings.provenance import iso_utc, utc_now
 
 MANIFEST_NAME = "manifest.sqlite"
@@ -71,7 +72,7 @@ CREATE TABLE IF NOT EXISTS stamps(
 """
 
 
-class ManifestError(ValueError):
+class ManifestError(BtdError, ValueError):
     """OUT holds something that is not this archive's manifest (or a damaged one)."""
 
 

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from btd_core.hashing import bytes_sha256
 from btd_core.study.dicom_framing import has_dicm_prefix
 from btd_core.study.dicom_header import read_header
 from btd_core.study.discovery import DICOM_SUFFIXES
@@ -128,7 +129,7 @@ def folder_name(key: str) -> str:
     with ``.`` or ``-``), then ``-`` and 10 hex digits of the key's SHA-256."""
     name = key.partition(":")[2] or key
     slug = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:FOLDER_NAME_CHARS].lstrip(".-") or "root"
-    token = hashlib.sha256(key.encode("utf-8", errors="surrogateescape")).hexdigest()[:10]
+    token = bytes_sha256(key.encode("utf-8", errors="surrogateescape"))[:10]
     return f"{slug}-{token}"
 
 

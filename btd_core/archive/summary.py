@@ -17,7 +17,6 @@ its own files).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from btd_core.archive.manifest import UnitRow
 from btd_core.atomic import atomic_write_bytes
 from btd_core.findings.csv_table import csv_bytes
 from btd_core.findings.provenance import json_bytes
+from btd_core.hashing import bytes_sha256
 
 STUDIES_CSV = "studies.csv"
 ARCHIVE_JSON = "archive.json"
@@ -132,7 +132,7 @@ def write_studies_csv(out: Path, units: Sequence[UnitRow], include_phi: bool) ->
     rows = [study_csv_row(r, include_phi) for r in ranked_studies(units)]
     data = csv_bytes(columns, rows, NUMERIC)
     atomic_write_bytes(Path(out) / STUDIES_CSV, data)
-    return hashlib.sha256(data).hexdigest()
+    return bytes_sha256(data)
 
 
 def status_counts(units: Sequence[UnitRow]) -> dict[str, int]:

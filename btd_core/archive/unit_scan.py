@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from btd_core.audit.scan_config import ScanConfig
+from btd_core.errors import BtdError
 
 if TYPE_CHECKING:
     from btd_core.scoring.strategy import SliceScore
@@ -87,7 +88,7 @@ class UnitOutcome:
     slices: int = 0
 
 
-class ContentChanged(RuntimeError):
+class ContentChanged(BtdError, RuntimeError):
     """The model or calibration file a worker opened is not the one the run was planned with."""
 
 

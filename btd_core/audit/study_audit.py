@@ -19,6 +19,7 @@ from btd_core.audit.pipeline import ProgressCallback, ScanOutcome, ScanSettings,
 from btd_core.audit.scan_config import ReportOutputs, ScanConfig
 from btd_core.engine.opening import ModelOpenError, open_scorer
 from btd_core.engine.scorer import EngineOptions, ProviderChoice, Scorer
+from btd_core.errors import BtdError
 from btd_core.findings.output_folder import remove_earlier_dicom
 from btd_core.findings.overlay import write_overlay
 from btd_core.findings.provenance import library_versions, utc_now
@@ -31,7 +32,7 @@ from btd_core.study.limits import StudyLimits
 from btd_core.study.records import Discovery, Finding
 
 
-class AuditError(RuntimeError):
+class AuditError(BtdError, RuntimeError):
     """The audit could not run at all (bad model, output inside the evidence, ...)."""
 
 

@@ -20,9 +20,10 @@ from btd_core.cli.args import (
     positive_int,
     scan_config,
 )
-from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.cli.failures import cannot_run
 from btd_core.cli.interrupt import StopOnInterrupt
 from btd_core.cli.progress import duration, progress_display
+from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
 
 
@@ -88,9 +89,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd archive``; returns the exit status."""
-    from btd_core.archive.driver import ArchiveError, ArchiveProgress, run_archive
-    from btd_core.archive.executor import Executor, ExecutorError
-    from btd_core.archive.manifest import ManifestError
+    from btd_core.archive.driver import ArchiveProgress, run_archive
+    from btd_core.archive.executor import Executor
     from btd_core.archive.unit_scan import WorkerConfig
 
     config = WorkerConfig(
@@ -122,7 +122,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
         return LocalExecutor(worker_config, args.jobs)
 
-    errors = (*cannot_run_errors(), ArchiveError, ManifestError, ExecutorError)
     try:
         with StopOnInterrupt(console, "the archive") as interrupt, display:
             result = run_archive(
@@ -137,7 +136,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 on_progress=on_progress,
                 on_plan=on_plan,
             )
-    except errors as err:
+    except BtdError as err:
         return cannot_run(console, "btd archive", err)
     counts = ", ".join(f"{n} {status}" for status, n in result.counts.items() if n)
     console.print(Text(f"studies: {counts or 'none found'}"), soft_wrap=True)

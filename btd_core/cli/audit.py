@@ -18,6 +18,7 @@ from btd_core.cli.args import (
     scan_config,
 )
 from btd_core.cli.failures import cannot_run
+from btd_core.errors import BtdError
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -87,7 +88,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd audit``; returns the exit status."""
-    from btd_tui.config import ConfigError, resolve_model
+    from btd_tui.config import resolve_model
     from btd_tui.preview_mode import choose_preview
 
     if not args.study.is_dir():
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         )
     try:
         model = resolve_model(args.model)
-    except ConfigError as err:
+    except BtdError as err:
         return cannot_run(console, "btd audit", err)
     if not model.is_file():
         return cannot_run(console, "btd audit", f"no such model file: {model}")

@@ -18,8 +18,9 @@ from btd_core.cli.args import (
     positive_int,
     study_limits,
 )
-from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.cli.failures import cannot_run
 from btd_core.cli.progress import slice_progress
+from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
 
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 limits=study_limits(args),
                 on_progress=on_progress,
             )
-    except (*cannot_run_errors(), OSError) as err:
+    except (BtdError, OSError) as err:
         return cannot_run(console, "btd calibrate", err)
     calibration = done.calibration
     filled = sum(count >= 30 for row in calibration.tissue.counts for count in row)

@@ -17,6 +17,7 @@ from rich.text import Text
 from btd_core.cli.args import add_provider_argument
 from btd_core.cli.failures import cannot_run
 from btd_core.engine.model_card import REDUCTIONS, ModelCard
+from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
 
@@ -49,11 +50,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd card``; returns the exit status."""
-    from btd_core.engine.opening import ModelOpenError, open_scorer
+    from btd_core.engine.opening import open_scorer
 
     try:
         scorer = open_scorer(args.model, provider=args.provider)
-    except ModelOpenError as err:
+    except BtdError as err:
         return cannot_run(console, "btd card", err)
     console.print(card_table(scorer.card, title=f"{args.model}"))
     console.print(Text(f"ONNX file SHA-256: {scorer.model_sha256}"))

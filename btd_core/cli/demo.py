@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.text import Text
 
 from btd_core.cli.args import add_provider_argument
+from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
 
 
@@ -43,7 +44,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
             DEMO_STEPS,
             PHASE_CACHED,
             PHASE_TRAINING,
-            DemoLockTimeout,
             cache_dir,
             ensure_demo,
         )
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             on_wait=lambda message: console.print(Text(message, style="yellow")),
             on_phase=on_phase,
         )
-    except DemoLockTimeout as err:
+    except BtdError as err:
         console.print(Text(f"btd demo: {err}", style="red"))
         return ExitStatus.CANNOT_RUN
     finally:

@@ -25,13 +25,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import numpy as np
+
+from btd_core.errors import BtdError
+from btd_core.file_lock import POLL_S, LockBusy, hold_lock
 
 DEMO_STEPS = 300
 DEMO_DESCRIPTION = (
@@ -50,49 +51,12 @@ LOCK_NAME = ".btd-demo.lock"
 """The lock file in the demo folder; held (``flock``) while the demo files are checked or built."""
 LOCK_TIMEOUT_S = 3600.0
 """How long a second ``btd demo`` waits for the first to finish building, in seconds."""
-LOCK_POLL_S = 0.2
+LOCK_POLL_S = POLL_S
 """How often a waiting run tries the lock again, in seconds."""
 
 
-class DemoLockTimeout(TimeoutError):
+class DemoLockTimeout(BtdError, TimeoutError):
     """Another ``btd demo`` held the demo folder's lock for longer than the timeout."""
-
-
-def _try_lock(handle: IO[str]) -> bool:
-    """Take an exclusive lock on the open file without blocking; False when another holds it.
-
-    POSIX ``flock`` (released by the kernel when the holder exits, even if killed); on
-    Windows, ``msvcrt.locking`` on the file's first byte.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        import msvcrt
-
-        try:
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _unlock(handle: IO[str]) -> None:
-    """Release the lock taken by :func:`_try_lock`."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        import msvcrt
-
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-        return
-    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def waiting_message(folder: Path) -> str:
@@ -119,34 +83,16 @@ def demo_lock(
         The lock was still held by another process after ``timeout_s`` seconds.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / LOCK_NAME).open("a+") as handle:
-        _acquire(handle, folder, timeout_s, on_wait, poll_s)
-        try:
-            yield
-        finally:
-            _unlock(handle)
-
-
-def _acquire(
-    handle: IO[str],
-    folder: Path,
-    timeout_s: float | None,
-    on_wait: Callable[[str], None] | None,
-    poll_s: float,
-) -> None:
-    """Block until ``handle`` is locked, or raise :class:`DemoLockTimeout` after ``timeout_s``."""
-    if _try_lock(handle):
-        return
-    if on_wait is not None:
-        on_wait(waiting_message(folder))
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while not _try_lock(handle):
-        if deadline is not None and time.monotonic() >= deadline:
-            raise DemoLockTimeout(
-                f"another btd demo has been building the demo files in {folder} for more than "
-                f"{timeout_s:g} s; gave up waiting. Run btd demo again when it has finished."
-            )
-        time.sleep(poll_s)
+    waiting = None if on_wait is None else (lambda: on_wait(waiting_message(folder)))
+    try:
+        lock = hold_lock(folder / LOCK_NAME, wait_s=timeout_s, on_wait=waiting, poll_s=poll_s)
+    except LockBusy:
+        raise DemoLockTimeout(
+            f"another btd demo has been building the demo files in {folder} for more than "
+            f"{timeout_s:g} s; gave up waiting. Run btd demo again when it has finished."
+        ) from None
+    with lock:
+        yield
 
 
 @dataclass(frozen=True)

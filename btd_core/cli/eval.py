@@ -25,8 +25,9 @@ from btd_core.cli.args import (
     add_stride_argument,
     scan_config,
 )
-from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.cli.failures import cannot_run
 from btd_core.cli.progress import progress_display
+from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
 
@@ -117,13 +118,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_core.engine.opening import open_scorer
     from btd_core.evaluation.evaluate import EvalError, check_modality, evaluate
     from btd_core.evaluation.report import EvalRun, write_eval_report
-    from btd_core.evaluation.testset import TestSetError
     from btd_core.findings.output_folder import prepare_report_folder
     from btd_core.findings.provenance import utc_now
 
     started = utc_now()
     config = scan_config(args)
-    errors = (*cannot_run_errors(), TestSetError, EvalError)
     try:
         prepare_report_folder(
             args.out,
@@ -148,7 +147,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 on_progress=lambda done, total: update(done, total, ""),
                 slice_score=slice_score,
             )
-    except errors as err:
+    except BtdError as err:
         return cannot_run(console, "btd eval", err)
     arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     arguments.pop("run", None)

@@ -22,9 +22,10 @@ from btd_core.cli.args import (
     add_stride_argument,
     scan_config,
 )
-from btd_core.cli.failures import cannot_run, cannot_run_errors
+from btd_core.cli.failures import cannot_run
 from btd_core.cli.interrupt import StopOnInterrupt
 from btd_core.cli.progress import slice_progress
+from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import middle_ellipsis, path_ellipsis, printable
 from btd_core.study.records import series_label
@@ -92,10 +93,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return cannot_run(console, "btd scan", f"{args.study} is not a folder")
     if args.dicom and args.no_phi:
         return cannot_run(console, "btd scan", DICOM_NO_PHI)
-    errors = cannot_run_errors()
     try:
         prepare_report_folder(args.out, args.study, overwrite=args.overwrite)
-    except errors as err:
+    except BtdError as err:
         return cannot_run(console, "btd scan", err)
     progress, on_progress = slice_progress(console, "scoring")
     try:
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 on_progress=on_progress,
                 should_stop=interrupt.requested,
             )
-    except errors as err:
+    except BtdError as err:
         return cannot_run(console, "btd scan", err)
     except OSError as err:  # the report folder went away or filled up during the scan
         return cannot_run(console, "btd scan", f"cannot write the report into {args.out}: {err}")
@@ -163,7 +163,7 @@ def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace
         )
 
 
-YIELDING_COLUMNS = ("pos mm", "where x,y size")
+SUMMARY_YIELDING_COLUMNS = ("pos mm", "where x,y size")
 """Columns of the terminal table that give way, in this order, when the table with whole
 file names would be wider than the terminal.  Rank, score, series, slice and file always
 stay; the file name is then cut in the middle to fit on one line."""
@@ -173,7 +173,7 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
     """The ranked table of the ``top`` slices, file counts, errors and the report folder.
 
     One line per slice at any width: when whole file names do not fit, the position and
-    then the region give way (:data:`YIELDING_COLUMNS`), series labels are cut at 16
+    then the region give way (:data:`SUMMARY_YIELDING_COLUMNS`), series labels are cut at 16
     characters, and file names are shortened, the file name kept whole where it fits
     (``export/ch…/IM07523``).
     """
@@ -196,7 +196,7 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
         return 1 + sum(max([len(n), *(len(row[n]) for row in rows)]) + 3 for n in names)
 
     shown = ["rank", "score", "series", "slice", "pos mm", "where x,y size", "file"]
-    for name in YIELDING_COLUMNS:
+    for name in SUMMARY_YIELDING_COLUMNS:
         if needed(shown) > console.width:
             shown.remove(name)
     if needed(shown) > console.width:

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from btd_core.cli.args import add_overwrite_argument, positive_int
 from btd_core.cli.failures import cannot_run
+from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
 from btd_core.safe_text import printable
 
@@ -72,9 +73,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``btd tamper``; 0 done, 1 some slices failed, 2 cannot run."""
-    from btd_core.findings.output_folder import OutputFolderError, prepare_report_folder
+    from btd_core.findings.output_folder import prepare_report_folder
     from btd_core.slices.profiles import profile_for
-    from btd_core.study.evidence import OutputInsideEvidence
     from btd_core.tamper.labelled_set import make_test_set
 
     if not args.data_dir.is_dir():
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         prepare_report_folder(
             args.out, args.data_dir, overwrite=args.overwrite, inputs_are="data folder"
         )
-    except (OutputFolderError, OutputInsideEvidence) as err:
+    except BtdError as err:
         return cannot_run(console, "btd tamper", err)
     profile = profile_for(args.modality)
     try:
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             place=args.place,
             depth=args.depth,
         )
-    except (ValueError, ImportError) as err:
+    except (BtdError, ValueError, ImportError) as err:
         return cannot_run(console, "btd tamper", err)
     for line in result.failures:
         console.print(Text(f"failed: {printable(line)}", style="yellow"), soft_wrap=True)

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from btd_core.errors import BtdError
 from btd_core.slices.profiles import ModalityProfile
 
 FORMAT_NAME = "btd-scorer"
@@ -33,7 +34,7 @@ PRECISIONS: dict[str, str] = {
 """Arithmetic precisions of an exported scorer (``btd-export --precision``)."""
 
 
-class ModelCardError(ValueError):
+class ModelCardError(BtdError, ValueError):
     """The ONNX file is not a BTD scorer, or its card is incomplete or from a newer format."""
 
 

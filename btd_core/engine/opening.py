@@ -13,9 +13,10 @@ from pathlib import Path
 from btd_core.engine.model_card import ModelCardError
 from btd_core.engine.options import EngineOptions
 from btd_core.engine.scorer import ProviderChoice, ProviderError, Scorer
+from btd_core.errors import BtdError
 
 
-class ModelOpenError(RuntimeError):
+class ModelOpenError(BtdError, RuntimeError):
     """The model cannot be opened as asked.
 
     Attributes

@@ -29,7 +29,6 @@ fallback.  The precision of the arithmetic is a property of the ONNX file
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +43,8 @@ from btd_core.engine.options import (
     EngineOptions,
     ProviderChoice,
 )
+from btd_core.errors import BtdError
+from btd_core.hashing import bytes_sha256
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -84,7 +85,7 @@ OPTIMIZATION_LEVELS = {
 """onnxruntime graph optimisation levels by name."""
 
 
-class ProviderError(RuntimeError):
+class ProviderError(BtdError, RuntimeError):
     """The requested execution provider is not active."""
 
 
@@ -92,11 +93,11 @@ class EngineOptionError(ProviderError):
     """A CUDA-only engine option or model precision was asked for where CUDA is not in use."""
 
 
-class ScorerOutputError(RuntimeError):
+class ScorerOutputError(BtdError, RuntimeError):
     """The model produced scores that are not finite numbers."""
 
 
-class ScorerInputError(ValueError):
+class ScorerInputError(BtdError, ValueError):
     """Patches of the wrong shape, type or range were given to :meth:`Scorer.score`."""
 
 
@@ -164,7 +165,7 @@ class Scorer:
         self.engine = engine
         self.model_path = Path(model_path)
         model_bytes = self.model_path.read_bytes()
-        self.model_sha256 = hashlib.sha256(model_bytes).hexdigest()
+        self.model_sha256 = bytes_sha256(model_bytes)
         try:
             self._session, self.provider_note = _open_session(model_bytes, provider, engine)
         except ProviderError:

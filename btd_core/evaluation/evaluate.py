@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from btd_core.engine.scorer import Scorer
+from btd_core.errors import BtdError
 from btd_core.evaluation import metrics
 from btd_core.evaluation.testset import EvalItem
 from btd_core.scoring.series_context import Finished, SeriesStream
@@ -60,7 +61,7 @@ ProgressCallback = Callable[[int, int], None]
 """Called with (items done, items in all) after each file."""
 
 
-class EvalError(RuntimeError):
+class EvalError(BtdError, RuntimeError):
     """The evaluation cannot run at all (modality mismatch, nothing to score)."""
 
 

@@ -9,7 +9,6 @@ files.  Each file is written atomically; text cells are formula-safe
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,7 @@ from btd_core.findings.provenance import (
     tool_record,
     utc_now,
 )
+from btd_core.hashing import bytes_sha256, file_sha256
 
 SCORE_COLUMNS = (
     *("set", "path", "x", "y", "label", "raw_label", "score", "status", "reason"),
@@ -95,13 +95,13 @@ def write_eval_report(
     ):
         data = csv_bytes(columns, rows, set(columns) - TEXT_COLUMNS)
         atomic_write_bytes(out / name, data)
-        hashes[name] = hashlib.sha256(data).hexdigest()
+        hashes[name] = bytes_sha256(data)
     curves = dict(result.curves)
     if len(result.metrics) <= 2:  # a single set: "all" would repeat it
         curves.pop("all", None)
     title = f"ROC curves, btd eval ({run.model_path.name})"
     write_roc_png(out / "roc.png", curves, title=title)
-    hashes["roc.png"] = hashlib.sha256((out / "roc.png").read_bytes()).hexdigest()
+    hashes["roc.png"] = file_sha256(out / "roc.png")
     notes = [{**row, "note": m.note} for row, m in zip(metric_rows, result.metrics, strict=True)]
     sidecar = {
         **_sidecar(run, scorer, result, command),
@@ -151,7 +151,7 @@ def _sidecar(
         "inputs": {
             "mode": run.mode,
             **{k: run.arguments.get(k) for k in ("testset", "genuine", "tampered")},
-            "csv_files": {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in csvs},
+            "csv_files": {p: file_sha256(p) for p in csvs},
         },
         "counts": {status: statuses.count(status) for status in ("ok", "error", "skipped")},
     }

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from btd_core.errors import BtdError
 from btd_core.study.discovery import discover
 from btd_core.study.records import Series, SliceRef
 
@@ -45,7 +46,7 @@ LABEL_NAMES = {"tampered": 1, "genuine": 0}
 _CLASS = {1: "tampered", 0: "genuine"}
 
 
-class TestSetError(ValueError):
+class TestSetError(BtdError, ValueError):
     """The test set cannot be read at all (missing columns, no CSV, bad option)."""
 
     __test__ = False  # not a pytest test class

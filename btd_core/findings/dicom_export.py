@@ -174,7 +174,7 @@ def read_source_header(ref: SliceRef, series: Series) -> Dataset:
 
     Raises
     ------
-    OSError, btd_core.study.archives.ArchiveError, btd_core.study.dicom_values.DicomReadError
+    OSError, btd_core.study.archives.ZipReadError, btd_core.study.dicom_values.DicomReadError
         And whatever pydicom raises for a damaged file.
     """
     if ref.member is not None and ref.source is not None:

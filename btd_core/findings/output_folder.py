@@ -11,10 +11,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from btd_core.errors import BtdError
 from btd_core.study.evidence import check_output_outside
 
 
-class OutputFolderError(ValueError):
+class OutputFolderError(BtdError, ValueError):
     """The report folder cannot be used as asked."""
 
 

@@ -21,7 +21,6 @@ escapes and a cell that a spreadsheet would run as a formula is neutralised (see
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +36,7 @@ from btd_core.findings.provenance import (
     model_record,
 )
 from btd_core.findings.ranking import SeriesFinding, rank_series
+from btd_core.hashing import bytes_sha256, file_sha256
 from btd_core.study.evidence import check_output_outside
 from btd_core.study.records import FileRecord, Finding, Series
 
@@ -250,22 +250,14 @@ def _extra_file_hashes(out: Path, extra_files: Sequence[Path]) -> dict[str, str]
         name = path.relative_to(out).as_posix()
         if name in ("findings.csv", "files.csv", "report.json"):
             raise ValueError(f"extra report file {extra} would clash with the report's own files")
-        hashes[name] = _file_sha256(path)
+        hashes[name] = file_sha256(path)
     return hashes
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_atomic(path: Path, data: bytes) -> str:
     """Write ``data`` to a temporary file beside ``path``, then rename; returns SHA-256."""
     atomic_write_bytes(path, data)
-    return hashlib.sha256(data).hexdigest()
+    return bytes_sha256(data)
 
 
 def _files_csv(files: Sequence[FileRecord]) -> bytes:

@@ -15,7 +15,6 @@ neutralised when written and are shown through :func:`btd_core.safe_text.printab
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -24,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from btd_core.engine.model_card import ModelCard, ModelCardError
+from btd_core.errors import BtdError
 from btd_core.findings.csv_table import neutralise_cell
+from btd_core.hashing import bytes_sha256
 from btd_core.study.records import (
     Discovery,
     FileRecord,
@@ -41,7 +42,7 @@ slices; anything bigger is refused before it is read."""
 REPORT_FILES = ("report.json", "findings.csv")
 
 
-class ReportReadError(ValueError):
+class ReportReadError(BtdError, ValueError):
     """The folder is not a readable btd report (the message says what is wrong)."""
 
 
@@ -212,7 +213,7 @@ def read_report(folder: Path) -> SavedReport:
     altered = [
         name
         for name, data in (("findings.csv", findings_bytes),)
-        if recorded.get(name) and hashlib.sha256(data).hexdigest() != recorded[name]
+        if recorded.get(name) and bytes_sha256(data) != recorded[name]
     ]
     card = None
     metadata = (sidecar.get("model") or {}).get("card")

@@ -28,7 +28,6 @@ float32 buffers that match none are kept as they are and called ``"custom"``.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 import re
 import zipfile
@@ -39,6 +38,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from btd_core.errors import BtdError
+from btd_core.hashing import file_sha256
 from btd_core.model.diffusion import GaussianDiffusion, build_diffusion, ddp
 
 WEIGHT_CHOICES = ("model", "ema")
@@ -46,7 +47,7 @@ _V2_MARKERS = (re.compile(r"block\d\.norm\.g$"), re.compile(r"mem_kv$"))
 _UPSTREAM_KEY = "model.init_conv.weight"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(BtdError, ValueError):
     """The file is not a checkpoint this build can load; the message says why and what to do."""
 
 
@@ -123,15 +124,6 @@ class LoadedCheckpoint:
     t0: dict[str, float] = field(default_factory=dict)
     weights_source: str = ""
     notes: list[str] = field(default_factory=list)
-
-
-def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    """SHA-256 of a file, read in chunks of ``chunk_bytes``."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -46,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 
+from btd_core.errors import BtdError
+
 FORMAT_NAME = "btd-calibration"
 FORMAT_VERSION = 3
 INTENSITY_BINS = 20
@@ -73,7 +75,7 @@ TEXTURE_TOP = 1.0
 """Upper edge of the last texture bin (a [0, 1] image's standard deviation is <= 0.5)."""
 
 
-class CalibrationError(ValueError):
+class CalibrationError(BtdError, ValueError):
     """A calibration file that cannot be used: unreadable, another model's, or empty."""
 
 

@@ -30,7 +30,6 @@ Modes
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -39,6 +38,8 @@ from typing import Literal
 
 import numpy as np
 
+from btd_core.errors import BtdError
+from btd_core.hashing import file_sha256
 from btd_core.scoring.calibration import Calibration, CalibrationError, sidecar_path
 from btd_core.scoring.image_context import disagreement, nearby_maximum
 from btd_core.scoring.tiles import ImageScores
@@ -79,7 +80,7 @@ SCORE_MEANING = (
 """What a slice score says, in the report, the terminal summary and the app."""
 
 
-class ScoreModeError(ValueError):
+class ScoreModeError(BtdError, ValueError):
     """The slice score asked for cannot run: no calibration, another model's, another
     window's, or an unknown mode.  The message says what to do."""
 
@@ -218,10 +219,9 @@ class SliceScore:
         """The report's record of this slice score."""
         calibration = None
         if self.calibration is not None and self.calibration_path is not None:
-            data = self.calibration_path.read_bytes()
             calibration = {
                 "file": str(self.calibration_path.resolve()),
-                "sha256": hashlib.sha256(data).hexdigest(),
+                "sha256": file_sha256(self.calibration_path),
             }
         return {
             "score_mode": self.mode,

@@ -10,7 +10,6 @@ recognised by their first bytes and refused with "unpack it first".
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import threading
@@ -20,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from btd_core.errors import BtdError
 from btd_core.study.file_access import (
-    HASH_CHUNK,
+    READ_CHUNK,
     ClampedReader,
     StopCheck,
     check_stop,
@@ -63,7 +63,7 @@ REASON_ENCRYPTED = "encrypted archive member: cannot be read"
 REASON_MEMBER_SYMLINK = "symlink inside the archive, not followed"
 
 
-class ArchiveError(Exception):
+class ZipReadError(BtdError):
     """A zip or one of its members cannot be read; the message says why (plain words)."""
 
 
@@ -125,17 +125,17 @@ def _precheck_directory(reader: ClampedReader, limits: StudyLimits) -> None:
     try:
         record = end_record(reader)
     except Exception as exc:
-        raise ArchiveError(f"not a valid zip archive: {exc}") from exc
+        raise ZipReadError(f"not a valid zip archive: {exc}") from exc
     if not record:
-        raise ArchiveError("not a valid zip archive: no end of central directory record")
+        raise ZipReadError("not a valid zip archive: no end of central directory record")
     entries, directory_bytes = int(record[4]), int(record[5])
     if entries > limits.max_archive_members:
-        raise ArchiveError(
+        raise ZipReadError(
             f"refused: the zip lists {entries} members, over the limit of "
             f"{limits.max_archive_members}"
         )
     if directory_bytes > limits.max_archive_members * CENTRAL_DIRECTORY_BYTES_PER_MEMBER:
-        raise ArchiveError(
+        raise ZipReadError(
             f"refused: the zip's central directory claims {directory_bytes} bytes, over "
             f"{limits.max_archive_members * CENTRAL_DIRECTORY_BYTES_PER_MEMBER}"
         )
@@ -144,20 +144,20 @@ def _precheck_directory(reader: ClampedReader, limits: StudyLimits) -> None:
 def open_zip(fp: BinaryIO, limits: StudyLimits) -> zipfile.ZipFile:
     """Open the zip in ``fp`` for reading, after checking its directory's claims.
 
-    Raises :class:`ArchiveError`.
+    Raises :class:`ZipReadError`.
     """
     reader = ClampedReader(fp)
     _precheck_directory(reader, limits)
     try:
         archive = zipfile.ZipFile(reader, "r")  # type: ignore[arg-type]
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError) as exc:
-        raise ArchiveError(f"not a valid zip archive: {exc}") from exc
+        raise ZipReadError(f"not a valid zip archive: {exc}") from exc
     except (OSError, EOFError, IndexError, KeyError) as exc:
-        raise ArchiveError(f"not a valid zip archive: {exc}") from exc
+        raise ZipReadError(f"not a valid zip archive: {exc}") from exc
     if len(archive.infolist()) > limits.max_archive_members:
         count = len(archive.infolist())
         archive.close()
-        raise ArchiveError(
+        raise ZipReadError(
             f"refused: the zip lists {count} members, over the limit of "
             f"{limits.max_archive_members}"
         )
@@ -216,40 +216,35 @@ def read_member(
     """A member's content, read into memory 1 MiB at a time, at most its declared size
     (checked against ``limits`` first); its CRC-32 is checked at the end.
 
-    Raises :class:`ArchiveError` (refused, shorter than declared, damaged, encrypted,
+    Raises :class:`ZipReadError` (refused, shorter than declared, damaged, encrypted,
     unsupported compression) or :class:`~btd_core.study.file_access.Cancelled`.
     """
     problem = member_problem(info, limits)
     if problem:
-        raise ArchiveError(problem)
+        raise ZipReadError(problem)
     buffer = bytearray()
     try:
         with archive.open(info, "r") as member:
             while len(buffer) < info.file_size:
-                chunk = member.read(min(HASH_CHUNK, info.file_size - len(buffer)))
+                chunk = member.read(min(READ_CHUNK, info.file_size - len(buffer)))
                 if not chunk:
                     break
                 buffer += chunk
                 check_stop(should_stop)
             extra = member.read(1)  # at the end: zipfile checks the CRC-32
     except NotImplementedError as exc:
-        raise ArchiveError(f"cannot be read: {exc}") from exc
+        raise ZipReadError(f"cannot be read: {exc}") from exc
     except RuntimeError as exc:  # encrypted
-        raise ArchiveError(REASON_ENCRYPTED) from exc
+        raise ZipReadError(REASON_ENCRYPTED) from exc
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise ArchiveError(f"damaged archive member: {exc}") from exc
+        raise ZipReadError(f"damaged archive member: {exc}") from exc
     except Exception as exc:  # zlib.error, lzma.LZMAError, ...
-        raise ArchiveError(f"damaged archive member: {exc}") from exc
+        raise ZipReadError(f"damaged archive member: {exc}") from exc
     if len(buffer) != info.file_size or extra:
-        raise ArchiveError(
+        raise ZipReadError(
             f"damaged archive member: {len(buffer)} bytes read, {info.file_size} declared"
         )
     return bytes(buffer)
-
-
-def member_sha256(data: bytes) -> str:
-    """SHA-256 (hex) of a member's content."""
-    return hashlib.sha256(data).hexdigest()
 
 
 # --------------------------------------------------------------------------- reading slices
@@ -262,7 +257,7 @@ def read_member_of_file(zip_path: Path, name: str, limits: StudyLimits) -> bytes
 
     The last member read is kept per thread (key: path, name, size and modification
     time of the zip), so the frames of one multi-frame member are not inflated again
-    for each frame.  Raises :class:`ArchiveError` or ``OSError``.
+    for each frame.  Raises :class:`ZipReadError` or ``OSError``.
     """
     with open_regular_file(zip_path, nofollow=True) as fp:
         st = os.fstat(fp.fileno())
@@ -275,7 +270,7 @@ def read_member_of_file(zip_path: Path, name: str, limits: StudyLimits) -> bytes
             try:
                 info = archive.getinfo(name)
             except KeyError as exc:
-                raise ArchiveError(f"no member {name!r} in the archive any more") from exc
+                raise ZipReadError(f"no member {name!r} in the archive any more") from exc
             data = read_member(archive, info, limits)
     _cache.member = (key, data)
     return data

@@ -16,10 +16,11 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from btd_core.errors import BtdError
 from btd_core.study.file_access import short_message
 
 
-class DicomReadError(Exception):
+class DicomReadError(BtdError):
     """The file is not a DICOM dataset, or a header value it needs is unusable."""
 
 

@@ -23,20 +23,21 @@ import stat
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
+from btd_core.hashing import bytes_sha256, stream_sha256
 from btd_core.study.archives import (
     ARCHIVE_HEAD_BYTES,
     MEMBER_SEPARATOR,
     REASON_NESTED,
-    ArchiveError,
     ZipEntry,
+    ZipReadError,
     archive_kind,
     list_members,
-    member_sha256,
     open_zip,
     read_member,
     reason_unpack_first,
@@ -54,7 +55,6 @@ from btd_core.study.file_access import (
     open_regular_file,
     os_reason,
     read_npy_header,
-    sha256_of,
     short_message,
     walk_entries,
 )
@@ -314,10 +314,10 @@ def _examine_member(archive: object, entry: ZipEntry, ctx: _Context, walk: _Walk
     recognised by content like a file."""
     try:
         data = read_member(archive, entry.info, walk.limits, walk.should_stop)  # type: ignore[arg-type]
-    except ArchiveError as exc:
+    except ZipReadError as exc:
         return ctx.found("unknown", "error", short_message(exc, limit=300))
     ctx.size = len(data)
-    ctx.sha256 = member_sha256(data) if walk.hash_files else None
+    ctx.sha256 = bytes_sha256(data) if walk.hash_files else None
     if not data:
         return ctx.found("unknown", "error", REASON_EMPTY)
     return _examine_content(io.BytesIO(data), ctx, walk)
@@ -329,7 +329,7 @@ def _examine_zip(fp: BinaryIO, ctx: _Context, walk: _Walk) -> list[_Found]:
     source = ctx.source or ctx.path
     try:
         archive = open_zip(fp, walk.limits)
-    except ArchiveError as exc:
+    except ZipReadError as exc:
         return [ctx.found("archive", "error", short_message(exc, limit=300))]
     rows: list[_Found] = []
     with archive:
@@ -400,7 +400,8 @@ def _examine_file(ctx: _Context, walk: _Walk) -> list[_Found]:
     with fp:
         try:
             ctx.size = os.fstat(fp.fileno()).st_size
-            ctx.sha256 = sha256_of(fp, walk.should_stop) if walk.hash_files else None
+            stop_check = partial(check_stop, walk.should_stop)
+            ctx.sha256 = stream_sha256(fp, stop_check) if walk.hash_files else None
         except OSError as exc:
             return [ctx.found("unknown", "error", os_reason(exc))]
         if ctx.size == 0:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from btd_core.errors import BtdError
 
-class OutputInsideEvidence(ValueError):
+
+class OutputInsideEvidence(BtdError, ValueError):
     """An output path lies inside (or is) an input folder."""
 
 

@@ -6,7 +6,6 @@ Shared by :mod:`btd_core.study.discovery` (headers) and :mod:`btd_core.study.pix
 from __future__ import annotations
 
 import errno
-import hashlib
 import math
 import os
 import stat
@@ -16,22 +15,24 @@ from typing import IO, BinaryIO
 
 import numpy as np
 
+from btd_core.errors import BtdError
 from btd_core.safe_text import printable
 from btd_core.study.limits import DEFAULT_LIMITS, StudyLimits
 
 REASON_NOT_REGULAR = "not a regular file"
 REASON_PERMISSION = "permission denied"
 REASON_SYMLINK_LOOP = "symlink loop (too many levels of symbolic links)"
-HASH_CHUNK = 1 << 20
+READ_CHUNK = 1 << 20
+"""Bytes read per step of a long read that checks for a stop between steps (1 MiB)."""
 IMAGE_FORMATS = ("PNG", "JPEG", "TIFF")
 """Pillow formats read as images (a multi-picture JPEG gives its first picture)."""
 
 
-class NotRegularFileError(OSError):
+class NotRegularFileError(BtdError, OSError):
     """The path is not a regular file (FIFO, socket, device, folder)."""
 
 
-class Cancelled(Exception):
+class Cancelled(BtdError):
     """The caller's ``should_stop`` asked to stop (raised inside long loops, caught by
     :func:`btd_core.study.discovery.discover`)."""
 
@@ -171,16 +172,6 @@ def short_message(exc: BaseException, limit: int = 160) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     text = printable(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def sha256_of(fp: BinaryIO, should_stop: StopCheck | None = None) -> str:
-    """SHA-256 (hex) of an open file from its current position, read 1 MiB at a time
-    (``should_stop`` is asked before each MiB; :class:`Cancelled` when it says so)."""
-    digest = hashlib.sha256()
-    while chunk := fp.read(HASH_CHUNK):
-        digest.update(chunk)
-        check_stop(should_stop)
-    return digest.hexdigest()
 
 
 def os_reason(exc: OSError) -> str:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from btd_core.errors import BtdError
+
 DEFAULT_MAX_SIDE_PIXELS = 16384
 """The default frame limit is this many pixels squared."""
 
 
-class LimitExceeded(ValueError):
+class LimitExceeded(BtdError, ValueError):
     """A header claims more than the study limits allow; the message starts with ``refused:``."""
 
 

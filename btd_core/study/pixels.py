@@ -22,7 +22,8 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from btd_core.study.archives import ArchiveError, read_member_of_file
+from btd_core.errors import BtdError
+from btd_core.study.archives import ZipReadError, read_member_of_file
 from btd_core.study.dicom_framing import read_dataset
 from btd_core.study.dicom_values import DicomReadError
 from btd_core.study.file_access import (
@@ -42,7 +43,7 @@ RESCALE_ROWS = 256
 """Rows rescaled at a time in float64 (keeps the float64 copy of a large frame small)."""
 
 
-class SliceReadError(Exception):
+class SliceReadError(BtdError):
     """A slice could not be read or decoded; the message says what is wrong."""
 
 
@@ -257,7 +258,7 @@ def read_slice(series: Series, ref: SliceRef) -> np.ndarray:
             values = reader(ref, series)
     except SliceReadError:
         raise
-    except (LimitExceeded, ArchiveError) as exc:
+    except (LimitExceeded, ZipReadError) as exc:
         raise SliceReadError(short_message(exc, limit=300)) from exc
     except PermissionError as exc:
         raise SliceReadError("permission denied") from exc
