@@ -53,7 +53,15 @@ from btd_core.engine.scorer import Scorer
 from btd_core.evaluation.metrics import auroc
 from btd_core.scoring.calibration import Calibration
 from btd_core.scoring.series_context import SeriesContext
-from btd_core.scoring.strategy import TISSUE_WEIGHT, SliceScore, SliceVerdict
+from btd_core.scoring.strategy import (
+    TISSUE_WEIGHT,
+    ContextScore,
+    LocalScore,
+    SliceVerdict,
+    TileScore,
+    WindowVerdict,
+    calibrated_score,
+)
 from btd_core.scoring.tiles import ImageScores, ScanSettings, score_tiles, select_tiles
 from btd_core.scoring.windows import local_windows, median_residual
 from btd_core.slices.profiles import CT
@@ -137,15 +145,11 @@ class Judge:
         self.settings = ScanSettings()
         stride = calibration.stride
         self.modes = {
-            "tile": SliceScore.tile(),
-            "local": SliceScore.local(window, stride),
-            "calibrated": SliceScore(
-                "calibrated", window, stride, calibration=calibration, context=False
-            ),
-            "residual context": SliceScore(
-                "calibrated", window, stride, calibration=calibration, image_context=False
-            ),
-            "default": SliceScore("calibrated", window, stride, calibration=calibration),
+            "tile": TileScore(),
+            "local": LocalScore(window, stride),
+            "calibrated": calibrated_score(calibration, window=window, context=False),
+            "residual context": calibrated_score(calibration, window=window, image_context=False),
+            "default": calibrated_score(calibration, window=window),
         }
         self.window, self.stride = window, stride
 
@@ -214,6 +218,7 @@ class Judge:
     ) -> tuple[float, int, int, int] | None:
         """The image-context surprise alone: the worst window of slice ``z``."""
         mode = self.modes["default"]
+        assert isinstance(mode, ContextScore) and isinstance(verdict, WindowVerdict)
         ratios = mode.image_disagreement(verdict, self.context(series, "default").neighbours(z))
         if ratios is None:
             return None
@@ -315,7 +320,7 @@ def coverage(judge: Judge, volume: np.ndarray, genuine: dict[int, Judged]) -> di
         lung = lung_mask(volume[z])
         verdict = item.verdicts["default"]
         scorable = np.zeros(lung.shape, bool)
-        if verdict is not None and verdict.windows is not None:
+        if isinstance(verdict, WindowVerdict):
             w = verdict.windows
             for row, y in enumerate(w.ys):
                 for col, x in enumerate(w.xs):

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from btd_core.scoring import windows as local_energy
 from btd_core.scoring.calibration import fit_calibration
 from btd_core.scoring.image_context import disagreement, nearby_maximum
-from btd_core.scoring.strategy import SliceScore
+from btd_core.scoring.strategy import LocalScore, TileScore, calibrated_score
 from btd_core.scoring.tiles import ImageScores, ScanSettings, select_tiles
 from btd_core.slices.profiles import CT
 from btd_core.slices.tiling import axis_origins
@@ -79,16 +79,16 @@ def main() -> None:
     count = len(tiles.origins)
     residuals = (0.01 * rng.standard_normal((count, 1, 96, 96))).astype(np.float32)
     scores = ImageScores.of(tiles, rng.random(count).astype(np.float32), residuals)
-    tile, local = SliceScore.tile(), SliceScore.local()
+    tile, local = TileScore(), LocalScore()
     verdict = local.judge("s", 0, image, scores)
-    assert verdict is not None and verdict.windows is not None
+    assert verdict is not None
     windows = verdict.windows
     valid = windows.valid
     calibration = fit_calibration(
         windows.energy[valid], windows.intensity[valid], windows.texture[valid],
         model_sha256="0" * 64, window=local.window, stride=local.window_stride, slices=1,
     )  # fmt: skip
-    calibrated = SliceScore("calibrated", local.window, local.window_stride, calibration)
+    calibrated = calibrated_score(calibration)
     rows = [
         ("tile (the paper's)", lambda: tile.judge("s", 0, image, scores)),
         ("local", lambda: local.judge("s", 0, image, scores)),

@@ -185,6 +185,8 @@ class BtdApp(App[int]):
 
     def _maybe_ready(self) -> None:
         """Once the study is walked and the model open: log the model and score, start."""
+        from btd_core.scoring.strategy import CalibratedScore
+
         discovery, scorer = self.discovery, self.scorer
         settings, slice_score = self.settings, self.slice_score
         if discovery is None or scorer is None or settings is None or slice_score is None:
@@ -197,7 +199,7 @@ class BtdApp(App[int]):
         if scorer.provider_note:
             log.warning(f"provider note: {scorer.provider_note}")
         line = f"slice score: {slice_score.mode}"
-        if slice_score.calibration_path is not None:
+        if isinstance(slice_score, CalibratedScore) and slice_score.calibration_path is not None:
             line += f" (calibration {slice_score.calibration_path.name})"
         log.entry(line)
         asked = self.request.scan_config().score.mode

@@ -14,7 +14,14 @@ from btd_core.cli.main import main
 from btd_core.engine.scorer import Scorer
 from btd_core.scoring.calibration import Calibration, context_deviation, fit_calibration
 from btd_core.scoring.image_context import disagreement, nearby_maximum, out_of_range
-from btd_core.scoring.strategy import TISSUE_WEIGHT, ScoreModeError, SliceScore, SliceVerdict
+from btd_core.scoring.strategy import (
+    TISSUE_WEIGHT,
+    ContextScore,
+    LocalScore,
+    ScoreModeError,
+    WindowVerdict,
+    calibrated_score,
+)
 from btd_core.scoring.tiles import ScanSettings, score_image
 from btd_core.scoring.windows import box_means
 from btd_core.slices.body import body_region
@@ -56,7 +63,7 @@ def test_an_edit_in_aerated_lung_is_scorable(lung1, ct_onnx: Path):
     edited = copy_move(hu, "injection", x, y, 10, rng)
     image = CT.to_unit_range(edited.values)
     scorer = Scorer(ct_onnx, provider="cpu")
-    verdict = SliceScore.local().judge("s", 0, image, score_image(image, scorer, ScanSettings()))
+    verdict = LocalScore().judge("s", 0, image, score_image(image, scorer, ScanSettings()))
     covered = scorable(verdict)
     assert covered[edited.mask > 0].all()
     lung = lung_mask(hu)
@@ -80,7 +87,7 @@ def test_a_border_artefact_does_not_win_on_a_real_slice(lung1, ct_onnx: Path):
     energy, _ = scores.energy_map(image.shape)
     hottest = np.unravel_index(int(np.argmax(energy)), energy.shape)
     assert hottest[0] < top or hottest[1] >= 506  # the artefacts are where the energy peaks
-    verdict = SliceScore.local().judge("s", 0, image, scores)
+    verdict = LocalScore().judge("s", 0, image, scores)
     r = verdict.result
     box = np.s_[r.window_y : r.window_y + r.window_size, r.window_x : r.window_x + r.window_size]
     assert body_region(image)[box].all()
@@ -105,13 +112,11 @@ def test_context_deviation_lifts_the_edited_slice_not_its_neighbours():
 def test_the_tissue_weight_is_a_share_and_weighs_the_tissue_surprise(lung1, ct_onnx: Path):
     """In [0, 1]; with series context, weight 0 judges a window by its context alone and
     weight 1 adds the tissue surprise equally (a real slice, its real neighbours)."""
-    with pytest.raises(ScoreModeError, match="not in"):
-        SliceScore("local", tissue_weight=1.5)
     volume, _ = lung1
     images = [CT.to_unit_range(volume[z]) for z in (19, 20, 21)]
     scorer = Scorer(ct_onnx, provider="cpu")
     scores = [score_image(image, scorer, ScanSettings()) for image in images]
-    base = SliceScore.local()
+    base = LocalScore()
     rng = np.random.default_rng(0)
     calibration = fit_calibration(
         rng.lognormal(-9, 1, 500), rng.random(500), rng.random(500) * 0.2,
@@ -120,9 +125,7 @@ def test_the_tissue_weight_is_a_share_and_weighs_the_tissue_surprise(lung1, ct_o
     )  # fmt: skip
     judged = {}
     for weight in (0.0, 1.0):
-        score = SliceScore(
-            "calibrated", base.window, base.window_stride, calibration, tissue_weight=weight
-        )
+        score = calibrated_score(calibration, tissue_weight=weight)
         own = [
             score.judge("s", i, image, scored)
             for i, (image, scored) in enumerate(zip(images, scores, strict=True))
@@ -151,7 +154,7 @@ def test_a_format_1_calibration_loads_without_context(tmp_path: Path):
     path.write_text(json.dumps({**data, "format_version": 1}))
     loaded = Calibration.load(path)
     assert loaded.energy_floor == 1e-12 and not loaded.has_context
-    score = SliceScore("calibrated", 24, 12, calibration=loaded)
+    score = calibrated_score(loaded)
     assert not score.uses_context  # judged alone, said so in the report
     assert score.record()["series_context"] is False
 
@@ -176,10 +179,14 @@ def test_a_format_2_calibration_loads_without_image_context(tmp_path: Path):
     path.write_text(json.dumps(data))
     loaded = Calibration.load(path)
     assert loaded.has_context and not loaded.has_image_context
-    score = SliceScore("calibrated", 24, 12, calibration=loaded)
+    score = calibrated_score(loaded)
     assert score.uses_context and not score.uses_image_context
     assert score.record()["image_context"] is False
-    assert SliceScore("calibrated", 24, 12, calibration=calibration).record()["image_context"]
+    assert calibrated_score(calibration).record()["image_context"]
+    with pytest.raises(ScoreModeError, match="not in"):
+        calibrated_score(calibration, tissue_weight=1.5)
+    with pytest.raises(ScoreModeError, match="image context needs"):
+        ContextScore(calibration=loaded, window=24, window_stride=12, image_context=True)
 
 
 def test_the_two_contexts_are_judged_on_one_scale():
@@ -242,7 +249,7 @@ def test_each_slices_maximum_filter_is_computed_once_with_the_same_ratios(lung1)
         images[1], [images[0], images[2]], 24, 12, nearby=[kept[1], kept[0], kept[2]]
     )
     assert computed is not None and np.array_equal(computed, reused)
-    verdict = SliceVerdict(result=None, heat=lambda: images[1], image=images[1])  # type: ignore[arg-type]
+    verdict = WindowVerdict(None, lambda: images[1], None, None, images[1])  # type: ignore[arg-type]
     assert verdict.nearby is verdict.nearby and np.array_equal(verdict.nearby, kept[1])
 
 

@@ -254,7 +254,7 @@ def test_npy_png_and_enhanced_multiframe_series(tmp_path: Path, ct_onnx: Path):
 
 def test_resume_scores_only_what_is_left_and_previews_match(tmp_path: Path, ct_scorer):
     from btd_core.audit.pipeline import scan
-    from btd_core.scoring.strategy import SliceScore
+    from btd_core.scoring.strategy import LocalScore
     from btd_core.scoring.tiles import view_slice
     from btd_core.study.discovery import discover
 
@@ -278,7 +278,7 @@ def test_resume_scores_only_what_is_left_and_previews_match(tmp_path: Path, ct_s
     assert all(f.status == "scored" for f in discovery.files)
     series = discovery.series[0]
     view, scores = view_slice(series, 2, ct_scorer, settings)
-    verdict = SliceScore.local().judge(series.key, 2, view.image, scores)  # the default: auto
+    verdict = LocalScore().judge(series.key, 2, view.image, scores)  # the default: auto
     assert verdict is not None
     assert verdict.result == next(r for r in second.results if r.slice_index == 2)
     assert view.heat.shape == view.image.shape == (128, 128) and view.heat.max() > 0

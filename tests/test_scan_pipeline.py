@@ -10,7 +10,7 @@ import pytest
 
 from btd_core.audit.pipeline import ScanProgress, scan
 from btd_core.engine.scorer import PatchScores, Scorer
-from btd_core.scoring.strategy import SliceScore
+from btd_core.scoring.strategy import TileScore
 from btd_core.scoring.tiles import ScanSettings, score_image
 from btd_core.slices.windowing import to_model_range
 from btd_core.study.discovery import discover
@@ -49,7 +49,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tiles_of_several_slices_share_full_batches(study: Path, tiny: Path):
     scorer = CallLog(Scorer(tiny, provider="cpu", batch_size=7))
     settings = ScanSettings(stride=16)  # 128 px slices: 3 x 3 = 9 tiles of 96 px each
-    tile = SliceScore.tile()
+    tile = TileScore()
     outcome = scan(discover(study), scorer, settings, slice_score=tile)  # type: ignore[arg-type]
     assert outcome.tiles_scored == 8 * 9
     assert sum(scorer.calls) == 72
@@ -61,7 +61,7 @@ def test_packed_scan_gives_the_numbers_of_slice_by_slice_scoring(study: Path, ti
     discovery = discover(study)
     real = Scorer(tiny, provider="cpu", batch_size=5)
     settings = ScanSettings(stride=16, overlays=8)
-    outcome = scan(discovery, real, settings, slice_score=SliceScore.tile())
+    outcome = scan(discovery, real, settings, slice_score=TileScore())
     by_key = {(r.series_key, r.slice_index): r for r in outcome.results}
     assert len(by_key) == 8
     for series in discovery.series:

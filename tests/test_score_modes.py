@@ -17,7 +17,14 @@ from btd_core.audit.pipeline import scan
 from btd_core.engine.scorer import PatchScores, Scorer
 from btd_core.findings.ranking import rank
 from btd_core.scoring.calibration import Calibration, sidecar_path
-from btd_core.scoring.strategy import ScoreModeError, ScoreRequest, SliceScore
+from btd_core.scoring.strategy import (
+    CalibratedScore,
+    LocalScore,
+    ScoreModeError,
+    ScoreRequest,
+    TileScore,
+    resolve_slice_score,
+)
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.study.discovery import discover
 from tests.study_builder import tree_fingerprint, write_series
@@ -70,7 +77,7 @@ def test_small_anomaly_ranks_first_locally_where_the_whole_tile_mean_misses_it(
     discovery = discover(root)
     scorer = RememberingScorer(Scorer(trained_ct_onnx, provider="cpu"))
     tops = {}
-    for mode in (SliceScore.tile(), SliceScore.local()):
+    for mode in (TileScore(), LocalScore()):
         outcome = scan(discovery, scorer, ScanSettings(), slice_score=mode)
         mode = mode.mode
         tops[mode] = rank(outcome.results, discovery)[0]
@@ -173,11 +180,11 @@ def test_tile_mode_rows_have_no_window(tmp_path: Path):
     write_fixed_series(study / "ct", 2)
     discovery = discover(study)
     scorer = Scorer(model, provider="cpu")
-    outcome = scan(discovery, scorer, ScanSettings(stride=32), slice_score=SliceScore.tile())
+    outcome = scan(discovery, scorer, ScanSettings(stride=32), slice_score=TileScore())
     assert all(r.window_size is None and r.score_mode == "tile" for r in outcome.results)
     assert all(r.region == (r.tile_x, r.tile_y, r.tile_size) for r in outcome.results)
     with pytest.raises(ScoreModeError, match="btd calibrate"):
-        SliceScore(mode="calibrated")
+        resolve_slice_score("calibrated", model_path=model)
     # the library's default is auto: local for a model without a calibration
     outcome = scan(discovery, scorer, ScanSettings(stride=32))
     assert {r.score_mode for r in outcome.results} == {"local"}
@@ -207,7 +214,7 @@ def test_auto_mode_refuses_a_sidecar_of_another_model(tmp_path: Path):
     sha = Scorer(model, provider="cpu").model_sha256
     auto = ScoreRequest()
     settled = auto.resolve(model, sha)
-    assert (settled.mode, settled.calibration, settled.calibration_path) == ("local", None, None)
+    assert settled == LocalScore() and settled.record()["calibration"] is None
     with pytest.raises(ScoreModeError, match="btd calibrate"):  # a named file must exist
         ScoreRequest(calibration_path=tmp_path / "missing.json").resolve(model, sha)
     calibrate_model(genuine, other, sidecar_path(model), provider="cpu")
@@ -215,9 +222,11 @@ def test_auto_mode_refuses_a_sidecar_of_another_model(tmp_path: Path):
         auto.resolve(model, sha)
     calibrate_model(genuine, model, provider="cpu")
     settled = auto.resolve(model, sha)
-    assert settled.mode == "calibrated" and settled.calibration is not None
+    assert isinstance(settled, CalibratedScore) and settled.mode == "calibrated"
     assert settled.calibration_path == sidecar_path(model)
-    assert ScoreRequest("tile").resolve(model, sha) == SliceScore.tile()
+    recorded = settled.record()["calibration"]  # the bytes it read, hashed once
+    assert recorded["sha256"] == hashlib.sha256(sidecar_path(model).read_bytes()).hexdigest()
+    assert ScoreRequest("tile").resolve(model, sha) == TileScore()
 
 
 def test_a_calibration_made_for_another_window_is_refused(tmp_path: Path):

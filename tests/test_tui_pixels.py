@@ -201,7 +201,7 @@ def real_slice(tmp_path_factory) -> tuple[SliceView, SliceResult]:
     """A real CT slice (pydicom's CT_small with a planted noise block), read, windowed and
     scored by the tiny deterministic scorer: its picture, heat map and worst region."""
     from btd_core.engine.scorer import Scorer
-    from btd_core.scoring.strategy import SliceScore
+    from btd_core.scoring.strategy import LocalScore
     from btd_core.scoring.tiles import ScanSettings, view_slice
     from btd_core.study.discovery import discover
 
@@ -210,7 +210,7 @@ def real_slice(tmp_path_factory) -> tuple[SliceView, SliceResult]:
     scorer = Scorer(write_tiny_scorer(root / "tiny.onnx"), provider="cpu")
     series = discover(root / "study").series[0]
     view, scores = view_slice(series, 0, scorer, ScanSettings(stride=32))
-    verdict = SliceScore.local().judge(series.key, 0, view.image, scores)
+    verdict = LocalScore().judge(series.key, 0, view.image, scores)
     assert verdict is not None and view.heat.max() > 0
     return view, verdict.result
 

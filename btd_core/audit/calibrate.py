@@ -32,7 +32,7 @@ from btd_core.scoring.calibration import (
     genuine_floor,
     sidecar_path,
 )
-from btd_core.scoring.strategy import SliceScore, SliceVerdict
+from btd_core.scoring.strategy import LocalScore, SliceVerdict, WindowVerdict
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.scoring.windows import WINDOW_PX
 from btd_core.study.limits import StudyLimits
@@ -84,16 +84,15 @@ def calibrate_model(
     out = Path(out) if out is not None else sidecar_path(model)
     check_output_file(out, genuine_dir, inputs_are="genuine folder")
     settings = replace(settings or ScanSettings(), overlays=0)
-    slice_score = SliceScore.local(window, window_stride)
+    slice_score = LocalScore(window, window_stride or max(window // 2, 1))
     rng = np.random.default_rng(seed)
     kept: list[np.ndarray] = []
     grids: list[_WindowGrid] = []
     ratios: list[np.ndarray] = []
     ratio_maxima: list[float] = []
 
-    def collect(verdict: SliceVerdict, neighbours: list[SliceVerdict]) -> None:
+    def collect(verdict: WindowVerdict, neighbours: list[SliceVerdict]) -> None:
         windows = verdict.windows
-        assert windows is not None
         valid = windows.valid.ravel()
         rows = np.column_stack(
             [windows.energy.ravel(), windows.intensity.ravel(), windows.texture.ravel()]

@@ -32,7 +32,12 @@ import numpy as np
 from btd_core.engine.scorer import Scorer
 from btd_core.findings.ranking import rank_key
 from btd_core.scoring.series_context import Finished, SeriesStream
-from btd_core.scoring.strategy import SliceScore, SliceVerdict, resolve_slice_score
+from btd_core.scoring.strategy import (
+    SliceScore,
+    SliceVerdict,
+    WindowVerdict,
+    resolve_slice_score,
+)
 from btd_core.scoring.tiles import ImageScores, ScanSettings, SliceView, TileSet, select_tiles
 from btd_core.slices.windowing import modality_mismatch, to_model_range
 from btd_core.study.pixels import SliceReadError, read_slice
@@ -71,7 +76,7 @@ class ScanOutcome:
 
 
 ProgressCallback = Callable[[ScanProgress], None]
-VerdictCallback = Callable[[SliceVerdict, list[SliceVerdict]], None]
+VerdictCallback = Callable[[WindowVerdict, list[SliceVerdict]], None]
 """Receives a judged slice's own verdict and those of its neighbours in the series."""
 StopCheck = Callable[[], bool]
 
@@ -377,7 +382,7 @@ class _Run:
         result = None
         if finished.own is not None and finished.judged is not None:
             assert judged.image is not None
-            if finished.own.windows is not None and self.on_verdict is not None:
+            if isinstance(finished.own, WindowVerdict) and self.on_verdict is not None:
                 self.on_verdict(finished.own, finished.neighbours)
             result = self._record(finished.judged, judged.image)
         judged.image = None

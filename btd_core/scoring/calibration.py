@@ -257,8 +257,18 @@ class Calibration:
         """Read a calibration of any known format (:data:`READERS`); with
         ``model_sha256``, refuse one made for another model."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            content = Path(path).read_bytes()
+        except OSError as err:
+            raise CalibrationError(f"{path} is not a readable calibration file ({err})") from None
+        return cls.parse(content, path, model_sha256)
+
+    @classmethod
+    def parse(cls, content: bytes, path: Path, model_sha256: str | None = None) -> Calibration:
+        """A calibration from the bytes of its file (``path``: named in messages); with
+        ``model_sha256``, refuse one made for another model."""
+        try:
+            data = json.loads(content.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise CalibrationError(f"{path} is not a readable calibration file ({err})") from None
         if not isinstance(data, dict) or data.get("format_name") != FORMAT_NAME:
             raise CalibrationError(f"{path} is not a btd calibration file")

@@ -3,6 +3,9 @@
 One :class:`SliceScore` is resolved once, before a scan starts, from what the user asked
 for (mode, calibration, window) by :func:`resolve_slice_score`; the scan, the previews,
 ``btd eval`` and the benchmarks then all judge slices with it (:meth:`SliceScore.judge`).
+Each mode is its own type, and so is what it judges a slice to be: :class:`TileScore`
+gives a :class:`SliceVerdict`, :class:`LocalScore` a :class:`WindowVerdict`,
+:class:`CalibratedScore` and :class:`ContextScore` a :class:`CalibratedVerdict`.
 
 Modes
 -----
@@ -30,16 +33,17 @@ Modes
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
 from btd_core.errors import BtdError
-from btd_core.hashing import file_sha256
+from btd_core.hashing import bytes_sha256
 from btd_core.scoring.calibration import Calibration, CalibrationError, sidecar_path
 from btd_core.scoring.image_context import disagreement, nearby_maximum
 from btd_core.scoring.tiles import ImageScores
@@ -87,176 +91,171 @@ class ScoreModeError(BtdError, ValueError):
 
 @dataclass(frozen=True)
 class SliceVerdict:
-    """One slice judged.
+    """One slice judged by its tiles (the ``tile`` mode; the base of the others).
 
     Attributes
     ----------
     result:
         The slice's score and where it is worst.
     heat:
-        Makes the float32 [H, W] map to show (made on demand: only kept slices need
-        it): mean r^2 per pixel (``tile``, ``local``) or per pixel the highest surprise
-        z of the windows over it, at least 0 (``calibrated``).
-    windows:
-        The slice's local windows (``None`` in the ``tile`` mode); calibration collects them.
-    values:
-        [ny, nx] each window's score (mean r^2 or z), ``None`` in the ``tile`` mode.
-    levels:
-        [ny, nx] ``log10(E + floor)`` of each window (``calibrated`` only): what the
-        neighbouring slices are compared by (:meth:`SliceScore.in_context`).
-    shape:
-        (H, W) of the slice, pixels.
-    image:
-        The windowed slice it was judged on, float32 [H, W] in [0, 1] (window modes; a
-        reference, not a copy): what image context compares neighbours by.
+        Makes the float32 [H, W] map to show (made on demand: only kept slices need it):
+        mean r^2 per pixel, or per pixel the highest value of the windows over it.
     """
 
     result: SliceResult
     heat: Callable[[], np.ndarray]
-    windows: LocalWindows | None = None
-    values: np.ndarray | None = None
-    levels: np.ndarray | None = None
-    shape: tuple[int, int] = (0, 0)
-    image: np.ndarray | None = None
-
-    @cached_property
-    def nearby(self) -> np.ndarray | None:
-        """float32 [H, W]: :attr:`image`'s maximum within
-        :data:`btd_core.scoring.image_context.SHIFT_PX` (image context's removal term),
-        computed once per slice however many slices compare with it; ``None`` without
-        :attr:`image`."""
-        return None if self.image is None else nearby_maximum(self.image)
 
 
 @dataclass(frozen=True)
-class SliceScore:
-    """A resolved slice score (see the module docstring).
+class WindowVerdict(SliceVerdict):
+    """One slice judged by local windows (``local``; the base of :class:`CalibratedVerdict`).
 
     Attributes
     ----------
-    mode:
-        ``tile``, ``local`` or ``calibrated`` (never ``auto``).
-    window, window_stride:
-        Local window side and step, pixels (>= 1); unused by ``tile``.
-    calibration:
-        The tissue table of the ``calibrated`` mode (``None`` otherwise).
-    calibration_path:
-        Where it was read from, recorded in the report.
-    context:
-        Combine each window with the same window in the neighbouring slices
-        (``calibrated`` only, and only with a calibration that has series context).
-    tissue_weight:
-        How much the tissue surprise counts next to the context surprise, in [0, 1]
-        (:data:`TISSUE_WEIGHT`; 0: the context alone).
-    image_context:
-        With series context, also judge each window's pixels against the same place in
-        the neighbouring slices (:mod:`btd_core.scoring.image_context`; only with a
-        calibration that has it, format 3).
+    windows:
+        The slice's local windows (calibration collects them).
+    values:
+        [ny, nx] each window's score (mean r^2, or a surprise z).
+    image:
+        The windowed slice it was judged on, float32 [H, W] in [0, 1] (a reference, not
+        a copy): what image context compares neighbours by.
     """
 
-    mode: ScoreMode = "local"
-    window: int = WINDOW_PX
-    window_stride: int = WINDOW_PX // 2
-    calibration: Calibration | None = None
-    calibration_path: Path | None = None
-    context: bool = True
-    tissue_weight: float = TISSUE_WEIGHT
-    image_context: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.tissue_weight <= 1.0:
-            raise ScoreModeError(f"tissue weight {self.tissue_weight} is not in [0, 1]")
-        if self.mode not in SCORE_MODES:
-            raise ScoreModeError(
-                f"unknown score mode {self.mode!r}; choose from {', '.join(SCORE_CHOICES)}"
-            )
-        if self.mode == "calibrated" and self.calibration is None:
-            raise ScoreModeError(
-                "the calibrated score needs the model's calibration: run btd calibrate first"
-            )
-
-    @classmethod
-    def tile(cls) -> SliceScore:
-        """The paper's whole-patch score."""
-        return cls(mode="tile")
-
-    @classmethod
-    def local(cls, window: int = WINDOW_PX, window_stride: int | None = None) -> SliceScore:
-        """Raw local windows of ``window`` px, every ``window_stride`` (default half) px."""
-        return cls(mode="local", window=window, window_stride=window_stride or max(window // 2, 1))
+    windows: LocalWindows
+    values: np.ndarray
+    image: np.ndarray
 
     @property
-    def uses_windows(self) -> bool:
-        """Whether slices are judged by local windows (``local``, ``calibrated``)."""
-        return self.mode != "tile"
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the slice, pixels."""
+        return (self.image.shape[0], self.image.shape[1])
+
+    @cached_property
+    def nearby(self) -> np.ndarray:
+        """float32 [H, W]: :attr:`image`'s maximum within
+        :data:`btd_core.scoring.image_context.SHIFT_PX` (image context's removal term),
+        computed once per slice however many slices compare with it."""
+        return nearby_maximum(self.image)
+
+
+@dataclass(frozen=True)
+class CalibratedVerdict(WindowVerdict):
+    """One slice judged by calibrated windows (``calibrated``).
+
+    Attributes
+    ----------
+    levels:
+        [ny, nx] ``log10(E + floor)`` of each window: what neighbouring slices are
+        compared by (:meth:`ContextScore.in_context`).
+    """
+
+    levels: np.ndarray
+
+
+def _common(series_key: str, index: int, scores: ImageScores) -> dict[str, object]:
+    """The fields of a slice's result that every mode fills from its scored tiles."""
+    tile_score, tile_x, tile_y = scores.worst_tile()
+    return {
+        "series_key": series_key,
+        "slice_index": index,
+        "tile_x": tile_x,
+        "tile_y": tile_y,
+        "tile_size": scores.tile_size,
+        "tiles_scored": len(scores.origins),
+        "tiles_skipped": scores.tiles_skipped,
+        "tile_score": tile_score,
+    }
+
+
+class SliceScore(ABC):
+    """A resolved slice score: how a slice's scored tiles become one verdict (see the
+    module docstring for the modes)."""
+
+    mode: ClassVar[ScoreMode]
+    """``tile``, ``local`` or ``calibrated`` (never ``auto``): what the report records."""
+    uses_windows: ClassVar[bool] = False
+    """Whether slices are judged by local windows (the scorer then returns residuals)."""
 
     @property
     def uses_context(self) -> bool:
         """Whether slices are judged with their neighbours (:meth:`in_context`)."""
-        return self.context and self.calibration is not None and self.calibration.has_context
+        return False
 
     @property
     def uses_image_context(self) -> bool:
         """Whether series context also compares the slices' pixels (:meth:`in_context`)."""
-        return (
-            self.uses_context
-            and self.image_context
-            and self.calibration is not None
-            and self.calibration.has_image_context
-        )
+        return False
 
-    def describe(self, reduction: str) -> str:
-        """One line for the report: what the slice score is (``reduction``: the card's)."""
-        key = "context" if self.uses_context else self.mode
-        text = _DESCRIPTIONS[key].format(reduction=reduction, tissue_weight=self.tissue_weight)
-        if self.uses_image_context:
-            text += "; or, where higher, the surprise z of the window's pixels leaving the range "
-            text += "of the same place in the neighbouring slices (both in spreads of genuine "
-            text += "slices' worst window)"
-        return text
-
-    def record(self) -> dict[str, object]:
-        """The report's record of this slice score."""
-        calibration = None
-        if self.calibration is not None and self.calibration_path is not None:
-            calibration = {
-                "file": str(self.calibration_path.resolve()),
-                "sha256": file_sha256(self.calibration_path),
-            }
-        return {
-            "score_mode": self.mode,
-            "window_px": self.window if self.uses_windows else None,
-            "window_stride_px": self.window_stride if self.uses_windows else None,
-            "calibration": calibration,
-            "series_context": self.uses_context,
-            "context_tissue_weight": self.tissue_weight if self.uses_context else None,
-            "image_context": self.uses_image_context,
-            "score_meaning": SCORE_MEANING,
-        }
-
+    @abstractmethod
     def judge(
         self, series_key: str, index: int, image: np.ndarray, scores: ImageScores
     ) -> SliceVerdict | None:
         """Judge one slice from its scored tiles; ``None`` when nothing of it was scored
-        (no tile, or in the local modes no window in tissue).
+        (no tile, or in the window modes no window in tissue).  ``image`` is the windowed
+        slice, float32 [H, W] in [0, 1]."""
 
-        ``image`` is the windowed slice, float32 [H, W] in [0, 1].
-        """
+    @abstractmethod
+    def describe(self, reduction: str) -> str:
+        """One line for the report: what the slice score is (``reduction``: the card's)."""
+
+    def in_context(self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict]) -> SliceVerdict:
+        """``verdict`` judged again with its neighbouring slices (chosen by
+        :mod:`btd_core.scoring.series_context`): unchanged unless the score uses series
+        context (:class:`ContextScore`)."""
+        return verdict
+
+    def record(self) -> dict[str, object]:
+        """The report's record of this slice score."""
+        return {
+            "score_mode": self.mode,
+            "window_px": None,
+            "window_stride_px": None,
+            "calibration": None,
+            "series_context": False,
+            "context_tissue_weight": None,
+            "image_context": False,
+            "score_meaning": SCORE_MEANING,
+        }
+
+
+@dataclass(frozen=True)
+class TileScore(SliceScore):
+    """The highest whole-tile score: the paper's whole-patch mean."""
+
+    mode: ClassVar[ScoreMode] = "tile"
+
+    def judge(
+        self, series_key: str, index: int, image: np.ndarray, scores: ImageScores
+    ) -> SliceVerdict | None:
         if not scores.origins:
             return None
-        tile_score, tile_x, tile_y = scores.worst_tile()
-        common = {
-            "series_key": series_key,
-            "slice_index": index,
-            "tile_x": tile_x,
-            "tile_y": tile_y,
-            "tile_size": scores.tile_size,
-            "tiles_scored": len(scores.origins),
-            "tiles_skipped": scores.tiles_skipped,
+        common = _common(series_key, index, scores)
+        score = common.pop("tile_score")
+        result = SliceResult(score=score, score_mode="tile", **common)  # type: ignore[arg-type]
+        return SliceVerdict(result, heat=lambda: scores.heat_map(image.shape))
+
+    def describe(self, reduction: str) -> str:
+        return f"max tile score ({reduction})"
+
+
+@dataclass(frozen=True)
+class WindowScore(SliceScore):
+    """What the window modes share: ``window`` px windows every ``window_stride`` px
+    (both >= 1) over the slice's residual energy map, in tissue only."""
+
+    window: int = WINDOW_PX
+    window_stride: int = WINDOW_PX // 2
+    uses_windows: ClassVar[bool] = True
+
+    def record(self) -> dict[str, object]:
+        return {
+            **super().record(),
+            "window_px": self.window,
+            "window_stride_px": self.window_stride,
         }
-        if not self.uses_windows:
-            result = SliceResult(score=tile_score, score_mode="tile", **common)
-            return SliceVerdict(result, heat=lambda: scores.heat_map(image.shape))
+
+    def _windows(self, image: np.ndarray, scores: ImageScores) -> tuple[np.ndarray, LocalWindows]:
+        """The slice's residual energy map (float32 [H, W]) and its local windows."""
         energy_map, covered = scores.energy_map(image.shape)
         windows = local_windows(
             image,
@@ -266,45 +265,31 @@ class SliceScore:
             stride=self.window_stride,
             body=scores.body,
         )
-        levels = None
-        if self.calibration is not None:
-            values = self.calibration.surprise(windows.energy, windows.intensity, windows.texture)
-            levels = self.calibration.levels(windows.energy)
+        return energy_map, windows
 
-            def heat() -> np.ndarray:
-                return paint_windows(windows, values, energy_map.shape)
-
-        else:
-            values = windows.energy
-
-            def heat() -> np.ndarray:
-                return energy_map
-
-        worst = windows.worst(values)
-        if worst is None:
-            return None
+    def _result(
+        self, series_key: str, index: int, scores: ImageScores, worst: tuple[float, int, int]
+    ) -> SliceResult:
+        common = _common(series_key, index, scores)
+        del common["tile_score"]
         score, x, y = worst
-        result = SliceResult(
+        return SliceResult(
             score=score,
             window_x=x,
             window_y=y,
-            window_size=windows.window,
+            window_size=self.window,
             score_mode=self.mode,
-            **common,
+            **common,  # type: ignore[arg-type]
         )
-        shape = (image.shape[0], image.shape[1])
-        return SliceVerdict(result, heat, windows, values, levels, shape, image)
 
     def image_disagreement(
-        self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict]
+        self, verdict: WindowVerdict, neighbours: Sequence[SliceVerdict]
     ) -> np.ndarray | None:
         """[ny, nx] the disagreement ratio of ``verdict``'s windows with its two
-        ``neighbours``' pixels (:func:`btd_core.scoring.image_context.disagreement`), each
-        slice's :attr:`SliceVerdict.nearby` computed once; ``None`` without the images of
-        the slice and two neighbours, or without windows."""
-        others = [other for other in neighbours if other.image is not None]
-        if verdict.image is None or verdict.windows is None:
-            return None
+        ``neighbours``' pixels (:func:`btd_core.scoring.image_context.disagreement`; only
+        neighbours judged by windows count), each slice's :attr:`WindowVerdict.nearby`
+        computed once; ``None`` without two such neighbours of the slice's size."""
+        others = [other for other in neighbours if isinstance(other, WindowVerdict)]
         return disagreement(
             verdict.image,
             [other.image for other in others],
@@ -313,43 +298,165 @@ class SliceScore:
             nearby=[verdict.nearby, *(other.nearby for other in others)],
         )
 
-    def in_context(
-        self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict | None]
-    ) -> SliceVerdict:
-        """``verdict`` judged again with its neighbouring slices in the series (chosen by
-        :func:`btd_core.scoring.series_context.neighbour_indices`; ``None`` entries are ignored).
+
+@dataclass(frozen=True)
+class LocalScore(WindowScore):
+    """The highest mean r^2 in local windows (:mod:`btd_core.scoring.windows`)."""
+
+    mode: ClassVar[ScoreMode] = "local"
+
+    def judge(
+        self, series_key: str, index: int, image: np.ndarray, scores: ImageScores
+    ) -> WindowVerdict | None:
+        if not scores.origins:
+            return None
+        energy_map, windows = self._windows(image, scores)
+        worst = windows.worst(windows.energy)
+        if worst is None:
+            return None
+        result = self._result(series_key, index, scores, worst)
+        return WindowVerdict(result, lambda: energy_map, windows, windows.energy, image)
+
+    def describe(self, reduction: str) -> str:
+        return "max over local windows of mean r^2"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibratedScore(WindowScore):
+    """The highest surprise z of local windows against what genuine tissue of the same
+    intensity and texture produces (:mod:`btd_core.scoring.calibration`), each slice
+    judged alone.
+
+    Attributes
+    ----------
+    calibration:
+        The model's calibration (window and step equal to this score's).
+    calibration_path, calibration_sha256:
+        Where it was read from and the SHA-256 of the bytes read, recorded in the
+        report (``None`` for a calibration made in memory).
+    """
+
+    mode: ClassVar[ScoreMode] = "calibrated"
+    calibration: Calibration
+    calibration_path: Path | None = None
+    calibration_sha256: str | None = field(default=None, compare=False)
+
+    def judge(
+        self, series_key: str, index: int, image: np.ndarray, scores: ImageScores
+    ) -> CalibratedVerdict | None:
+        if not scores.origins:
+            return None
+        energy_map, windows = self._windows(image, scores)
+        calibration = self.calibration
+        values = calibration.surprise(windows.energy, windows.intensity, windows.texture)
+        levels = calibration.levels(windows.energy)
+
+        def heat() -> np.ndarray:
+            return paint_windows(windows, values, energy_map.shape)
+
+        worst = windows.worst(values)
+        if worst is None:
+            return None
+        result = self._result(series_key, index, scores, worst)
+        return CalibratedVerdict(result, heat, windows, values, image, levels)
+
+    def describe(self, reduction: str) -> str:
+        return "max over local windows of the calibrated surprise z vs genuine tissue"
+
+    def record(self) -> dict[str, object]:
+        calibration = None
+        if self.calibration_path is not None:
+            calibration = {
+                "file": str(self.calibration_path.resolve()),
+                "sha256": self.calibration_sha256,
+            }
+        return {**super().record(), "calibration": calibration}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContextScore(CalibratedScore):
+    """The calibrated score with series context: each window judged by how far its
+    energy stands from the same window in the neighbouring slices, and, with
+    ``image_context``, by how far its pixels leave their range (:meth:`in_context`).
+
+    Attributes
+    ----------
+    tissue_weight:
+        How much the tissue surprise counts next to the context surprise, in [0, 1]
+        (:data:`TISSUE_WEIGHT`; 0: the context alone).
+    image_context:
+        Also judge each window's pixels against the neighbours'
+        (:mod:`btd_core.scoring.image_context`); needs a calibration that has it.
+    """
+
+    tissue_weight: float = TISSUE_WEIGHT
+    image_context: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tissue_weight <= 1.0:
+            raise ScoreModeError(f"tissue weight {self.tissue_weight} is not in [0, 1]")
+        if not self.calibration.has_context:
+            raise ScoreModeError("series context needs a calibration that has it (format 2)")
+        if self.image_context and not self.calibration.has_image_context:
+            raise ScoreModeError("image context needs a calibration that has it (format 3)")
+
+    @property
+    def uses_context(self) -> bool:
+        return True
+
+    @property
+    def uses_image_context(self) -> bool:
+        return self.image_context
+
+    def describe(self, reduction: str) -> str:
+        text = (
+            "max over local windows of the surprise z vs the same window in the neighbouring "
+            f"slices (genuine spreads), with the tissue surprise weighted {self.tissue_weight}"
+        )
+        if self.image_context:
+            text += "; or, where higher, the surprise z of the window's pixels leaving the range "
+            text += "of the same place in the neighbouring slices (both in spreads of genuine "
+            text += "slices' worst window)"
+        return text
+
+    def record(self) -> dict[str, object]:
+        return {
+            **super().record(),
+            "series_context": True,
+            "context_tissue_weight": self.tissue_weight,
+            "image_context": self.image_context,
+        }
+
+    def in_context(self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict]) -> SliceVerdict:
+        """``verdict`` judged again with its neighbouring slices (neighbours judged by
+        other windows, or not by calibrated windows, are ignored).
 
         Each window's value becomes ``(w max(z_tissue, 0) + z_context) / sqrt(1 + w^2)``
         with ``w`` the :attr:`tissue_weight`
         (:meth:`btd_core.scoring.calibration.Calibration.context_surprise`): a window
         quieter than its tissue (a covered nodule, aerated lung) is judged by its context
-        alone, not pulled down.  With image context (:attr:`uses_image_context`, two
-        neighbours), a window's value is the higher of that and the surprise z of its
-        pixels' disagreement with the neighbours'
+        alone, not pulled down.  With image context, a window's value is the higher of
+        that and the surprise z of its pixels' disagreement with the neighbours'
         (:func:`btd_core.scoring.image_context.disagreement`), both in spreads of genuine
         slices' worst window (:meth:`btd_core.scoring.calibration.Calibration.slice_scaled`).
-        Unchanged when series context is off, the slice has no neighbour of its own size,
-        or nothing of it was judged by windows.
+        Unchanged when the slice has no neighbour of its own size.
         """
+        if not isinstance(verdict, CalibratedVerdict):
+            return verdict
         others = [
             other
             for other in neighbours
-            if other is not None
-            and other.levels is not None
-            and verdict.levels is not None
-            and other.levels.shape == verdict.levels.shape
+            if isinstance(other, CalibratedVerdict) and other.levels.shape == verdict.levels.shape
         ]
-        if not self.uses_context or not others or verdict.windows is None:
+        if not others:
             return verdict
-        assert self.calibration is not None and verdict.levels is not None
-        assert verdict.values is not None
         context = self.calibration.context_surprise(
-            verdict.levels, [other.levels for other in others if other.levels is not None]
+            verdict.levels, [other.levels for other in others]
         )
         w = self.tissue_weight
         values = (w * np.maximum(verdict.values, 0.0) + context) / np.sqrt(1.0 + w * w)
         windows = verdict.windows
-        if self.uses_image_context:
+        if self.image_context:
             ratios = self.image_disagreement(verdict, others)
             if ratios is not None and ratios.shape == values.shape:
                 pixels = self.calibration.image_context_surprise(ratios)
@@ -365,6 +472,39 @@ class SliceScore:
             return paint_windows(windows, values, shape)
 
         return replace(verdict, result=result, heat=heat, values=values)
+
+
+def calibrated_score(
+    calibration: Calibration,
+    *,
+    window: int | None = None,
+    window_stride: int | None = None,
+    context: bool = True,
+    image_context: bool = True,
+    tissue_weight: float = TISSUE_WEIGHT,
+    path: Path | None = None,
+    sha256: str | None = None,
+) -> CalibratedScore:
+    """The calibrated score ``calibration`` can run: with series context
+    (:class:`ContextScore`) when ``context`` is asked and the calibration has it, with
+    image context when also asked and had; else each slice judged alone.  ``window`` /
+    ``window_stride`` default to the calibration's."""
+    window = window or calibration.window
+    stride = window_stride or calibration.stride
+    common = {
+        "window": window,
+        "window_stride": stride,
+        "calibration": calibration,
+        "calibration_path": path,
+        "calibration_sha256": sha256,
+    }
+    if not (context and calibration.has_context):
+        return CalibratedScore(**common)  # type: ignore[arg-type]
+    return ContextScore(
+        **common,  # type: ignore[arg-type]
+        tissue_weight=tissue_weight,
+        image_context=image_context and calibration.has_image_context,
+    )
 
 
 def resolve_slice_score(
@@ -397,14 +537,15 @@ def resolve_slice_score(
     if mode not in SCORE_CHOICES:
         raise ScoreModeError(f"unknown score mode {mode!r}; choose from {', '.join(SCORE_CHOICES)}")
     if mode == "tile":
-        return SliceScore.tile()
+        return TileScore()
     sidecar = sidecar_path(Path(model_path)) if model_path is not None else None
     wanted = mode == "calibrated" or (
         mode == "auto"
         and (calibration_path is not None or (sidecar is not None and sidecar.is_file()))
     )
     if not wanted:
-        return SliceScore.local(window or WINDOW_PX, window_stride)
+        window = window or WINDOW_PX
+        return LocalScore(window, window_stride or max(window // 2, 1))
     path = Path(calibration_path) if calibration_path is not None else sidecar
     if path is None or not path.is_file():
         raise ScoreModeError(
@@ -412,7 +553,10 @@ def resolve_slice_score(
             f"btd calibrate --model {model_path} GENUINE_DIR (or give --calibration)"
         )
     try:
-        calibration = Calibration.load(path, model_sha256)
+        content = path.read_bytes()
+        calibration = Calibration.parse(content, path, model_sha256)
+    except OSError as err:
+        raise ScoreModeError(f"{path} is not a readable calibration file ({err})") from None
     except CalibrationError as err:
         raise ScoreModeError(str(err)) from None
     window = window or calibration.window
@@ -424,13 +568,13 @@ def resolve_slice_score(
             f"scan with --window {calibration.window}, or calibrate again with "
             f"btd calibrate --window {window}"
         )
-    return SliceScore(
-        mode="calibrated",
+    return calibrated_score(
+        calibration,
         window=window,
         window_stride=window_stride,
-        calibration=calibration,
-        calibration_path=path,
         context=context,
+        path=path,
+        sha256=bytes_sha256(content),
     )
 
 
