@@ -9,17 +9,16 @@ from pathlib import Path
 import pytest
 
 from btd_core.audit.scan_config import ScanConfig
+from btd_core.findings.column_plan import FILE_FLOOR, SERIES_CAP, ColumnPlan
+from btd_core.findings.column_plan import plan_columns as plan_table
 from btd_core.safe_text import middle_ellipsis, path_ellipsis
 from btd_tui.factory import create_app
 from btd_tui.state import ScanPhase
 from btd_tui.widgets.findings_table import (
     CELL_PADDING,
     COLUMN_KEYS,
-    FILE_FLOOR,
-    SERIES_CAP,
-    ColumnPlan,
+    TABLE_SHAPE,
     FindingsTable,
-    plan_columns,
 )
 from tests.test_tui_support import (
     run_app,
@@ -28,6 +27,12 @@ from tests.test_tui_support import (
     write_fixed_series,
     write_tiny_scorer,
 )
+
+
+def plan_columns(space: int, natural: dict[str, int]) -> ColumnPlan:
+    """The app table's plan for ``space`` cells."""
+    return plan_table(TABLE_SHAPE, space, natural)
+
 
 NATURAL = {"rank": 4, "score": 10, "series": 24, "slice": 5, "pos": 6, "file": 47}
 """A long series label and a long relative path: 108 cells with padding."""
@@ -60,12 +65,12 @@ def test_paths_keep_the_file_name_whole_where_it_fits():
 
 
 def test_whole_contents_when_they_fit():
-    plan = plan_columns(width(ColumnPlan(), NATURAL), NATURAL)
+    plan = plan_columns(width(ColumnPlan(COLUMN_KEYS), NATURAL), NATURAL)
     assert plan == ColumnPlan(COLUMN_KEYS, None, None)
 
 
 def test_position_gives_way_first_then_labels_and_names_are_cut():
-    whole = width(ColumnPlan(), NATURAL)
+    whole = width(ColumnPlan(COLUMN_KEYS), NATURAL)
     plan = plan_columns(whole - 1, NATURAL)  # one cell short: only the position goes
     assert plan.shown == ("rank", "score", "series", "slice", "file")
     assert plan.series_width is None and plan.file_width is None
@@ -81,7 +86,7 @@ def test_position_gives_way_first_then_labels_and_names_are_cut():
 
 def test_room_left_by_whole_file_names_goes_back_to_the_series_label():
     natural = {**NATURAL, "file": 20}
-    plan = plan_columns(width(ColumnPlan(), natural) - 3, natural)  # the position went
+    plan = plan_columns(width(ColumnPlan(COLUMN_KEYS), natural) - 3, natural)  # the position went
     assert plan == ColumnPlan(("rank", "score", "series", "slice", "file"), None, None)
     space = width(ColumnPlan(("rank", "score", "series", "slice", "file")), natural) - 4
     plan = plan_columns(space, natural)

@@ -27,6 +27,7 @@ from btd_core.cli.interrupt import StopOnInterrupt
 from btd_core.cli.progress import slice_progress
 from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
+from btd_core.findings.column_plan import TableShape, plan_columns
 from btd_core.safe_text import middle_ellipsis, path_ellipsis, printable
 from btd_core.study.records import series_label
 
@@ -163,17 +164,23 @@ def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace
         )
 
 
-SUMMARY_YIELDING_COLUMNS = ("pos mm", "where x,y size")
-"""Columns of the terminal table that give way, in this order, when the table with whole
-file names would be wider than the terminal.  Rank, score, series, slice and file always
-stay; the file name is then cut in the middle to fit on one line."""
+SUMMARY_TABLE = TableShape(
+    columns=("rank", "score", "series", "slice", "pos mm", "where x,y size", "file"),
+    yielding=("pos mm", "where x,y size"),
+    cell_padding=3,
+    border=1,
+)
+"""The terminal table for :func:`btd_core.findings.column_plan.plan_columns` (rich's
+heavy box: a bar and a blank each side of a cell): when whole file names would be wider
+than the terminal, the position and then the region give way; rank, score, series, slice
+and file always stay, and the file name is then cut to fit on one line."""
 
 
 def print_audit_summary(console: Console, result: AuditResult, top: int) -> None:
     """The ranked table of the ``top`` slices, file counts, errors and the report folder.
 
-    One line per slice at any width: when whole file names do not fit, the position and
-    then the region give way (:data:`SUMMARY_YIELDING_COLUMNS`), series labels are cut at 16
+    One line per slice at any width (:data:`SUMMARY_TABLE`): when whole file names do not
+    fit, the position and then the region give way, series labels are cut at 16
     characters, and file names are shortened, the file name kept whole where it fits
     (``export/ch…/IM07523``).
     """
@@ -192,19 +199,16 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
             }
         )
 
-    def needed(names: list[str]) -> int:  # the table's width: cells, padding and bars
-        return 1 + sum(max([len(n), *(len(row[n]) for row in rows)]) + 3 for n in names)
-
-    shown = ["rank", "score", "series", "slice", "pos mm", "where x,y size", "file"]
-    for name in SUMMARY_YIELDING_COLUMNS:
-        if needed(shown) > console.width:
-            shown.remove(name)
-    if needed(shown) > console.width:
-        for row in rows:
-            row["series"] = middle_ellipsis(row["series"], 16)
-        file_width = max(console.width - needed([n for n in shown if n != "file"]) - 3, 12)
-        for row in rows:
-            row["file"] = path_ellipsis(row["file"], file_width)
+    natural = {
+        name: max([len(name), *(len(row[name]) for row in rows)]) for name in SUMMARY_TABLE.columns
+    }
+    plan = plan_columns(SUMMARY_TABLE, console.width, natural)
+    shown = plan.shown
+    for row in rows:
+        if plan.series_width is not None:
+            row["series"] = middle_ellipsis(row["series"], plan.series_width)
+        if plan.file_width is not None:
+            row["file"] = path_ellipsis(row["file"], plan.file_width)
     table = Table(
         title="most suspicious slices",
         title_justify="left",

@@ -1,10 +1,10 @@
 """Ranked suspicious slices: rank, score, series, slice, position, file; sortable.
 
-The columns fit the table's width (:func:`plan_columns`): when whole labels and names do
-not fit, the position column gives way first (:data:`YIELDING_COLUMNS`), then series
-labels are cut to :data:`SERIES_CAP` characters and file names are shortened, keeping the
-file name whole where it fits (``export/ch…/IM07523``); rank, score, series, slice and file
-always stay.
+The columns fit the table's width (:func:`btd_core.findings.column_plan.plan_columns`,
+:data:`TABLE_SHAPE`): when whole labels and names do not fit, the position column gives
+way first, then series labels are cut to 16 characters (down to :data:`SERIES_FLOOR`) and
+file names are shortened, keeping the file name whole where it fits
+(``export/ch…/IM07523``); rank, score, series, slice and file always stay.
 
 Rows come from :class:`btd_core.study.records.Finding` lists (the app re-ranks at most a
 few times a second while results arrive) and are updated in place, by row key: new
@@ -20,13 +20,17 @@ says which slice is under it whenever that changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import DataTable
 
+from btd_core.findings.column_plan import (
+    ColumnPlan,
+    TableShape,
+    plan_columns,
+)
 from btd_core.safe_text import middle_ellipsis, path_ellipsis, printable
 from btd_core.study.records import Finding, series_label
 from btd_tui.state import SliceKey
@@ -78,62 +82,16 @@ def split_row_key(key: str) -> tuple[str, int]:
 
 COLUMN_KEYS = tuple(key for key, _, _ in COLUMNS)
 
-YIELDING_COLUMNS = ("pos",)
-"""Columns that give way, in this order, when the table would be wider than its space."""
-
-SERIES_CAP = 16
-"""Series labels are cut (in the middle) to this many characters when the table is too
-narrow for whole labels and file names; down to :data:`SERIES_FLOOR` before a file name
-gets fewer than :data:`FILE_FLOOR` characters."""
-
 SERIES_FLOOR = 8
-FILE_FLOOR = 12
+"""Series labels may be cut this short (from 16) to give a file name its 12 characters."""
 
 CELL_PADDING = 2
 """Cells a column takes besides its content (one blank each side, DataTable's default)."""
 
-
-@dataclass(frozen=True)
-class ColumnPlan:
-    """Which columns are shown, and the most characters of a series label and a file
-    name (``None``: whole)."""
-
-    shown: tuple[str, ...] = COLUMN_KEYS
-    series_width: int | None = None
-    file_width: int | None = None
-
-
-def plan_columns(space: int, natural: dict[str, int]) -> ColumnPlan:
-    """The columns for a table ``space`` cells wide whose columns' whole contents (header
-    included) are ``natural[key]`` cells wide.
-
-    The yielding columns go first; then series labels are cut to :data:`SERIES_CAP` and
-    the file name gets the rest (at least :data:`FILE_FLOOR`, taken from the series label
-    down to :data:`SERIES_FLOOR`).  A table too narrow even then scrolls sideways.
-    """
-    shown = list(COLUMN_KEYS)
-
-    def cost(names: list[str], widths: dict[str, int]) -> int:
-        return sum(widths[name] + CELL_PADDING for name in names)
-
-    for name in YIELDING_COLUMNS:
-        if cost(shown, natural) > space:
-            shown.remove(name)
-    if cost(shown, natural) <= space:
-        return ColumnPlan(tuple(shown))
-    widths = dict(natural)
-    widths["series"] = min(natural["series"], SERIES_CAP)
-    rest = [name for name in shown if name != "file"]
-    file_width = space - cost(rest, widths) - CELL_PADDING
-    if file_width < FILE_FLOOR:
-        give = min(widths["series"] - SERIES_FLOOR, FILE_FLOOR - file_width)
-        if give > 0:
-            widths["series"] -= give
-            file_width += give
-    elif file_width > natural["file"]:  # whole names leave room: back to the label
-        widths["series"] += min(file_width - natural["file"], natural["series"] - SERIES_CAP)
-        file_width = natural["file"]
-    return ColumnPlan(tuple(shown), widths["series"], max(file_width, FILE_FLOOR))
+TABLE_SHAPE = TableShape(
+    columns=COLUMN_KEYS, yielding=("pos",), cell_padding=CELL_PADDING, series_floor=SERIES_FLOOR
+)
+"""The app's table for :func:`plan_columns`: the position gives way first."""
 
 
 def file_text(finding: Finding) -> str:
@@ -179,7 +137,7 @@ def finding_cells(
     """The shown cells of one finding (all six without a ``plan``), series labels and file
     names cut to the plan's widths; a file in ``planted`` (relative paths of known
     tamperings) is marked ``PLANTED``."""
-    plan = plan or ColumnPlan()
+    plan = plan or ColumnPlan(COLUMN_KEYS)
     location = finding.slice.location
     marked = finding.file.relpath in planted
     name = file_text(finding)
@@ -231,7 +189,7 @@ class FindingsTable(DataTable):
         self._announced: str | None = None
         self.planted: frozenset[str] = frozenset()
         """Relative paths of known tamperings (marked in the file column)."""
-        self.plan = ColumnPlan()
+        self.plan = ColumnPlan(COLUMN_KEYS)
         """The columns shown and how much of a series label and a file name fit."""
 
     def on_mount(self) -> None:
@@ -253,7 +211,7 @@ class FindingsTable(DataTable):
         space = self.content_region.width - SCROLLBAR_ROOM
         if space <= 0:
             return
-        plan = plan_columns(space, natural_widths(rows, self.planted))
+        plan = plan_columns(TABLE_SHAPE, space, natural_widths(rows, self.planted))
         if plan != self.plan:
             self.plan = plan
             self.clear(columns=True)
