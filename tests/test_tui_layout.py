@@ -20,13 +20,8 @@ from btd_tui.widgets.findings_table import (
     FindingsTable,
     plan_columns,
 )
-from tests.test_tui_support import (
-    run_app,
-    screen_text,
-    wait_for,
-    write_fixed_series,
-    write_tiny_scorer,
-)
+from tests.support.fixed_study import write_fixed_series, write_tiny_scorer
+from tests.support.pilot import run_app, screen_text, wait_for
 
 NATURAL = {"rank": 4, "score": 10, "series": 24, "slice": 5, "pos": 6, "file": 47}
 """A long series label and a long relative path: 108 cells with padding."""
