@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.support.lanes import FILE_LANES, LANES
+from tests.support.lanes import FILE_LANES, LANES, SLOW_TESTS
 
 TESTS = Path(__file__).resolve().parent
 
@@ -71,3 +71,7 @@ def test_every_test_file_has_one_lane_and_the_table_names_only_real_files():
     files = {path.name for path in TESTS.glob("test_*.py")}
     assert set(FILE_LANES) == files
     assert set(FILE_LANES.values()) <= set(LANES)
+
+
+def test_every_test_named_slow_by_the_table_is_in_a_real_file():
+    assert {name.split("::")[0] for name in SLOW_TESTS} <= set(FILE_LANES)

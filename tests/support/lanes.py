@@ -8,9 +8,10 @@
   ``btd train``, the demo), or takes tens of seconds on two CPU cores for another reason.
 
 A test file's lane is :data:`FILE_LANES`'s entry for it; a test is ``slow`` instead when it
-is marked ``slow`` itself (``@pytest.mark.slow``, or a parameter's ``marks``) or uses a
-fixture of :data:`SLOW_FIXTURES`.  A test may also name its lane with its own
-``@pytest.mark.unit`` / ``@pytest.mark.integration`` where it differs from its file's.
+is marked ``slow`` itself (``@pytest.mark.slow``, or a parameter's ``marks``), uses a
+fixture of :data:`SLOW_FIXTURES` or is listed in :data:`SLOW_TESTS` (tens of seconds).
+A test may also name its lane with its own ``@pytest.mark.unit`` or
+``@pytest.mark.integration`` where it differs from its file's.
 :func:`assign_lanes` (called from ``tests/conftest.py`` at collection) adds the marks and
 refuses a test file missing from the table or a test in two lanes.  CI runs
 ``-m "not slow"`` first, then ``-m slow`` (``.ci/run``).
@@ -25,6 +26,22 @@ LANES = ("unit", "integration", "slow")
 SLOW_FIXTURES = frozenset({"trained_ct_onnx"})
 """Fixtures that train a model: a test that uses one (itself or through another fixture)
 is ``slow``."""
+
+SLOW_TESTS = frozenset(
+    {
+        # a full btd-export --precision fp16 in its fixture (40 s on two busy cores)
+        "test_engine.py::test_fp16_file_records_its_precision_and_scores_within_tolerance",
+        # torch exports of their own (20 s each)
+        "test_export.py::test_ema_mri_export",
+        "test_export_hostile.py::test_cli_exports_a_bare_fp16_state_dict_truthfully",
+        "test_export.py::test_onnx_matches_library_p_sample[17]",
+        "test_cli.py::test_export_refuses_a_malicious_checkpoint",
+        # the app end to end: scan, preview, DICOM export (14 s)
+        "test_tui_app.py::test_planted_slice_ranks_first_preview_and_export",
+    }
+)
+"""Tests that are ``slow`` by what they cost, not by a model they train: ``file::name``, or
+``file::name[parameters]`` for one case of a parametrised test."""
 
 FILE_LANES: dict[str, str] = {
     "test_architecture.py": "unit",
@@ -60,7 +77,7 @@ FILE_LANES: dict[str, str] = {
     "test_tamper.py": "integration",
     "test_test_layout.py": "unit",
     "test_tiling.py": "unit",
-    "test_train.py": "integration",
+    "test_train.py": "slow",
     "test_tui_app.py": "integration",
     "test_tui_layout.py": "integration",
     "test_tui_pixels.py": "integration",
@@ -81,7 +98,8 @@ def lane_of(item: pytest.Item) -> str:
     itself, else its file's (:data:`FILE_LANES`)."""
     named = {mark.name for mark in item.iter_markers() if mark.name in LANES}
     fixtures = set(getattr(item, "fixturenames", ()))
-    if "slow" in named or SLOW_FIXTURES & fixtures:
+    names = {f"{item.path.name}::{item.name}", f"{item.path.name}::{item.originalname}"}
+    if "slow" in named or SLOW_FIXTURES & fixtures or SLOW_TESTS & names:
         return "slow"
     if len(named) > 1:
         raise pytest.UsageError(f"{item.nodeid}: marked {sorted(named)}, one lane only")
