@@ -38,6 +38,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if TORCH_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.torch)
+            # one xdist worker (--dist loadgroup) builds the session's checkpoint and export
+            item.add_marker(pytest.mark.xdist_group("torch"))
     assign_lanes(items)
 
 

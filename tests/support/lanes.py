@@ -29,7 +29,7 @@ is ``slow``."""
 
 SLOW_TESTS = frozenset(
     {
-        # a full btd-export --precision fp16 in its fixture (40 s on two busy cores)
+        # a full btd-export --precision fp16 in its fixture (fp16_onnx: 25-40 s)
         "test_engine.py::test_fp16_file_records_its_precision_and_scores_within_tolerance",
         # torch exports of their own (20 s each)
         "test_export.py::test_ema_mri_export",
