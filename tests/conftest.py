@@ -31,6 +31,7 @@ TORCH_FIXTURES = frozenset(
 """Fixtures of the torch world: a test that uses one is marked ``torch``."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``torch`` every test that needs a torch fixture, so ``-m "not torch"`` is the
     runtime alone (what ``pip install -e '.[test]'`` runs without skips), and put every test
