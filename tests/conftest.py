@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 
 from tests.onnx_scorer import build_scorer
+from tests.support.lanes import assign_lanes
+from tests.support.real_ct import real_ct_slice
 
 TORCH_FIXTURES = frozenset(
     {"upstream_checkpoint", "loaded_checkpoint", "exported_ct_onnx", "trained_ct_onnx"}
@@ -29,12 +31,17 @@ TORCH_FIXTURES = frozenset(
 """Fixtures of the torch world: a test that uses one is marked ``torch``."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark ``torch`` every test that needs a torch fixture, so ``-m "not torch"`` is the
-    runtime alone (what ``pip install -e '.[test]'`` runs without skips)."""
+    runtime alone (what ``pip install -e '.[test]'`` runs without skips), and put every test
+    in its lane: ``unit``, ``integration`` or ``slow`` (``tests/support/lanes.py``)."""
     for item in items:
         if TORCH_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.torch)
+            # one xdist worker (--dist loadgroup) builds the session's checkpoint and export
+            item.add_marker(pytest.mark.xdist_group("torch"))
+    assign_lanes(items)
 
 
 def _require_train_extra() -> None:
@@ -123,18 +130,6 @@ def loaded_checkpoint(upstream_checkpoint: Path):
     from btd_core.model.checkpoint import load_checkpoint
 
     return load_checkpoint(upstream_checkpoint)
-
-
-def real_ct_slice(name: str = "693_UNCI.dcm") -> np.ndarray:
-    """A real 512 x 512 CT slice from pydicom-data, windowed to [0, 1] (CT profile)."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-    from pydicom.pixels import apply_modality_lut
-
-    from btd_core.slices.profiles import CT
-
-    dataset = pydicom.dcmread(get_testdata_file(name))
-    return CT.to_unit_range(apply_modality_lut(dataset.pixel_array, dataset))
 
 
 @pytest.fixture(scope="session")

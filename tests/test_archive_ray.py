@@ -16,7 +16,7 @@ from btd_core.archive.index import read_archive
 from btd_core.archive.local import LocalExecutor
 from tests.onnx_scorer import build_scorer
 from tests.study_builder import write_series
-from tests.test_archive import build_archive, config_for, report_csvs
+from tests.support.archive_tree import build_archive, config_for, report_csvs
 
 ray = pytest.importorskip("ray", reason="needs the archive extra: pip install '.[archive]'")
 

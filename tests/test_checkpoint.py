@@ -92,6 +92,7 @@ def test_truncated_file(upstream_checkpoint: Path, tmp_path: Path):
         (b"model weights, honest\n", "not a PyTorch checkpoint"),
         (os.urandom(4096), "not a PyTorch checkpoint"),
     ],
+    ids=["empty", "text", "random-bytes"],  # the same names in every xdist worker
 )
 def test_not_a_checkpoint_at_all(tmp_path: Path, content: bytes, reason: str):
     path = tmp_path / "x.pt"

@@ -21,8 +21,9 @@ from btd_core.engine.scorer import (
     cuda_batch_limit,
 )
 from btd_core.scoring.tiles import ScanSettings, select_tiles
-from tests.conftest import real_ct_slice
-from tests.test_tui_support import tiny_card, write_tiny_scorer
+from tests.support.cards import tiny_card
+from tests.support.fixed_study import write_tiny_scorer
+from tests.support.real_ct import real_ct_slice
 
 
 def real_tiles(count: int = 24) -> np.ndarray:
@@ -188,7 +189,7 @@ def test_cuda_only_options_fail_clearly_on_the_cpu(
 def test_cuda_only_option_on_the_command_line_exits_2_with_the_reason(
     ct_onnx: Path, tmp_path: Path
 ):
-    from tests.test_tui_support import write_fixed_series
+    from tests.support.fixed_study import write_fixed_series
 
     write_fixed_series(tmp_path / "study" / "ct", 2)
     command = [sys.executable, "-m", "btd_core.cli.main", "scan", str(tmp_path / "study")]

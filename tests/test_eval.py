@@ -18,7 +18,7 @@ from btd_core.evaluation.roc_plot import write_roc_png
 from btd_core.evaluation.testset import TestSetError, parse_label_options
 from btd_core.scoring.tiles import ScanSettings, score_image
 from btd_core.slices.tiling import centred_patch_origin, crop_patch
-from tests.conftest import real_ct_slice
+from tests.support.real_ct import real_ct_slice
 
 LABELS = ["--label", "tampered=FAKE,fake", "--label", "genuine=REAL"]
 # (label, CTGAN-CT-injection flag, SD-CT-injection flag): rows 8 and 9 are flagged for

@@ -3,36 +3,7 @@ import dataclasses
 import pytest
 
 from btd_core.engine.model_card import FORMAT_VERSION, ModelCard, ModelCardError
-
-
-def make_card(**changes) -> ModelCard:
-    values = dict(
-        modality="ct",
-        patch_size=96,
-        window_low=-700.0,
-        window_high=2000.0,
-        window_unit="HU",
-        reduction="mean_sq",
-        weights="model",
-        beta_schedule="sigmoid",
-        timesteps=1000,
-        beta_0=0.00030027920729480684,
-        sqrt_recip_alphas_cumprod_0=1.000150203704834,
-        sqrt_recipm1_alphas_cumprod_0=0.017331168055534363,
-        posterior_mean_coef1_0=1.0,
-        posterior_mean_coef2_0=0.0,
-        source_name="CT_model.pt",
-        source_sha256="ab" * 32,
-        source_step=700000,
-        source_library_version="1.8.3",
-        exporter_version="0.1.0",
-        torch_version="2.14.1",
-        diffusion_library_version="1.8.3",
-        opset=18,
-        exported_at="2026-11-28T00:00:00+00:00",
-    )
-    values.update(changes)
-    return ModelCard(**values)
+from tests.support.cards import make_card
 
 
 def test_round_trip_keeps_every_field_and_type():

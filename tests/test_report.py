@@ -28,7 +28,7 @@ from btd_core.findings.report import (
 from btd_core.hashing import file_sha256
 from btd_core.safe_text import printable
 from btd_core.study.records import FileRecord, Finding, Series, SliceRef, SliceResult
-from tests.test_model_card import make_card
+from tests.support.cards import make_card
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1+1", "-cmd", "@SUM(A1)", "\t=1", "\r=1"]

@@ -230,7 +230,7 @@ def test_npy_png_and_enhanced_multiframe_series(tmp_path: Path, ct_onnx: Path):
     from PIL import Image
     from pydicom.data import get_testdata_file
 
-    from tests.conftest import real_ct_slice
+    from tests.support.real_ct import real_ct_slice
 
     study = tmp_path / "study"
     (study / "png").mkdir(parents=True)

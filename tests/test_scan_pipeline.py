@@ -15,7 +15,7 @@ from btd_core.scoring.tiles import ScanSettings, score_image
 from btd_core.slices.windowing import to_model_range
 from btd_core.study.discovery import discover
 from btd_core.study.pixels import read_slice
-from tests.test_tui_support import write_fixed_series, write_tiny_scorer
+from tests.support.fixed_study import write_fixed_series, write_tiny_scorer
 
 
 class CallLog:

@@ -28,7 +28,7 @@ from btd_core.scoring.strategy import (
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.study.discovery import discover
 from tests.study_builder import tree_fingerprint, write_series
-from tests.test_tui_support import write_fixed_series, write_tiny_scorer
+from tests.support.fixed_study import write_fixed_series, write_tiny_scorer
 
 SMALL_BLOCK = (236, 300, 12)
 """(x, y, size): a 12 px block of noise inside the brain of the head slice."""

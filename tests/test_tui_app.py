@@ -23,13 +23,8 @@ from btd_tui.widgets.log_panel import LogPanel
 from btd_tui.widgets.slice_preview import SlicePreview
 from btd_tui.widgets.study_tree import StudyTree
 from tests.study_builder import tree_fingerprint, write_series
-from tests.test_tui_support import (
-    run_app,
-    screen_text,
-    wait_for,
-    write_fixed_series,
-    write_tiny_scorer,
-)
+from tests.support.fixed_study import write_fixed_series, write_tiny_scorer
+from tests.support.pilot import run_app, screen_text, wait_for
 
 HALF = "▀"
 

@@ -20,13 +20,8 @@ from btd_tui.widgets.findings_table import (
     TABLE_SHAPE,
     FindingsTable,
 )
-from tests.test_tui_support import (
-    run_app,
-    screen_text,
-    wait_for,
-    write_fixed_series,
-    write_tiny_scorer,
-)
+from tests.support.fixed_study import write_fixed_series, write_tiny_scorer
+from tests.support.pilot import run_app, screen_text, wait_for
 
 
 def plan_columns(space: int, natural: dict[str, int]) -> ColumnPlan:

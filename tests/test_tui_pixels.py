@@ -19,7 +19,8 @@ from btd_tui.pixels import fit_cells, picture_size, slice_image
 from btd_tui.preview_mode import PREVIEW_MODES, cell_pixels, choose_preview
 from btd_tui.render import BOX_RGB, ZOOM_MARGIN, RenderRequest, render, strips_text, zoom_region
 from btd_tui.widgets.slice_preview import Shown, SlicePreview
-from tests.test_tui_support import run_app, screen_text, write_fixed_series, write_tiny_scorer
+from tests.support.fixed_study import write_fixed_series, write_tiny_scorer
+from tests.support.pilot import run_app, screen_text
 
 CYAN = np.array(BOX_RGB, np.uint8)
 PLACEHOLDER = chr(0x10EEEE)

@@ -11,7 +11,7 @@ from btd_tui.state import PlantedEdit, ScanPhase
 from btd_tui.widgets.findings_table import FindingsTable
 from btd_tui.widgets.log_panel import LogPanel
 from tests.study_builder import write_series
-from tests.test_tui_support import run_app, wait_for
+from tests.support.pilot import run_app, wait_for
 
 
 def test_planted_slices_are_marked_and_their_ranks_logged(ct_onnx: Path, tmp_path: Path):

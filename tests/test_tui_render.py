@@ -31,7 +31,9 @@ from btd_tui.scan_book import CANCELLED_REASON, ScanBook
 from btd_tui.state import ScanPhase
 from btd_tui.widgets import findings_table
 from btd_tui.widgets.findings_table import FindingsTable, split_row_key
-from tests.test_tui_support import run_app, tiny_card, write_fixed_series
+from tests.support.cards import tiny_card
+from tests.support.fixed_study import write_fixed_series
+from tests.support.pilot import run_app
 
 
 def gradient(height: int = 128, width: int = 128) -> np.ndarray:

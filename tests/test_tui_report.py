@@ -17,7 +17,8 @@ from btd_tui.widgets.findings_table import FindingsTable
 from btd_tui.widgets.log_panel import LogPanel
 from btd_tui.widgets.slice_preview import SlicePreview
 from tests.study_builder import tree_fingerprint
-from tests.test_tui_support import run_app, screen_text, wait_for, write_fixed_series
+from tests.support.fixed_study import write_fixed_series
+from tests.support.pilot import run_app, screen_text, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +173,7 @@ def test_an_archive_is_browsed_study_by_study(tmp_path: Path):
     too, its pixels read from both), Escape comes back."""
     from btd_tui.archive_screen import ArchiveScreen
     from tests.onnx_scorer import build_scorer
-    from tests.test_archive import build_archive, run_embedded
+    from tests.support.archive_tree import build_archive, run_embedded
 
     model = build_scorer(tmp_path / "ct32.onnx", patch_size=32)
     root, out = tmp_path / "root", tmp_path / "out"

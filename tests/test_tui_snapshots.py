@@ -23,7 +23,8 @@ from btd_tui.factory import create_app
 from btd_tui.state import ScanPhase
 from btd_tui.widgets.findings_table import FindingsTable, split_row_key
 from btd_tui.widgets.slice_preview import SlicePreview
-from tests.test_tui_support import fresh_folder, wait_for, write_fixed_series, write_tiny_scorer
+from tests.support.fixed_study import fresh_folder, write_fixed_series, write_tiny_scorer
+from tests.support.pilot import wait_for
 
 try:
     import fcntl

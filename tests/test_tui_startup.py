@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_tui_support import write_fixed_series, write_tiny_scorer
+from tests.support.fixed_study import write_fixed_series, write_tiny_scorer
 
 CHILD = """
 import asyncio, json, sys, time

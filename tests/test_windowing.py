@@ -3,7 +3,7 @@ import pytest
 
 from btd_core.slices.windowing import modality_mismatch, to_model_range
 from btd_core.study.records import Series, SliceRef
-from tests.test_model_card import make_card
+from tests.support.cards import make_card
 
 CT_CARD = make_card()
 MRI_CARD = make_card(modality="mri", patch_size=128, window_low=0.0, window_high=1.0)

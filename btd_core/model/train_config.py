@@ -17,8 +17,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-import tomli_w
-
 from btd_core.slices.profiles import profile_for
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -113,7 +111,13 @@ class TrainConfig:
         return self
 
     def to_toml(self) -> str:
-        """The config as TOML text (every field)."""
+        """The config as TOML text (every field).
+
+        ``tomli_w`` (the train extra) is imported here, not at the top: the defaults are read
+        without it (``btd --help``'s test runs in the torch-free install, ``.[test]`` alone).
+        """
+        import tomli_w
+
         return tomli_w.dumps(dataclasses.asdict(self))
 
     def save(self, path: Path) -> Path:
