@@ -11,7 +11,6 @@ import argparse
 import functools
 import io
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from rich.console import Console
 
 from btd_core.cli import demo_build
 from btd_core.cli.demo_build import DemoLockTimeout, demo_lock, waiting_message
+from tests.support.processes import stop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,15 +66,6 @@ def _start_holder(folder: Path, log: Path, hold_s: float) -> subprocess.Popen:
     return holder
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """End a worker this test started (by its own pid) and reap it."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-    if process.stdout is not None:
-        process.stdout.close()
-
-
 def test_a_second_process_waits_says_so_then_gets_the_lock(tmp_path: Path):
     folder, log = tmp_path / "demo", tmp_path / "log.txt"
     holder = _start_holder(folder, log, hold_s=1.5)
@@ -86,7 +77,7 @@ def test_a_second_process_waits_says_so_then_gets_the_lock(tmp_path: Path):
             assert holder.wait(timeout=10) == 0  # it let go: it has finished
             assert log.read_text().splitlines()[-1] == "holder end"
     finally:
-        _stop(holder)
+        stop(holder)
     assert messages == [waiting_message(folder)]
     assert messages[0] == (f"another btd demo is building the demo files in {folder}; waiting ...")
     assert waited > 0.5
@@ -100,7 +91,7 @@ def test_two_processes_never_hold_the_lock_together(tmp_path: Path):
             assert worker.wait(timeout=60) == 0
     finally:
         for worker in workers:
-            _stop(worker)
+            stop(worker)
     events = [line for line in log.read_text().splitlines() if " waits: " not in line]
     waits = [line for line in log.read_text().splitlines() if " waits: " in line]
     assert len(events) == 4
@@ -123,13 +114,13 @@ def test_the_wait_gives_up_after_the_timeout(tmp_path: Path):
         assert 0.3 < time.monotonic() - started < 10
         assert str(folder) in str(caught.value)
     finally:
-        _stop(holder)
+        stop(holder)
 
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path):
     folder, log = tmp_path / "demo", tmp_path / "log.txt"
     holder = _start_holder(folder, log, hold_s=60)
-    _stop(holder)  # SIGKILL: no clean-up code runs; the kernel drops the flock
+    stop(holder)  # SIGKILL: no clean-up code runs; the kernel drops the flock
     messages: list[str] = []
     with demo_lock(folder, timeout_s=5, on_wait=messages.append):
         pass
@@ -162,7 +153,7 @@ def test_ensure_demo_waits_for_a_build_in_progress_then_reuses_it(
         # it only returned once the builder had finished
         assert log.read_text().splitlines()[-1] == "holder end"
     finally:
-        _stop(holder)
+        stop(holder)
     assert messages == [waiting_message(cache / "demo")]
     assert files.model == cache / "demo" / "demo_ct.onnx"
 
@@ -180,7 +171,7 @@ def test_btd_demo_exits_2_when_the_wait_times_out(tmp_path: Path, monkeypatch: p
         args = argparse.Namespace(fresh=False, headless=True, out=tmp_path / "r", provider="cpu")
         status = run(args, Console(file=out, width=300))
     finally:
-        _stop(holder)
+        stop(holder)
     printed = out.getvalue()
     assert status == 2
     assert waiting_message(cache / "demo") in printed

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 
 from btd_core.errors import BtdError
 from btd_core.file_lock import LockBusy, hold_lock
+from tests.support.processes import stop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,15 +45,6 @@ def _start_holder(path: Path, hold_s: float) -> subprocess.Popen:
     return holder
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """End a holder this test started (by its own pid) and reap it."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
-    if process.stdout is not None:
-        process.stdout.close()
-
-
 def test_a_second_holder_is_refused_at_once(tmp_path: Path):
     path = tmp_path / ".lock"
     holder = _start_holder(path, hold_s=60)
@@ -64,7 +55,7 @@ def test_a_second_holder_is_refused_at_once(tmp_path: Path):
         assert time.monotonic() - started < 1.0
         assert isinstance(caught.value, BtdError)
     finally:
-        _stop(holder)
+        stop(holder)
     with hold_lock(path) as lock:  # the holder was killed: the kernel let go
         assert lock.path == path
 
@@ -81,7 +72,7 @@ def test_a_waiting_holder_gets_the_lock_once_the_first_lets_go(tmp_path: Path):
             assert select.select([holder.stdout], [], [], 0)[0]  # no two holders at once
             assert holder.stdout.readline().strip() == "releasing"
     finally:
-        _stop(holder)
+        stop(holder)
     assert waits == [1.0]  # said once, before waiting
     assert waited > 0.5
 
@@ -95,7 +86,7 @@ def test_a_wait_gives_up_after_wait_s(tmp_path: Path):
             hold_lock(path, wait_s=0.3, poll_s=0.05)
         assert 0.25 < time.monotonic() - started < 10
     finally:
-        _stop(holder)
+        stop(holder)
 
 
 def test_release_lets_another_open_file_take_it_and_is_idempotent(tmp_path: Path):
