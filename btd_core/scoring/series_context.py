@@ -142,10 +142,10 @@ class SeriesStream(Generic[Payload]):
         self._series = None
 
     def _finish(self, index: int, payload: Payload) -> None:
-        context = SeriesContext(self.slice_score, lambda q: self._own.get(q))
-        own = context.own(index)
-        neighbours = context.neighbours(index) if own is not None else []
-        judged = own
-        if own is not None and self.slice_score.uses_context:
-            judged = self.slice_score.in_context(own, neighbours)
+        own = self._own.get(index)
+        if own is None:
+            self.on_finished(Finished(payload, None, [], None))
+            return
+        neighbours = SeriesContext(self.slice_score, self._own.get).neighbours(index)
+        judged = self.slice_score.in_context(own, neighbours)  # unchanged without context
         self.on_finished(Finished(payload, own, neighbours, judged))
