@@ -62,9 +62,18 @@ from btd_core.scoring.strategy import (
     WindowVerdict,
     calibrated_score,
 )
-from btd_core.scoring.tiles import ImageScores, ScanSettings, score_tiles, select_tiles
+from btd_core.scoring.tiles import (
+    COVERAGES,
+    Coverage,
+    ImageScores,
+    ScanSettings,
+    TileSet,
+    score_image,
+    score_tiles,
+)
 from btd_core.scoring.windows import local_windows, median_residual
 from btd_core.slices.profiles import CT
+from btd_core.slices.regions import region_inputs
 from btd_core.tamper.copy_move import (
     KINDS,
     choose_location,
@@ -140,9 +149,11 @@ class Judged:
 class Judge:
     """Judges slices the way ``btd scan`` does, for every mode of :data:`MODES`."""
 
-    def __init__(self, scorer: Scorer, calibration: Calibration, window: int) -> None:
+    def __init__(
+        self, scorer: Scorer, calibration: Calibration, window: int, tiles: Coverage = "auto"
+    ) -> None:
         self.scorer = scorer
-        self.settings = ScanSettings()
+        self.settings = ScanSettings(tiles=tiles).resolved(scorer.card, calibration.tiles)
         stride = calibration.stride
         self.modes = {
             "tile": TileScore(),
@@ -154,11 +165,18 @@ class Judge:
         self.window, self.stride = window, stride
 
     def score(self, image: np.ndarray) -> ImageScores:
-        return score_tiles(select_tiles(image, PATCH, self.settings), self.scorer)
+        return score_image(image, self.scorer, self.settings)
 
     def rescore(self, image: np.ndarray, base: ImageScores, box: tuple[int, ...]) -> ImageScores:
         """``base`` with the tiles overlapping ``box`` (x0, y0, x1, y1) scored on ``image``
-        (the edit changes nothing else; the body mask is the untouched slice's)."""
+        (the edit changes nothing else; the body mask is the untouched slice's).  In body
+        coverage every tile of the pass sees the edit: the whole pass is scored again."""
+        if base.passes is not None:
+            tile_set = TileSet(
+                base.origins, region_inputs(image, base.passes), base.tiles_skipped,
+                base.tile_size, base.stride, base.body, base.passes,
+            )  # fmt: skip
+            return score_tiles(tile_set, self.scorer)
         x0, y0, x1, y1 = box
         touched = [
             i
@@ -237,13 +255,20 @@ def on_edit(place: tuple[float, int, int, int] | None, x: int, y: int, radius: i
     return (nearest_x - x) ** 2 + (nearest_y - y) ** 2 <= radius * radius
 
 
-def calibrate(volume: np.ndarray, model: Path, folder: Path, window: int) -> Calibration:
+def calibrate(
+    volume: np.ndarray, model: Path, folder: Path, window: int, tiles: Coverage = "auto"
+) -> Calibration:
     """``btd calibrate`` on the training slices, written as one .npy series (HU)."""
     genuine = folder / "genuine"
     genuine.mkdir(parents=True, exist_ok=True)
     np.save(genuine / "lung1_train.npy", volume[list(TRAIN_SLICES)])
     run = calibrate_model(
-        genuine, model, folder / "calibration.json", provider="cpu", window=window
+        genuine,
+        model,
+        folder / "calibration.json",
+        provider="cpu",
+        window=window,
+        settings=ScanSettings(tiles=tiles),
     )
     return run.calibration
 
@@ -263,6 +288,9 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=1500)
     parser.add_argument("--crop", type=int, default=32, help="training crop side, px")
     parser.add_argument("--window", type=int, default=24)
+    parser.add_argument(
+        "--tiles", choices=COVERAGES, default="auto", help="coverage (btd scan --tiles)"
+    )
     parser.add_argument("--locations", type=int, default=2, help="per slice, kind and radius")
     parser.add_argument("--label", default="", help="what the model is, for the tables")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -284,7 +312,7 @@ def main() -> None:
         tamperers = tamperers_for(args.methods, args.attacker or checkpoint, CT)
         scorer = Scorer(model, provider="cpu")
         started = time.perf_counter()
-        calibration = calibrate(volume, model, Path(tmp), args.window)
+        calibration = calibrate(volume, model, Path(tmp), args.window, args.tiles)
         print(
             f"model {model.name}; calibrated on {calibration.windows} windows of "
             f"{calibration.slices} training slices in {time.perf_counter() - started:.0f} s "
@@ -292,14 +320,18 @@ def main() -> None:
             f"{calibration.context.spread if calibration.context else None})",
             flush=True,
         )
-        judge = Judge(scorer, calibration, args.window)
+        judge = Judge(scorer, calibration, args.window, args.tiles)
         print(f"default: series context (residual, tissue weight {TISSUE_WEIGHT}, and pixels)",
               flush=True)  # fmt: skip
         started = time.perf_counter()
         genuine = {z: judge.judge(img, judge.score(img)) for z, img in _test_images(volume)}
         print(f"judged {len(genuine)} genuine test slices in "
               f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
-        results = {"model": args.label or model.name, "coverage": coverage(judge, volume, genuine)}
+        results = {
+            "model": args.label or model.name,
+            "tiles": judge.settings.tiles,
+            "coverage": coverage(judge, volume, genuine),
+        }
         edits = single_edits(judge, volume, genuine, tamperers, rng, args.locations)
         edits += stack_edits(judge, volume, genuine, rng)
     results.update(summarise(judge, edits, genuine, label, results["coverage"]))

@@ -159,6 +159,7 @@ class BtdApp(App[int]):
         """Show the model card and provider; resolve the slice score asked for (once: one
         that cannot run is an error on screen); start when discovery is done too."""
         from btd_core.scoring.strategy import ScoreModeError
+        from btd_core.scoring.tiles import CoverageError
 
         scorer = message.scorer
         self.scorer = scorer
@@ -169,7 +170,11 @@ class BtdApp(App[int]):
         except ScoreModeError as err:
             self._fatal(f"the slice score ({config.score.mode}) cannot run", str(err))
             return
-        self.settings = config.settings
+        try:
+            self.settings = config.settings.resolved(scorer.card, self.slice_score.calibrated_with)
+        except CoverageError as err:
+            self._fatal(f"the coverage ({config.settings.tiles}) cannot run", str(err))
+            return
         self._maybe_ready()
 
     def on_scorer_failed(self, message: msg.ScorerFailed) -> None:

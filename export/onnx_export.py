@@ -69,6 +69,7 @@ class ParityReport:
     max_rel_score: float
     precision: str = "fp32"
     provider: str = "CPUExecutionProvider"
+    regions: int = 0
 
     @property
     def limits(self) -> tuple[float, float]:
@@ -85,8 +86,9 @@ class ParityReport:
         atol, rtol = self.limits
         return (
             f"parity of the {self.precision} file ({self.provider}) vs PyTorch fp32 "
-            f"p_sample(x, 0) on {self.patches} real-looking patches: "
-            f"max |residual diff| {self.max_abs_residual:.2e} (limit {atol:.0e}), "
+            f"p_sample(x, 0) on {self.patches} real-looking patches"
+            + (f" and {self.regions} region of 2 x 3 patches: " if self.regions else ": ")
+            + f"max |residual diff| {self.max_abs_residual:.2e} (limit {atol:.0e}), "
             f"max relative score diff {self.max_rel_score:.2e} (limit {rtol:.0e}): {verdict}"
         )
 
@@ -159,14 +161,28 @@ def build_card(
         exported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         description=str(checkpoint.extra.get("description", "")),
         precision=precision,
+        side_multiple=downsampling(diffusion.model),
         **checkpoint.t0,
     )
+
+
+def downsampling(unet: torch.nn.Module) -> int:
+    """The U-Net's downsampling factor: every level but the last halves the image
+    (``2 ** (len(downs) - 1)``, 8 for the released layouts); an input's height and width
+    must be multiples of it."""
+    return 2 ** (len(unet.downs) - 1)
 
 
 def write_graph(graph: OneStepResidual, size: int, path: Path, card: ModelCard) -> None:
     """Export ``graph`` to ONNX at ``path`` (one file) with ``card`` as metadata."""
     example = torch.rand(2, 1, size, size)
     batch = torch.export.Dim("batch", min=1)
+    dims: dict[int, object] = {0: batch}
+    if card.side_multiple:
+        # free height and width, multiples of the U-Net's downsampling (body coverage)
+        multiple, largest = card.side_multiple, 4096 // card.side_multiple
+        dims[2] = multiple * torch.export.Dim("rows", min=1, max=largest)
+        dims[3] = multiple * torch.export.Dim("columns", min=1, max=largest)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -174,7 +190,7 @@ def write_graph(graph: OneStepResidual, size: int, path: Path, card: ModelCard) 
             (example,),
             input_names=["x"],
             output_names=["residual", "score"],
-            dynamic_shapes={"x01": {0: batch}},
+            dynamic_shapes={"x01": dims},
             opset_version=card.opset,
             dynamo=True,
         )
@@ -182,7 +198,8 @@ def write_graph(graph: OneStepResidual, size: int, path: Path, card: ModelCard) 
         raise ExportError("torch.onnx.export returned no program")
     model = program.model_proto
     model.doc_string = (
-        "BTD scorer: x [B,1,S,S] in [0,1] -> residual [B,1,S,S] (model space), score [B]. "
+        "BTD scorer: x [B,1,H,W] in [0,1] -> residual [B,1,H,W] (model space), score [B]; "
+        "H = W = btd.patch_size, or any multiples of btd.side_multiple when it is > 0. "
         "See metadata btd.*"
     )
     model.producer_name = "btd-export"
@@ -202,16 +219,24 @@ def check_parity(
     """Run the exported file with onnxruntime's CPU provider; compare with fp32 ``p_sample``."""
     scorer = Scorer(onnx_path, provider="cpu")
     patches = parity_patches(scorer.card.profile)
-    result = scorer.score(patches, with_residuals=True)
-    reference = p_sample_residual(checkpoint.diffusion, torch.from_numpy(patches))
-    ref_scores = reduce_residual(reference, scorer.card.reduction).numpy()
-    assert result.residuals is not None
-    abs_diff = float(np.abs(result.residuals - reference.numpy()).max())
-    rel_diff = float(
-        (np.abs(result.scores - ref_scores) / np.maximum(np.abs(ref_scores), 1e-30)).max()
-    )
+    inputs = [patches]
+    if scorer.card.side_multiple:
+        # a region of 2 x 3 patches, as body coverage passes it
+        size = scorer.card.patch_size
+        mosaic = patches[:6, 0].reshape(2, 3, size, size).transpose(0, 2, 1, 3)
+        inputs.append(np.ascontiguousarray(mosaic.reshape(1, 1, 2 * size, 3 * size)))
+    abs_diff = rel_diff = 0.0
+    for x in inputs:
+        result = scorer.score(x, with_residuals=True)
+        reference = p_sample_residual(checkpoint.diffusion, torch.from_numpy(x))
+        ref_scores = reduce_residual(reference, scorer.card.reduction).numpy()
+        assert result.residuals is not None
+        abs_diff = max(abs_diff, float(np.abs(result.residuals - reference.numpy()).max()))
+        rel = np.abs(result.scores - ref_scores) / np.maximum(np.abs(ref_scores), 1e-30)
+        rel_diff = max(rel_diff, float(rel.max()))
     return ParityReport(
         patches=len(patches),
+        regions=len(inputs) - 1,
         max_abs_residual=abs_diff,
         max_rel_score=rel_diff,
         precision=scorer.precision,

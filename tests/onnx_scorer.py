@@ -32,13 +32,18 @@ TEST_SCORER_NOTE = (
 
 
 def scorer_card(
-    modality: str = "ct", patch_size: int | None = None, reduction: str = "mean_sq"
+    modality: str = "ct",
+    patch_size: int | None = None,
+    reduction: str = "mean_sq",
+    side_multiple: int = 0,
 ) -> ModelCard:
     """The model card of the test scorer: every field btd-export writes, marked honestly.
 
     No diffusion model stands behind it: the schedule and t = 0 constants are the identity
     (``beta_0`` 0, no clamp), the versions say ``none`` and the source hash is zeros.
     Nothing depends on time, so the file's bytes are the same on every run.
+    ``side_multiple`` > 0: the graph takes any sides that are multiples of it (body
+    coverage), as btd-export's graphs do.
     """
     profile = profile_for(modality)
     return ModelCard(
@@ -68,6 +73,7 @@ def scorer_card(
         clamp="none: no x0 estimate in a test high-pass scorer",
         residual_space="model space [-1, 1]: residual = x_norm - 3x3 mean of x_norm",
         description=TEST_SCORER_NOTE,
+        side_multiple=side_multiple,
     )
 
 
@@ -79,6 +85,7 @@ def build_scorer(
     reduction: str = "mean_sq",
     card: ModelCard | None = None,
     normalise: bool = True,
+    side_multiple: int = 0,
 ) -> Path:
     """Write the test high-pass scorer to ``path`` and return the path.
 
@@ -95,14 +102,18 @@ def build_scorer(
     normalise:
         Map ``x`` to ``2x - 1`` first (the contract's model space); ``False`` filters
         ``x`` itself, which halves the residual (kept for the TUI snapshots' scorer).
+    side_multiple:
+        > 0: free height and width (multiples of it), as btd-export writes for body
+        coverage; 0: only S x S patches.
     """
     import onnx
     from onnx import TensorProto, helper
 
-    card = card or scorer_card(modality, patch_size, reduction)
+    card = card or scorer_card(modality, patch_size, reduction, side_multiple)
     if card.reduction not in REDUCTIONS:
         raise ValueError(f"unknown reduction {card.reduction!r}")
     size = card.patch_size
+    rows, columns = ("H", "W") if card.side_multiple else (size, size)
     nodes = []
     source = "x"
     initializers = [helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])]
@@ -141,9 +152,9 @@ def build_scorer(
     graph = helper.make_graph(
         nodes,
         "btd_test_highpass",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 1, size, size])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 1, rows, columns])],
         [
-            helper.make_tensor_value_info("residual", TensorProto.FLOAT, ["B", 1, size, size]),
+            helper.make_tensor_value_info("residual", TensorProto.FLOAT, ["B", 1, rows, columns]),
             helper.make_tensor_value_info("score", TensorProto.FLOAT, ["B"]),
         ],
         initializer=initializers,

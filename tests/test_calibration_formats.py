@@ -26,7 +26,7 @@ def _fitted(slices: int = 20) -> Calibration:
         context_differences=rng.normal(0, 0.1, 500),
         image_context_ratios=rng.lognormal(-2, 1, 500),
         context_slice_maxima=rng.normal(0.6, 0.1, slices),
-        image_context_slice_maxima=rng.lognormal(0.5, 0.3, slices),
+        image_context_slice_maxima=rng.lognormal(0.5, 0.3, slices), tiles="body",
     )  # fmt: skip
 
 
@@ -50,9 +50,12 @@ def test_each_format_reads_only_what_it_holds(tmp_path: Path):
     _fitted().save(path)
     data = json.loads(path.read_text())
     found = {}
-    for version in (1, 2, 3):
+    for version in (1, 2, 3, 4):
         path.write_text(json.dumps({**data, "format_version": version}))
         found[version] = Calibration.load(path)
+    # formats before 4 were all made with patch coverage
+    assert [found[v].tiles for v in (1, 2, 3)] == ["patch"] * 3
+    assert found[4].tiles == "body"
     assert found[1].context is None and found[1].energy_floor == 1e-12
     assert found[2].context is not None and found[2].image_context is None
     assert found[2].slice_scale is None and found[2].energy_floor == 1e-5
@@ -63,7 +66,8 @@ def test_each_format_reads_only_what_it_holds(tmp_path: Path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"format_version": 4}, "newer btd"),
+        ({"format_version": FORMAT_VERSION + 1}, "newer btd"),
+        ({"tiles": "everywhere"}, "incomplete"),
         ({"format_version": 0}, "unknown format_version 0"),
         ({"format_version": "x"}, "no valid format_version"),
         ({"format_name": "other"}, "not a btd calibration"),

@@ -50,8 +50,14 @@ def test_graph_shape_is_the_contract(exported_ct_onnx: Path):
     (x,) = model.graph.input
     assert x.name == "x"
     dims = [d.dim_param or d.dim_value for d in x.type.tensor_type.shape.dim]
-    assert dims[1:] == [1, 96, 96] and isinstance(dims[0], str)
+    # batch, channel, and free height and width in multiples of the U-Net's 8
+    assert dims[1] == 1 and all(isinstance(d, str) for d in (dims[0], *dims[2:]))
     assert [o.name for o in model.graph.output] == ["residual", "score"]
+    scorer = Scorer(exported_ct_onnx, provider="cpu")
+    assert scorer.card.side_multiple == 8
+    assert scorer.accepts(96, 96) and scorer.accepts(160, 224) and not scorer.accepts(100, 96)
+    region = np.random.default_rng(0).random((1, 160, 224), dtype=np.float32)
+    assert scorer.score(region, with_residuals=True).residuals.shape == (1, 1, 160, 224)
 
 
 def test_the_torch_free_test_scorer_has_the_exported_files_interface(

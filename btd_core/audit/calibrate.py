@@ -112,6 +112,7 @@ def calibrate_model(
             ratio_maxima.append(float(found[windows.valid].max()))
 
     discovery, scorer = open_study(genuine_dir, model, provider, engine, limits=limits)
+    settings = settings.resolved(scorer.card, None)
     outcome = scan(
         discovery,
         scorer,
@@ -137,6 +138,7 @@ def calibrate_model(
         image_context_ratios=np.concatenate(ratios) if ratios else None,
         context_slice_maxima=deviation_maxima,
         image_context_slice_maxima=np.asarray(ratio_maxima),
+        tiles=settings.tiles,
         source={
             "folder": str(genuine_dir.resolve()),
             "files": len(discovery.files),

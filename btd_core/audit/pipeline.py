@@ -38,7 +38,14 @@ from btd_core.scoring.strategy import (
     WindowVerdict,
     resolve_slice_score,
 )
-from btd_core.scoring.tiles import ImageScores, ScanSettings, SliceView, TileSet, select_tiles
+from btd_core.scoring.tiles import (
+    ImageScores,
+    ScanSettings,
+    SliceView,
+    TileSet,
+    score_tiles,
+    select_tiles,
+)
 from btd_core.slices.windowing import modality_mismatch, to_model_range
 from btd_core.study.pixels import SliceReadError, read_slice
 from btd_core.study.records import Discovery, FileRecord, Series, SliceRef, SliceResult
@@ -111,12 +118,14 @@ def scan(
     ------
     btd_core.scoring.strategy.ScoreModeError
         Only when ``slice_score`` is not given and the model's sidecar is unusable.
+    btd_core.scoring.tiles.CoverageError
+        When the settings' coverage does not fit the model file or the calibration.
     """
-    settings = settings or ScanSettings()
     if slice_score is None:
         slice_score = resolve_slice_score(
             model_path=scorer.model_path, model_sha256=scorer.model_sha256
         )
+    settings = (settings or ScanSettings()).resolved(scorer.card, slice_score.calibrated_with)
     run = _Run(discovery, scorer, settings, slice_score, on_progress, on_verdict)
     skip = set(skip)
     for series in discovery.series:
@@ -183,7 +192,8 @@ def _prepare(
         return _Prepared(series, index, ref, error=f"{where}{err}")
     image = to_model_range(pixels, series, ref, scorer.card.profile)
     del pixels
-    tiles = select_tiles(image, scorer.card.patch_size, settings)
+    card = scorer.card
+    tiles = select_tiles(image, card.patch_size, settings, card.side_multiple)
     return _Prepared(series, index, ref, image=image, tiles=tiles)
 
 
@@ -230,7 +240,8 @@ class _TileBatcher:
     """Packs the tiles of consecutive slices into full scorer batches.
 
     A slice may be split over two batches; it is finished (``done(prepared, scores)``)
-    once all its tiles are scored, in the order slices were added.
+    once all its tiles are scored, in the order slices were added.  A slice in body
+    coverage is scored in its own passes (:func:`btd_core.scoring.tiles.score_tiles`).
     """
 
     def __init__(self, scorer: Scorer, done: Callable[[_Prepared, ImageScores | None], None]):
@@ -246,6 +257,11 @@ class _TileBatcher:
 
     def add(self, prepared: _Prepared) -> None:
         assert prepared.tiles is not None
+        if prepared.tiles.passes is not None:
+            # body coverage: the slice's own passes, after the slices before it
+            self.flush()
+            self._done(prepared, score_tiles(prepared.tiles, self._scorer))
+            return
         self._pending.append(_Pending(prepared))
         self._unscored += len(prepared.tiles.origins)
         while self._unscored >= self._scorer.batch_size:

@@ -26,6 +26,7 @@ from btd_core.findings.provenance import library_versions, utc_now
 from btd_core.findings.ranking import rank
 from btd_core.findings.report import ReportFiles, RunInfo, write_report
 from btd_core.scoring.strategy import SliceScore
+from btd_core.scoring.tiles import TILES_MEANING
 from btd_core.study.discovery import discover
 from btd_core.study.evidence import check_output_outside
 from btd_core.study.limits import StudyLimits
@@ -125,10 +126,11 @@ def audit_study(
         limits=config.limits,
     )
     slice_score = config.score.resolve(model, scorer.model_sha256)
+    settings = config.settings.resolved(scorer.card, slice_score.calibrated_with)
     outcome = scan(
         discovery,
         scorer,
-        config.settings,
+        settings,
         on_progress=on_progress,
         should_stop=should_stop,
         slice_score=slice_score,
@@ -138,7 +140,7 @@ def audit_study(
         discovery=discovery,
         outcome=outcome,
         scorer=scorer,
-        settings=config.settings,
+        settings=settings,
         slice_score=slice_score,
         started=started,
         outputs=config.outputs,
@@ -262,6 +264,9 @@ def _settings_record(
         "patch_at_xy": list(settings.patch_at) if settings.patch_at else None,
         "tile_size_px": size,
         "stride_px": settings.stride_for(size),
+        "tiles": settings.tiles,
+        "tiles_meaning": TILES_MEANING[settings.tiles],
+        "model_side_multiple": scorer.card.side_multiple,
         "body_level": settings.body_level,
         "body_fraction": settings.body_fraction,
         "slice_score": slice_score.describe(scorer.card.reduction),

@@ -13,7 +13,7 @@ from pathlib import Path
 from btd_core.audit.scan_config import ReportOutputs, ScanConfig
 from btd_core.engine.options import DEFAULT_CUDNN_SEARCH, PROVIDER_CHOICES, EngineOptions
 from btd_core.scoring.strategy import SCORE_CHOICES, ScoreRequest
-from btd_core.scoring.tiles import DEFAULT_OVERLAYS, ScanSettings
+from btd_core.scoring.tiles import COVERAGES, DEFAULT_OVERLAYS, ScanSettings
 from btd_core.study.limits import DEFAULT_LIMITS, StudyLimits, parse_pixels
 
 
@@ -142,8 +142,16 @@ def add_provider_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_stride_argument(parser: argparse.ArgumentParser) -> None:
-    """``--stride``: pixels between tiles."""
+    """``--stride``: pixels between tiles; ``--tiles``: how tiles go through the model."""
     parser.add_argument("--stride", type=positive_int, help="pixels between tiles (default: S / 2)")
+    parser.add_argument(
+        "--tiles",
+        choices=COVERAGES,
+        default="auto",
+        help="body: the body's tiles through the model in one pass per slice (fast); "
+        "patch: each tile on its own (the method's patch, as before body coverage); "
+        "auto (default): the calibration's, else body when the model file allows it",
+    )
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
@@ -233,6 +241,7 @@ def scan_config(args: argparse.Namespace) -> ScanConfig:
     patch_at = getattr(args, "patch_at", None)
     settings = ScanSettings(
         stride=args.stride,
+        tiles=getattr(args, "tiles", "auto"),
         overlays=getattr(args, "overlays", DEFAULT_OVERLAYS),
         patch_at=(int(patch_at[0]), int(patch_at[1])) if patch_at else None,
         workers=args.workers,

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from btd_core.scoring.tiles import ScanSettings
 
     progress, on_progress = slice_progress(console, "calibrating")
-    settings = ScanSettings(stride=args.stride, workers=args.workers)
+    settings = ScanSettings(stride=args.stride, tiles=args.tiles, workers=args.workers)
     try:
         with progress:
             done = calibrate_model(

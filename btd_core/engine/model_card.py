@@ -77,6 +77,11 @@ class ModelCard:
     residual_space: str = "model space [-1, 1]: residual = x_norm - x_{-1}"
     description: str = ""
     precision: str = "fp32"
+    side_multiple: int = 0
+    """What the graph's input accepts: 0, only ``patch_size`` x ``patch_size`` tiles (files
+    exported before body coverage existed); k > 0, any height and width (pixels) that
+    are multiples of k, the U-Net's downsampling factor (8 for the released layouts), so
+    a whole body region is scored in one pass (:mod:`btd_core.slices.regions`)."""
     format_name: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 

@@ -215,16 +215,21 @@ class Scorer:
         patches:
             [N, S, S] or [N, 1, S, S], values in [0, 1] (see
             :meth:`btd_core.slices.profiles.ModalityProfile.to_unit_range`),
-            S = ``card.patch_size``.
+            S = ``card.patch_size``; or, where the card has a ``side_multiple``,
+            [N, H, W] / [N, 1, H, W] with H and W multiples of it.
         with_residuals:
             Also return the residual maps (N x S x S float32 more memory).
         """
         x = self._check(patches)
         scores = np.empty(len(x), dtype=np.float32)
         residuals = np.empty_like(x) if with_residuals else None
-        for start in range(0, len(x), self.batch_size):
-            stop = min(start + self.batch_size, len(x))
-            if self.device == "cuda" or self._force_bound:
+        size = self.card.patch_size
+        patch_shaped = x.shape[2:] == (size, size)
+        # larger inputs go in batches of about as many pixels as batch_size patches
+        step = max(self.batch_size * size * size // (x.shape[2] * x.shape[3]), 1)
+        for start in range(0, len(x), step):
+            stop = min(start + step, len(x))
+            if patch_shaped and (self.device == "cuda" or self._force_bound):
                 batch_scores, batch_residuals = self._run_bound(x[start:stop], with_residuals)
             else:
                 batch_scores, batch_residuals = self._run_plain(x[start:stop], with_residuals)
@@ -273,14 +278,30 @@ class Scorer:
         residuals = self._bound.residual.numpy()[:n] if with_residuals else None
         return scores, residuals
 
+    def accepts(self, height: int, width: int) -> bool:
+        """Whether the model file takes inputs of ``height`` x ``width`` pixels: its patch
+        size, or any multiples of the card's ``side_multiple`` when it has one."""
+        size, multiple = self.card.patch_size, self.card.side_multiple
+        if (height, width) == (size, size):
+            return True
+        return (
+            multiple > 0 and height > 0 and width > 0 and not height % multiple + width % multiple
+        )
+
     def _check(self, patches: np.ndarray) -> np.ndarray:
         size = self.card.patch_size
         x = np.asarray(patches)
         if x.ndim == 3:
             x = x[:, None]
-        if x.ndim != 4 or x.shape[1:] != (1, size, size):
+        if x.ndim != 4 or x.shape[1] != 1 or not self.accepts(x.shape[2], x.shape[3]):
+            sides = (
+                f" (or any sides that are multiples of {self.card.side_multiple})"
+                if self.card.side_multiple
+                else ""
+            )
             raise ScorerInputError(
-                f"patches must be [N, {size}, {size}] or [N, 1, {size}, {size}], got {x.shape}"
+                f"patches must be [N, {size}, {size}] or [N, 1, {size}, {size}]{sides}, "
+                f"got {x.shape}"
             )
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.size and not np.isfinite(x).all():

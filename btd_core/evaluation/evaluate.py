@@ -175,7 +175,8 @@ def evaluate(
         slice_score = resolve_slice_score(
             model_path=scorer.model_path, model_sha256=scorer.model_sha256
         )
-    run = _Scoring(scorer, settings or ScanSettings(), slice_score, max(chunk_size, 1))
+    settings = (settings or ScanSettings()).resolved(scorer.card, slice_score.calibrated_with)
+    run = _Scoring(scorer, settings, slice_score, max(chunk_size, 1))
     groups: dict[tuple[Path, int | None, bool], list[int]] = {}
     series_runs: dict[int, list[int]] = {}
     for index, item in enumerate(items):

@@ -49,7 +49,7 @@ import numpy as np
 from btd_core.errors import BtdError
 
 FORMAT_NAME = "btd-calibration"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 INTENSITY_BINS = 20
 """Equal bins of windowed intensity over [0, 1] (CT: 135 HU each over [-700, 2000])."""
 TEXTURE_BINS = 4
@@ -171,8 +171,12 @@ class Calibration:
         Series context by the residual, by the pixels, and the two on one scale: each
         present when the file's format has it and the genuine data sufficed (too few
         windows or slices leave it out, whatever the format).
+    tiles:
+        The coverage its genuine slices were scored with (``body`` or ``patch``,
+        :data:`btd_core.scoring.tiles.COVERAGES`): a scan must use the same (format 4 on;
+        earlier formats were all ``patch``).
     format_version:
-        The format it was read as (1-3) or is written as (:data:`FORMAT_VERSION`).
+        The format it was read as (1-4) or is written as (:data:`FORMAT_VERSION`).
     """
 
     model_sha256: str
@@ -186,6 +190,7 @@ class Calibration:
     context: ResidualContext | None = None
     image_context: ImageContext | None = None
     slice_scale: SliceScale | None = None
+    tiles: str = "patch"
     format_version: int = FORMAT_VERSION
 
     @property
@@ -293,7 +298,7 @@ class Calibration:
 
 
 def calibration_json(calibration: Calibration) -> dict[str, object]:
-    """The format-3 JSON object of a calibration: flat keys, an absent part as nulls."""
+    """The format-4 JSON object of a calibration: flat keys, an absent part as nulls."""
     tissue, context = calibration.tissue, calibration.context
     image, scale = calibration.image_context, calibration.slice_scale
     return {
@@ -320,6 +325,7 @@ def calibration_json(calibration: Calibration) -> dict[str, object]:
         "context_slice_spread": scale.context_spread if scale else None,
         "image_context_slice_centre": scale.image_context_centre if scale else None,
         "image_context_slice_spread": scale.image_context_spread if scale else None,
+        "tiles": calibration.tiles,
     }
 
 
@@ -369,7 +375,15 @@ def _read_format_3(data: dict) -> Calibration:
     return replace(_read_format_2(data), image_context=image, slice_scale=scale)
 
 
-READERS = {1: _read_format_1, 2: _read_format_2, 3: _read_format_3}
+def _read_format_4(data: dict) -> Calibration:
+    """Format 4: format 3 and the coverage it was made with."""
+    tiles = str(data["tiles"])
+    if tiles not in ("body", "patch"):
+        raise ValueError(f"tiles must be body or patch, not {tiles!r}")
+    return replace(_read_format_3(data), tiles=tiles)
+
+
+READERS = {1: _read_format_1, 2: _read_format_2, 3: _read_format_3, 4: _read_format_4}
 """One reader per calibration format: what each format holds, read explicitly."""
 
 
@@ -393,6 +407,7 @@ def fit_calibration(
     image_context_ratios: np.ndarray | None = None,
     context_slice_maxima: np.ndarray | None = None,
     image_context_slice_maxima: np.ndarray | None = None,
+    tiles: str = "patch",
 ) -> Calibration:
     """Fit the table from genuine windows (1-D arrays of equal length, valid windows only).
 
@@ -478,6 +493,7 @@ def fit_calibration(
         context=context,
         image_context=image,
         slice_scale=scale,
+        tiles=tiles,
     )
 
 

@@ -186,6 +186,11 @@ class SliceScore(ABC):
         """Whether series context also compares the slices' pixels (:meth:`in_context`)."""
         return False
 
+    @property
+    def calibrated_with(self) -> str | None:
+        """The coverage (``body`` or ``patch``) of the calibration in use; ``None``: none."""
+        return None
+
     @abstractmethod
     def judge(
         self, series_key: str, index: int, image: np.ndarray, scores: ImageScores
@@ -340,6 +345,10 @@ class CalibratedScore(WindowScore):
     calibration: Calibration
     calibration_path: Path | None = None
     calibration_sha256: str | None = field(default=None, compare=False)
+
+    @property
+    def calibrated_with(self) -> str | None:
+        return self.calibration.tiles
 
     def judge(
         self, series_key: str, index: int, image: np.ndarray, scores: ImageScores

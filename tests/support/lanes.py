@@ -47,6 +47,7 @@ FILE_LANES: dict[str, str] = {
     "test_architecture.py": "unit",
     "test_archive.py": "integration",
     "test_archive_ray.py": "integration",
+    "test_body_coverage.py": "integration",
     "test_calibration_formats.py": "unit",
     "test_checkpoint.py": "integration",
     "test_cli.py": "integration",
