@@ -76,7 +76,13 @@ from btd_core.scoring.strategy import (
     SliceVerdict,
     WindowScore,
 )
-from btd_core.scoring.tiles import ImageScores, ScanSettings, select_tiles
+from btd_core.scoring.tiles import (
+    COVERAGES,
+    ImageScores,
+    ScanSettings,
+    score_tiles,
+    select_tiles,
+)
 from btd_core.slices.windowing import modality_mismatch, to_model_range
 from btd_core.study.discovery import discover
 from btd_core.study.pixels import read_slice
@@ -92,7 +98,7 @@ DECODE = "DICOM decode (read_slice)"
 WINDOWING = "windowing (to_model_range)"
 BODY = "body mask (body_region)"
 TILING = "tiling (select_tiles less body mask)"
-ONNX = "ONNX scoring (Scorer.score + residuals)"
+ONNX = "ONNX scoring (score_tiles: Scorer.score, body passes cut into tiles)"
 ENERGY = "energy map (ImageScores.energy_map)"
 JUDGE = "windows + judging (judge less energy map)"
 CONTEXT = "series context (in_context)"
@@ -244,13 +250,11 @@ def profile_slices(
                     image = to_model_range(pixels, series, ref, scorer.card.profile)
                 del pixels
                 with clock.stage(TILING):
-                    tile_set = select_tiles(image, size, settings)
+                    tile_set = select_tiles(image, size, settings, scorer.card.side_multiple)
                 verdict = None
                 if tile_set.origins:
                     with clock.stage(ONNX):
-                        scored = scorer.score(tile_set.tiles, with_residuals=True)
-                    assert scored.residuals is not None
-                    scores = ImageScores.of(tile_set, scored.scores, scored.residuals)
+                        scores = score_tiles(tile_set, scorer)
                     with clock.stage(JUDGE):
                         verdict = slice_score.judge(series.key, index, image, scores)
                 with clock.stage(CONTEXT):
@@ -289,6 +293,9 @@ def main() -> None:
         help="an existing calibration of the model (default: btd calibrate on 12 lung1 slices)",
     )
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument(
+        "--tiles", choices=COVERAGES, default="auto", help="coverage (btd scan --tiles)"
+    )
     args = parser.parse_args()
     if not 1 <= args.slices <= LUNG1_SLICES - len(CALIBRATION_SLICES):
         parser.error(f"--slices must be 1..{LUNG1_SLICES - len(CALIBRATION_SLICES)}")
@@ -297,7 +304,7 @@ def main() -> None:
     volume, _ = load_lung1(args.lung1)
     first = min(24, LUNG1_SLICES - args.slices)  # the mid-chest, past the calibration slices
     chosen = range(first, first + args.slices)
-    threads = ["--threads", str(args.threads)]
+    threads = ["--threads", str(args.threads), "--tiles", args.tiles]
     fixed: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="btd-profile-") as tmp:
         folder = Path(tmp)
@@ -338,7 +345,8 @@ def main() -> None:
             time.perf_counter() - start
         )
         start = time.perf_counter()
-        clock, keys, final = profile_slices(discovery, scorer, slice_score, ScanSettings())
+        settings = ScanSettings(tiles=args.tiles).resolved(scorer.card, slice_score.calibrated_with)
+        clock, keys, final = profile_slices(discovery, scorer, slice_score, settings)
         loop_s = time.perf_counter() - start
 
     slices = len(keys)
@@ -364,7 +372,8 @@ def main() -> None:
         f"{chosen.stop - 1} (512 x 512 CT, DICOM), model {args.model.name} "
         f"({size} px, {scorer.card.precision}), provider {scorer.provider_in_use}, "
         f"{args.threads} onnxruntime threads, batch {scorer.batch_size}, "
-        f"tiles per slice {settings.get('tiles_scored', 0) / slices:.1f} scored"
+        f"tiles per slice {settings.get('tiles_scored', 0) / slices:.1f} scored, "
+        f"coverage {settings.get('tiles')} (--tiles {args.tiles})"
     )
     print(
         f"score profiled: --score auto -> {record['score_mode']} "

@@ -146,7 +146,7 @@ def test_a_format_1_calibration_loads_without_context(tmp_path: Path):
         rng.lognormal(-9, 1, 500), rng.random(500), rng.random(500) * 0.2,
         model_sha256="a" * 64, window=24, stride=12, slices=5,
     )  # fmt: skip
-    assert not calibration.has_context and calibration.format_version == 3
+    assert not calibration.has_context and calibration.format_version == 4
     path = tmp_path / "old.json"
     calibration.save(path)
     data = json.loads(path.read_text())

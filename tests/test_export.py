@@ -61,9 +61,13 @@ def test_graph_shape_is_the_contract(exported_ct_onnx: Path):
 
 
 def test_the_torch_free_test_scorer_has_the_exported_files_interface(
-    exported_ct_onnx: Path, ct_onnx: Path
+    exported_ct_onnx: Path, tmp_path: Path
 ):
-    """tests/onnx_scorer.py mimics btd-export: the same inputs, outputs and card keys."""
+    """tests/onnx_scorer.py mimics btd-export: the same inputs, outputs and card keys
+    (with free sides, as btd-export writes them)."""
+    from tests.onnx_scorer import build_scorer
+
+    free = build_scorer(tmp_path / "free.onnx", side_multiple=8)
 
     def interface(path: Path):
         model = onnx.load(str(path))
@@ -77,7 +81,7 @@ def test_the_torch_free_test_scorer_has_the_exported_files_interface(
         ]
         return shapes, sorted(p.key for p in model.metadata_props)
 
-    assert interface(ct_onnx) == interface(exported_ct_onnx)
+    assert interface(free) == interface(exported_ct_onnx)
 
 
 def test_model_card_round_trips_through_the_file(exported_ct_onnx: Path, upstream_checkpoint: Path):
