@@ -112,8 +112,16 @@ def test_a_fixed_size_model_takes_only_its_patches(tmp_path: Path):
     assert score_image(image, fixed, ScanSettings()).passes is None  # auto: patch
     with pytest.raises(CoverageError, match="body coverage needs"):
         score_image(image, fixed, ScanSettings(tiles="body"))
+    free = scorer_card(side_multiple=8)
     assert ScanSettings().resolved(fixed.card, None).tiles == "patch"
-    assert ScanSettings().resolved(scorer_card(side_multiple=8), None).tiles == "body"
+    assert ScanSettings().resolved(free, None).tiles == "body"
+    # auto follows the calibration; the paper's single patch is always patch
+    assert ScanSettings().resolved(free, "patch").tiles == "patch"
+    assert ScanSettings(tiles="body", patch_at=(9, 9)).resolved(fixed.card, None).tiles == "patch"
+    with pytest.raises(CoverageError, match="export it again"):
+        ScanSettings().resolved(fixed.card, "body")
+    with pytest.raises(CoverageError, match="calibrate again"):
+        ScanSettings(tiles="patch").resolved(free, "body")
 
 
 def _scan(study: Path, model: Path, out: Path, *flags: str) -> subprocess.CompletedProcess:
