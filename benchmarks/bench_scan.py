@@ -143,7 +143,7 @@ def main() -> None:
         help="the baseline's copy of the (last) model, with that code's own calibration sidecar",
     )
     args = parser.parse_args()
-    trees = [None] if args.baseline_tree is None else [args.baseline_tree, None]
+    trees = [None] if args.baseline_tree is None else [None, args.baseline_tree]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         models = args.model or [random_scorer(folder)]
