@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from btd_core.scoring.calibration import FORMAT_VERSION
+
 pytest.importorskip("torch", reason="the demo trains its model: needs the train extra")
 pytestmark = pytest.mark.torch
 
@@ -47,7 +49,8 @@ def test_demo_headless_without_network(tmp_path: Path):
     # a cache from an older btd: its calibration (format 2) lacks image context
     calibration = tmp_path / "cache" / "demo" / "demo_ct.onnx.calibration.json"
     data = json.loads(calibration.read_text())
-    assert data["format_version"] == 3 and data["image_context_centre"] is not None
+    assert data["format_version"] == FORMAT_VERSION and data["image_context_centre"] is not None
+    assert data["tiles"] == "body"  # the demo model is exported with free sides
     old = {k: v for k, v in data.items() if not k.startswith(("image_context", "context_slice"))}
     calibration.write_text(json.dumps({**old, "format_version": 2}))
     again = subprocess.run(
@@ -57,7 +60,7 @@ def test_demo_headless_without_network(tmp_path: Path):
     assert "found in the cache" in again.stdout
     assert "training the demo model" not in again.stdout  # no 0/300 bar for a cached model
     assert "calibrating the cached demo model again" in again.stdout
-    assert json.loads(calibration.read_text())["format_version"] == 3
+    assert json.loads(calibration.read_text())["format_version"] == FORMAT_VERSION
     assert again.stdout.count("planted ") == 3
     ranks = sorted(int(rank) for rank in re.findall(r": rank (\d+) of 10", again.stdout))
     assert ranks == [1, 2, 3], again.stdout
