@@ -41,7 +41,6 @@ profile's slice scores are checked against the scan's ``findings.csv``.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import functools
 import json
@@ -87,6 +86,7 @@ from btd_core.slices.windowing import modality_mismatch, to_model_range
 from btd_core.study.discovery import discover
 from btd_core.study.pixels import read_slice
 from btd_core.study.records import Discovery
+from tests.study_builder import write_hu_series
 
 ROOT = Path(__file__).resolve().parents[1]
 BTD = [sys.executable, "-m", "btd_core.cli.main"]
@@ -159,32 +159,17 @@ def _verdict_key(_score: SliceScore, verdict: SliceVerdict, *_: object) -> Key:
 def _write_dicom_series(folder: Path, hu: np.ndarray, seed: int) -> None:
     """Write [N, H, W] HU as one CT series, 5 mm apart, shuffled file names, on the header
     of pydicom-data's 693_UNCI.dcm (as ``benchmarks/same_reports.py`` does)."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
-    base = pydicom.dcmread(get_testdata_file("693_UNCI.dcm"))
-    if base.file_meta.TransferSyntaxUID.is_compressed:
-        base.decompress()
-    folder.mkdir(parents=True)
-    study_uid, series_uid = generate_uid(), generate_uid()
     names = np.random.default_rng(seed).permutation(10_000)[: len(hu)]
-    for index, plane in enumerate(hu):
-        dataset = copy.deepcopy(base)
-        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study_uid, series_uid
-        dataset.SOPInstanceUID = generate_uid()
-        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-        dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        dataset.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        dataset.ImagePositionPatient = [0.0, 0.0, 5.0 * index]
-        dataset.InstanceNumber = index + 1
-        dataset.RescaleSlope, dataset.RescaleIntercept = 1, -1024
-        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 16, 15
-        dataset.PixelRepresentation = 0
-        stored = np.clip(np.round(plane + 1024), 0, 65535).astype(np.uint16)
-        dataset.Rows, dataset.Columns = stored.shape
-        dataset.PixelData = stored.tobytes()
-        dataset.save_as(folder / f"IM{names[index]:05d}", enforce_file_format=True)
+    write_hu_series(
+        folder,
+        hu,
+        study_uid=generate_uid(),
+        series_uid=generate_uid(),
+        sop_uid=lambda index: generate_uid(),
+        file_name=lambda index: f"IM{names[index]:05d}",
+    )
 
 
 def _btd(args: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess[str]]:

@@ -19,7 +19,6 @@ line) and exits 0 only when every file is identical.
 from __future__ import annotations
 
 import argparse
-import copy
 import difflib
 import os
 import shutil
@@ -72,31 +71,16 @@ def _plant(slices: np.ndarray) -> np.ndarray:
 
 def _write_dicom_series(folder: Path, hu: np.ndarray) -> None:
     """Write [N, 512, 512] HU as a CT series, 5 mm apart, on pydicom-data's 693_UNCI.dcm."""
-    import pydicom
-    from pydicom.data import get_testdata_file
-    from pydicom.uid import ExplicitVRLittleEndian
+    from tests.study_builder import write_hu_series
 
-    base = pydicom.dcmread(get_testdata_file("693_UNCI.dcm"))
-    if base.file_meta.TransferSyntaxUID.is_compressed:
-        base.decompress()
-    folder.mkdir(parents=True)
-    for index, plane in enumerate(hu):
-        dataset = copy.deepcopy(base)
-        dataset.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
-        dataset.SeriesInstanceUID = "1.2.826.0.1.3680043.8.498.2"
-        dataset.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.3.{index + 1}"
-        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-        dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        dataset.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        dataset.ImagePositionPatient = [0.0, 0.0, 5.0 * index]
-        dataset.InstanceNumber = index + 1
-        dataset.RescaleSlope, dataset.RescaleIntercept = 1, -1024
-        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 16, 15
-        dataset.PixelRepresentation = 0
-        stored = np.clip(np.round(plane + 1024), 0, 65535).astype(np.uint16)
-        dataset.Rows, dataset.Columns = stored.shape
-        dataset.PixelData = stored.tobytes()
-        dataset.save_as(folder / f"IM{(index * 37) % 100:04d}", enforce_file_format=True)
+    write_hu_series(
+        folder,
+        hu,
+        study_uid="1.2.826.0.1.3680043.8.498.1",
+        series_uid="1.2.826.0.1.3680043.8.498.2",
+        sop_uid=lambda index: f"1.2.826.0.1.3680043.8.498.3.{index + 1}",
+        file_name=lambda index: f"IM{(index * 37) % 100:04d}",
+    )
 
 
 def build_fixture(into: Path) -> tuple[Path, Path, Path]:

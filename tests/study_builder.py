@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,38 @@ def write_series(
         planted_index=planted_index,
         planted_box=planted_box if planted_index is not None else None,
     )
+
+
+def write_hu_series(
+    folder: Path,
+    hu: np.ndarray,
+    *,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: Callable[[int], str],
+    file_name: Callable[[int], str],
+) -> None:
+    """Write [N, H, W] HU as one CT series in a new ``folder``, 5 mm apart, on the header of
+    pydicom-data's 693_UNCI.dcm (uint16, intercept -1024); slice ``i`` gets SOP Instance UID
+    ``sop_uid(i)`` and file name ``file_name(i)``."""
+    base = read_source("693_UNCI.dcm")
+    folder.mkdir(parents=True)
+    for index, plane in enumerate(hu):
+        dataset = copy.deepcopy(base)
+        dataset.StudyInstanceUID, dataset.SeriesInstanceUID = study_uid, series_uid
+        dataset.SOPInstanceUID = sop_uid(index)
+        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+        dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        dataset.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        dataset.ImagePositionPatient = [0.0, 0.0, 5.0 * index]
+        dataset.InstanceNumber = index + 1
+        dataset.RescaleSlope, dataset.RescaleIntercept = 1, -1024
+        dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit = 16, 16, 15
+        dataset.PixelRepresentation = 0
+        stored = np.clip(np.round(plane + 1024), 0, 65535).astype(np.uint16)
+        dataset.Rows, dataset.Columns = stored.shape
+        dataset.PixelData = stored.tobytes()
+        dataset.save_as(folder / file_name(index), enforce_file_format=True)
 
 
 def tree_fingerprint(root: Path) -> dict[str, tuple[str, int, int]]:
