@@ -63,27 +63,30 @@ class CoverageError(BtdError, ValueError):
     """The coverage asked for cannot be used with this model file or calibration."""
 
 
-def resolve_coverage(asked: Coverage, card: ModelCard, calibrated_with: str | None) -> str:
-    """``body`` or ``patch``: the coverage to scan with (see :data:`COVERAGES`).
+def resolve_coverage(
+    asked: Coverage, side_multiple: int, patch_size: int, calibrated_with: str | None
+) -> str:
+    """``body`` or ``patch``: the coverage to scan with (see :data:`COVERAGES`), for a model
+    whose card has ``side_multiple`` and ``patch_size``.
 
     ``calibrated_with``: the coverage the calibration in use was made with (``None``:
     no calibration).  Raises :class:`CoverageError` for ``body`` with a fixed-size model
     file, and for a coverage other than the calibration's (its genuine levels were
     measured with its own)."""
     if asked == "auto":
-        if calibrated_with is not None:
-            asked = "body" if calibrated_with == "body" and card.side_multiple else "patch"
-            if asked != calibrated_with:
-                raise CoverageError(
-                    "the calibration was made with body coverage, but this model file takes "
-                    "only patch-size tiles: export it again with btd-export"
-                )
-            return asked
-        return "body" if card.side_multiple else "patch"
-    if asked == "body" and not card.side_multiple:
+        asked = calibrated_with or "body"  # type: ignore[assignment]
+        if asked == "body" and not side_multiple:
+            if calibrated_with is None:
+                return "patch"
+            raise CoverageError(
+                "the calibration was made with body coverage, but this model file takes "
+                "only patch-size tiles: export it again with btd-export"
+            )
+        return asked
+    if asked == "body" and not side_multiple:
         raise CoverageError(
-            f"--tiles body needs a model file that takes free sizes; this one takes only "
-            f"{card.patch_size} px tiles: export it again with btd-export, or scan with "
+            f"--tiles body: body coverage needs a model file that takes free sizes; this one "
+            f"takes only {patch_size} px tiles: export it again with btd-export, or scan with "
             "--tiles patch"
         )
     if calibrated_with is not None and asked != calibrated_with:
@@ -140,7 +143,10 @@ class ScanSettings:
         single patch is always ``patch``."""
         if self.patch_at is not None:
             return replace(self, tiles="patch")
-        return replace(self, tiles=resolve_coverage(self.tiles, card, calibrated_with))  # type: ignore[arg-type]
+        coverage = resolve_coverage(
+            self.tiles, card.side_multiple, card.patch_size, calibrated_with
+        )
+        return replace(self, tiles=coverage)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -261,11 +267,7 @@ def select_tiles(
         origin = centred_patch_origin(y, x, size)
         tiles = crop_patch(image, origin[0], origin[1], size)[None]
         return TileSet([origin], tiles, tiles_skipped=0, tile_size=size, stride=size)
-    coverage = settings.tiles
-    if coverage == "auto":
-        coverage = "body" if side_multiple else "patch"
-    if coverage == "body" and not side_multiple:
-        raise CoverageError(f"body coverage needs a model that takes sides other than {size} px")
+    coverage = resolve_coverage(settings.tiles, side_multiple, size, None)
     grid = tile_grid(image.shape[0], image.shape[1], size, stride)
     body = body_region(image, settings.body_level)
     if coverage == "patch":
