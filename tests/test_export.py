@@ -163,3 +163,47 @@ def test_modality_resolution(name, extra, flag, expected):
 def test_unknown_modality_asks_for_the_flag():
     with pytest.raises(ExportError, match="--modality"):
         resolve_modality(None, _Named("model-12.pt"))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_each_exporter_writes_a_graph_that_scores_like_the_library(
+    exported_ct_onnx: Path, tmp_path: Path, exporter: str
+):
+    """Both torch.onnx exporters (the TorchScript one first, dynamo where a torch has lost
+    it) give a graph with free batch, height and width that equals ``p_sample(x, 0)``; a
+    small U-Net of the library's class keeps the dynamo trace short."""
+    import dataclasses
+
+    from denoising_diffusion_pytorch import GaussianDiffusion, Unet
+
+    from btd_core.model.residual import OneStepResidual
+    from export.attention import with_matmul_attention
+    from export.onnx_export import write_graph
+
+    torch.manual_seed(0)
+    unet = Unet(dim=8, dim_mults=(1, 2), channels=1, full_attn=(False, True))
+    diffusion = GaussianDiffusion(
+        unet, image_size=32, timesteps=1000, objective="pred_noise", beta_schedule="sigmoid"
+    ).eval()
+    graph = OneStepResidual(diffusion, "mean_sq", unet=with_matmul_attention(unet)).eval()
+    card = dataclasses.replace(
+        Scorer(exported_ct_onnx, provider="cpu").card, patch_size=32, side_multiple=2
+    )
+    path = tmp_path / f"{exporter}.onnx"
+    assert write_graph(graph, 32, path, card, exporters=(exporter,)) == exporter
+    scorer = Scorer(path, provider="cpu")
+    assert scorer.card == card
+    x = np.random.default_rng(1).random((3, 1, 48, 80), dtype=np.float32)
+    result = scorer.score(x, with_residuals=True)
+    reference = p_sample_residual(diffusion, torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(result.residuals, reference, atol=1e-6, rtol=0)
+
+
+def test_no_exporter_that_works_means_an_error_and_no_file(exported_ct_onnx: Path, tmp_path: Path):
+    from export.onnx_export import write_graph
+
+    card = Scorer(exported_ct_onnx, provider="cpu").card
+    path = tmp_path / "none.onnx"
+    with pytest.raises(ExportError, match="could not export.*unknown exporter 'tflite'"):
+        write_graph(torch.nn.Identity(), 96, path, card, exporters=("tflite",))
+    assert not path.exists()
