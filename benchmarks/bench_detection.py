@@ -237,7 +237,10 @@ class Judge:
         """The image-context surprise alone: the worst window of slice ``z``."""
         mode = self.modes["default"]
         assert isinstance(mode, ContextScore) and isinstance(verdict, WindowVerdict)
-        ratios = mode.image_disagreement(verdict, self.context(series, "default").neighbours(z))
+        neighbours = self.context(series, "default").neighbours(z)
+        if neighbours.one_sided and mode.calibration.judges_ends:
+            return None  # a series' end is judged by its residual alone
+        ratios = mode.image_disagreement(verdict, neighbours)
         if ratios is None:
             return None
         calibration = mode.calibration

@@ -12,12 +12,18 @@ import pytest
 
 from btd_core.cli.main import main
 from btd_core.engine.scorer import Scorer
-from btd_core.scoring.calibration import Calibration, context_deviation, fit_calibration
+from btd_core.scoring.calibration import (
+    FORMAT_VERSION,
+    Calibration,
+    context_deviation,
+    fit_calibration,
+)
 from btd_core.scoring.image_context import disagreement, nearby_maximum, out_of_range
 from btd_core.scoring.strategy import (
     TISSUE_WEIGHT,
     ContextScore,
     LocalScore,
+    Neighbours,
     ScoreModeError,
     WindowVerdict,
     calibrated_score,
@@ -109,6 +115,19 @@ def test_context_deviation_lifts_the_edited_slice_not_its_neighbours():
     assert (context_deviation(ramp[1], [ramp[0], ramp[2]]) == -1.0).all()  # between: below 0
 
 
+def test_a_series_end_is_judged_against_the_trend_of_its_neighbours():
+    """At a series' end both neighbours lie on one side (nearest first): the end slice is
+    compared with the range from the nearest to ``3 n1 - 2 n2``, centred on their linear
+    prediction, so a steady trend does not lift it while an edit on it still stands out."""
+    ramp = [np.full((3, 3), 1.0), np.full((3, 3), 2.0), np.full((3, 3), 3.0)]
+    end, nearest, following = ramp[2], ramp[1], ramp[0]
+    assert (context_deviation(end, [nearest, following]) == 1.0).all()  # two-sided: lifted
+    assert (context_deviation(end, [nearest, following], one_sided=True) == -1.0).all()
+    edited = end.copy()
+    edited[1, 1] = 6.0
+    assert context_deviation(edited, [nearest, following], one_sided=True)[1, 1] == 2.0
+
+
 def test_the_tissue_weight_is_a_share_and_weighs_the_tissue_surprise(lung1, ct_onnx: Path):
     """In [0, 1]; with series context, weight 0 judges a window by its context alone and
     weight 1 adds the tissue surprise equally (a real slice, its real neighbours)."""
@@ -130,7 +149,7 @@ def test_the_tissue_weight_is_a_share_and_weighs_the_tissue_surprise(lung1, ct_o
             score.judge("s", i, image, scored)
             for i, (image, scored) in enumerate(zip(images, scores, strict=True))
         ]
-        judged[weight] = (own[1], score.in_context(own[1], [own[0], own[2]]))
+        judged[weight] = (own[1], score.in_context(own[1], Neighbours((own[0], own[2]))))
     own, alone = judged[0.0]
     both = judged[1.0][1].values
     valid = own.windows.valid
@@ -146,7 +165,7 @@ def test_a_format_1_calibration_loads_without_context(tmp_path: Path):
         rng.lognormal(-9, 1, 500), rng.random(500), rng.random(500) * 0.2,
         model_sha256="a" * 64, window=24, stride=12, slices=5,
     )  # fmt: skip
-    assert not calibration.has_context and calibration.format_version == 4
+    assert not calibration.has_context and calibration.format_version == FORMAT_VERSION
     path = tmp_path / "old.json"
     calibration.save(path)
     data = json.loads(path.read_text())
@@ -381,3 +400,46 @@ def test_neighbours_are_both_sides_else_two_on_one_side():
     assert neighbour_indices(1, {1, 2}.__contains__) == [2]
     assert neighbour_indices(0, {0}.__contains__) == []
     assert neighbour_indices(2, {0, 1, 2}.__contains__) == [1, 0]
+
+
+def test_a_genuine_series_end_slices_rank_like_its_other_slices(lung1, ct_onnx: Path, tmp_path):
+    """btd calibrate on genuine lung1 slices, then btd scan of four other genuine series of
+    six slices: their first and last slices, judged by their residual against their
+    neighbours' trend with the calibration's tables for series ends (format 5), rank like
+    the series' other slices.  With the same calibration read as format 4 (no such tables:
+    judged against two neighbours on one side, as before) the ends lead every series."""
+    volume, _ = lung1
+    genuine, study = tmp_path / "genuine", tmp_path / "study"
+    genuine.mkdir()
+    study.mkdir()
+    np.save(genuine / "train.npy", volume[0:12])
+    for k, start in enumerate(range(24, 48, 6)):
+        np.save(study / f"series{k}.npy", volume[start : start + 6])
+    calibration = tmp_path / "cal.json"
+    argv = ["calibrate", str(genuine), "--model", str(ct_onnx), "--out", str(calibration)]
+    assert main(argv) == 0
+    assert Calibration.load(calibration).judges_ends
+
+    def ends_of(out: Path) -> tuple[int, float]:
+        """How many series an end slice leads; the end slices' mean rank percentile."""
+        argv = ["scan", str(study), "--model", str(ct_onnx), "--out", str(out)]
+        assert main([*argv, "--calibration", str(calibration), "--top", "0"]) == 0
+        by_series: dict[str, list[tuple[float, int]]] = {}
+        for row in csv.DictReader((out / "findings.csv").open()):
+            by_series.setdefault(row["file"], []).append(
+                (float(row["score"]), int(row["slice_index"]))
+            )
+        assert len(by_series) == 4 and all(len(s) == 6 for s in by_series.values())
+        leads, percentiles = 0, []
+        for slices in by_series.values():
+            order = [index for _, index in sorted(slices, reverse=True)]
+            leads += order[0] in (0, 5)
+            percentiles += [order.index(end) / 5 for end in (0, 5)]
+        return leads, float(np.mean(percentiles))
+
+    leads, percentile = ends_of(tmp_path / "fair")
+    assert leads <= 2 and percentile >= 0.3  # by chance: 1.3 of 4 series, percentile 0.5
+    data = json.loads(calibration.read_text())
+    calibration.write_text(json.dumps({**data, "format_version": 4}))
+    old_leads, old_percentile = ends_of(tmp_path / "before")
+    assert old_leads >= 3 and old_percentile < percentile

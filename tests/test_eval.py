@@ -16,6 +16,7 @@ from btd_core.engine.scorer import Scorer
 from btd_core.evaluation.metrics import auroc
 from btd_core.evaluation.roc_plot import write_roc_png
 from btd_core.evaluation.testset import TestSetError, parse_label_options
+from btd_core.scoring.strategy import Neighbours
 from btd_core.scoring.tiles import ScanSettings, score_image
 from btd_core.slices.tiling import centred_patch_origin, crop_patch
 from tests.support.real_ct import real_ct_slice
@@ -261,7 +262,7 @@ def test_folder_pair_scores_whole_slices(ct_onnx: Path, tmp_path: Path, mode: st
         first = scorer.card.profile.to_unit_range(np.load(genuine / "g0.npy"))
         before = slice_score.judge("", 0, first, score_image(first, scorer, ScanSettings()))
         alone = verdict.result.score
-        verdict = slice_score.in_context(verdict, [before])
+        verdict = slice_score.in_context(verdict, Neighbours((before,)))
         assert verdict.result.score != pytest.approx(alone)
     assert mode != "calibrated" or slice_score.uses_context
     assert float(scores[1]["score"]) == pytest.approx(verdict.result.score, rel=1e-5)

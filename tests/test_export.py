@@ -204,6 +204,6 @@ def test_no_exporter_that_works_means_an_error_and_no_file(exported_ct_onnx: Pat
 
     card = Scorer(exported_ct_onnx, provider="cpu").card
     path = tmp_path / "none.onnx"
-    with pytest.raises(ExportError, match="could not export.*unknown exporter 'tflite'"):
+    with pytest.raises(ExportError, match=r"could not export.*unknown exporter 'tflite'"):
         write_graph(torch.nn.Identity(), 96, path, card, exporters=("tflite",))
     assert not path.exists()

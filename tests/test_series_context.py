@@ -103,9 +103,12 @@ def test_stream_and_random_access_judge_every_slice_alike_also_next_to_a_gap(cal
             assert done.judged.result != own[i].result  # context changed the score
         else:
             assert done.judged is own[i]  # nothing to compare with: judged alone
-    assert context.neighbours(0) == []  # its next slice is unreadable: no side has two
+    assert not context.neighbours(0)  # its next slice is unreadable: no side has two
     assert [n.result.slice_index for n in context.neighbours(2)] == [3, 4]
     assert [n.result.slice_index for n in context.neighbours(5)] == [4, 3]
+    # one side: nearest first, judged against the trend of the two (an end, or past a gap)
+    assert context.neighbours(2).one_sided and context.neighbours(5).one_sided
+    assert not context.neighbours(3).one_sided and not context.neighbours(0).one_sided
     best = max((f for f in finished if f.judged), key=lambda f: f.judged.result.score)
     assert best.payload == 3  # the planted slice leads
 
@@ -141,7 +144,7 @@ def test_a_slice_score_without_context_lets_each_slice_go_at_once(calibrated):
     finished: list[Finished[int]] = []
     stream: SeriesStream[int] = SeriesStream(alone, finished.append)
     stream.push("series", 0, own[0], 0)
-    assert len(finished) == 1 and finished[0].judged is own[0] and finished[0].neighbours == []
+    assert len(finished) == 1 and finished[0].judged is own[0] and not finished[0].neighbours
     held: list[Finished[int]] = []
     calibrating: SeriesStream[int] = SeriesStream(alone, held.append, with_neighbours=True)
     for i in range(3):
@@ -149,4 +152,5 @@ def test_a_slice_score_without_context_lets_each_slice_go_at_once(calibrated):
     assert [f.payload for f in held] == [0]  # waits for two slices after it
     calibrating.flush()
     assert [[n.result.slice_index for n in f.neighbours] for f in held] == [[1, 2], [0, 2], [1, 0]]
+    assert [f.neighbours.one_sided for f in held] == [True, False, True]
     assert all(f.judged is f.own for f in held)  # judged alone: unchanged

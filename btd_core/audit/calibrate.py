@@ -32,7 +32,7 @@ from btd_core.scoring.calibration import (
     genuine_floor,
     sidecar_path,
 )
-from btd_core.scoring.strategy import LocalScore, SliceVerdict, WindowVerdict
+from btd_core.scoring.strategy import LocalScore, Neighbours, SliceVerdict, WindowVerdict
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.scoring.windows import WINDOW_PX
 from btd_core.study.limits import StudyLimits
@@ -91,7 +91,7 @@ def calibrate_model(
     ratios: list[np.ndarray] = []
     ratio_maxima: list[float] = []
 
-    def collect(verdict: WindowVerdict, neighbours: list[SliceVerdict]) -> None:
+    def collect(verdict: WindowVerdict, neighbours: Neighbours) -> None:
         windows = verdict.windows
         valid = windows.valid.ravel()
         rows = np.column_stack(
@@ -104,12 +104,14 @@ def calibrate_model(
                 windows.energy.astype(np.float32),
                 windows.valid,
                 [_key(other) for other in neighbours],
+                neighbours.one_sided,
             )
         )
-        found = slice_score.image_disagreement(verdict, neighbours)
-        if found is not None and found.shape == windows.valid.shape and windows.valid.any():
-            ratios.append(_sample(found[windows.valid], max_windows_per_slice, rng))
-            ratio_maxima.append(float(found[windows.valid].max()))
+        if not neighbours.one_sided:  # a slice between its neighbours (series ends: below)
+            found = slice_score.image_disagreement(verdict, neighbours)
+            if found is not None and found.shape == windows.valid.shape and windows.valid.any():
+                ratios.append(_sample(found[windows.valid], max_windows_per_slice, rng))
+                ratio_maxima.append(float(found[windows.valid].max()))
 
     discovery, scorer = open_study(genuine_dir, model, provider, engine, limits=limits)
     settings = settings.resolved(scorer.card, None)
@@ -123,7 +125,7 @@ def calibrate_model(
     )
     windows = np.concatenate(kept) if kept else np.zeros((0, 3))
     floor = genuine_floor(windows[:, 0])
-    differences, deviation_maxima = _context_differences(grids, floor, max_windows_per_slice, rng)
+    between, ends = _context_differences(grids, floor, max_windows_per_slice, rng)
     failed = [(r.relpath, r.reason) for r in discovery.files if r.status == "error"]
     calibration = fit_calibration(
         windows[:, 0],
@@ -134,10 +136,12 @@ def calibrate_model(
         stride=slice_score.window_stride,
         slices=len(outcome.results),
         energy_floor=floor,
-        context_differences=differences,
+        context_differences=between[0],
         image_context_ratios=np.concatenate(ratios) if ratios else None,
-        context_slice_maxima=deviation_maxima,
+        context_slice_maxima=between[1],
         image_context_slice_maxima=np.asarray(ratio_maxima),
+        ends_differences=ends[0],
+        ends_slice_maxima=ends[1],
         tiles=settings.tiles,
         source={
             "folder": str(genuine_dir.resolve()),
@@ -157,12 +161,14 @@ def calibrate_model(
 @dataclass(frozen=True)
 class _WindowGrid:
     """One genuine slice's window energies (float32 [ny, nx], model space r^2), which of
-    its windows are valid, and the slices series context compared it with (keys)."""
+    its windows are valid, the slices series context compared it with (keys) and whether
+    they lie on one side of it (:class:`btd_core.scoring.strategy.Neighbours`)."""
 
     key: tuple[str, int]
     energy: np.ndarray
     valid: np.ndarray
     neighbours: list[tuple[str, int]]
+    one_sided: bool
 
 
 def _key(verdict: SliceVerdict) -> tuple[str, int]:
@@ -171,25 +177,38 @@ def _key(verdict: SliceVerdict) -> tuple[str, int]:
 
 def _context_differences(
     grids: list[_WindowGrid], floor: float, per_slice: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Genuine windows' context deviation (:func:`context_deviation` of the
-    :func:`energy_levels` from the slices series context compared the slice with), at
-    most ``per_slice`` per slice drawn at random; and each slice's highest."""
+    :func:`energy_levels`), at most ``per_slice`` per slice drawn at random, and each
+    slice's highest: for slices between their neighbours (those series context compared
+    them with), and for the tables of series ends (each slice compared one-sidedly with
+    the two slices before it and with the two after it)."""
     energy_of = {grid.key: grid.energy for grid in grids}
-    found: list[np.ndarray] = []
-    maxima: list[float] = []
+    between: tuple[list[np.ndarray], list[float]] = ([], [])
+    ends: tuple[list[np.ndarray], list[float]] = ([], [])
     for grid in grids:
-        neighbours = [
-            energy_levels(energy_of[key], floor)
-            for key in grid.neighbours
-            if energy_of[key].shape == grid.energy.shape
-        ]
-        if not neighbours or not grid.valid.any():
+        if not grid.valid.any():
             continue
-        deviation = context_deviation(energy_levels(grid.energy, floor), neighbours)[grid.valid]
-        found.append(_sample(deviation, per_slice, rng))
-        maxima.append(float(deviation.max()))
-    return (np.concatenate(found) if found else np.zeros(0)), np.asarray(maxima)
+        levels = energy_levels(grid.energy, floor)
+        series, index = grid.key
+        comparisons = [] if grid.one_sided else [(grid.neighbours, False, between)]
+        comparisons.append(([(series, index - 1), (series, index - 2)], True, ends))
+        comparisons.append(([(series, index + 1), (series, index + 2)], True, ends))
+        for keys, one_sided, (found, maxima) in comparisons:
+            neighbours = [
+                energy_levels(energy_of[key], floor)
+                for key in keys
+                if key in energy_of and energy_of[key].shape == grid.energy.shape
+            ]
+            if not neighbours or (one_sided and len(neighbours) != 2):
+                continue
+            deviation = context_deviation(levels, neighbours, one_sided)[grid.valid]
+            found.append(_sample(deviation, per_slice, rng))
+            maxima.append(float(deviation.max()))
+    return tuple(  # type: ignore[return-value]
+        (np.concatenate(found) if found else np.zeros(0), np.asarray(maxima))
+        for found, maxima in (between, ends)
+    )
 
 
 def _sample(rows: np.ndarray, most: int, rng: np.random.Generator) -> np.ndarray:

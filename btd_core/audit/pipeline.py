@@ -33,6 +33,7 @@ from btd_core.engine.scorer import Scorer
 from btd_core.findings.ranking import rank_key
 from btd_core.scoring.series_context import Finished, SeriesStream
 from btd_core.scoring.strategy import (
+    Neighbours,
     SliceScore,
     SliceVerdict,
     WindowVerdict,
@@ -83,7 +84,7 @@ class ScanOutcome:
 
 
 ProgressCallback = Callable[[ScanProgress], None]
-VerdictCallback = Callable[[WindowVerdict, list[SliceVerdict]], None]
+VerdictCallback = Callable[[WindowVerdict, Neighbours], None]
 """Receives a judged slice's own verdict and those of its neighbours in the series."""
 StopCheck = Callable[[], bool]
 

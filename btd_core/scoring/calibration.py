@@ -33,6 +33,19 @@ with both, each window's two surprises are put on one scale before the higher co
 in spreads of genuine slices' worst window (:meth:`Calibration.slice_scaled`), robust
 centre and spread of the per-slice maxima over the genuine series.
 
+Series ends (format 5).  A slice whose two neighbours lie on one side (a series' first or
+last slice, or a slice next to one that could not be read) cannot be judged like a slice
+between its neighbours: genuine anatomy that changes along the series leaves the range of
+two slices on one side far more often (lung1: the same genuine slices' median window
+disagreement is 0.5 one-sided against 0.17 between their neighbours, and the series' end
+slices were its top slices in 94-100 % of genuine 6-24 slice series).  Such a slice is
+judged by its residual alone, against the range around its neighbours' linear prediction
+(:func:`context_deviation`), with tables of its own (:class:`EndsContext`) fitted on every
+genuine slice compared one-sidedly with the two slices before it and the two after it.
+The pixels' comparison extrapolates too poorly to judge a series' end (anatomy such as
+the diaphragm does not move linearly) and is left out there.  Earlier formats judge a
+one-sided slice as before: against its two neighbours, with the two-sided tables.
+
 A calibration belongs to one model: it records the ONNX file's SHA-256 and is refused
 for any other file.  It is stored as JSON beside the model
 (``MODEL.onnx.calibration.json``, :func:`sidecar_path`).
@@ -49,7 +62,7 @@ import numpy as np
 from btd_core.errors import BtdError
 
 FORMAT_NAME = "btd-calibration"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 INTENSITY_BINS = 20
 """Equal bins of windowed intensity over [0, 1] (CT: 135 HU each over [-700, 2000])."""
 TEXTURE_BINS = 4
@@ -109,9 +122,12 @@ class ResidualContext:
     centre: float
     spread: float
 
-    def surprise(self, levels: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
-        """z of one slice's window ``levels`` against the same windows of its neighbours."""
-        return (context_deviation(levels, neighbours) - self.centre) / self.spread
+    def surprise(
+        self, levels: np.ndarray, neighbours: list[np.ndarray], one_sided: bool = False
+    ) -> np.ndarray:
+        """z of one slice's window ``levels`` against the same windows of its neighbours
+        (``one_sided``: see :func:`context_deviation`)."""
+        return (context_deviation(levels, neighbours, one_sided) - self.centre) / self.spread
 
 
 @dataclass(frozen=True)
@@ -150,6 +166,23 @@ class SliceScale:
 
 
 @dataclass(frozen=True)
+class EndsContext:
+    """Series context for a slice whose two neighbours lie on one side (format 5), by the
+    residual: the robust centre and spread of genuine one-sided windows'
+    :func:`context_deviation` (``context``), and of genuine slices' worst such window in
+    z (``slice_centre``, ``slice_spread``), which put a one-sided slice's windows on the
+    scale of the default score (spreads of genuine slices' worst window)."""
+
+    context: ResidualContext
+    slice_centre: float
+    slice_spread: float
+
+    def scaled(self, residual: np.ndarray) -> np.ndarray:
+        """Windows' one-sided residual surprise z in spreads of genuine slices' worst."""
+        return (residual - self.slice_centre) / self.slice_spread
+
+
+@dataclass(frozen=True)
 class Calibration:
     """What genuine scans taught about one model's residual: the tissue table, and what
     the file's format and the genuine data allowed of series context.
@@ -171,12 +204,16 @@ class Calibration:
         Series context by the residual, by the pixels, and the two on one scale: each
         present when the file's format has it and the genuine data sufficed (too few
         windows or slices leave it out, whatever the format).
+    ends:
+        Series context for slices whose neighbours lie on one side (format 5 on, when
+        the genuine data sufficed: at least :data:`MIN_SLICES` one-sided comparisons;
+        ``None``: such slices are judged with the tables above, as before).
     tiles:
         The coverage its genuine slices were scored with (``body`` or ``patch``,
         :data:`btd_core.scoring.tiles.COVERAGES`): a scan must use the same (format 4 on;
         earlier formats were all ``patch``).
     format_version:
-        The format it was read as (1-4) or is written as (:data:`FORMAT_VERSION`).
+        The format it was read as (1-5) or is written as (:data:`FORMAT_VERSION`).
     """
 
     model_sha256: str
@@ -190,6 +227,7 @@ class Calibration:
     context: ResidualContext | None = None
     image_context: ImageContext | None = None
     slice_scale: SliceScale | None = None
+    ends: EndsContext | None = None
     tiles: str = "patch"
     format_version: int = FORMAT_VERSION
 
@@ -202,6 +240,12 @@ class Calibration:
     def has_image_context(self) -> bool:
         """Whether this calibration can judge a window's pixels against its neighbours'."""
         return self.image_context is not None
+
+    @property
+    def judges_ends(self) -> bool:
+        """Whether a slice with neighbours on one side is judged by tables of its own
+        (:attr:`ends`), against the trend of its neighbours."""
+        return self.ends is not None
 
     def image_context_surprise(self, ratios: np.ndarray) -> np.ndarray:
         """Surprise z of windows' disagreement ratios with their neighbouring slices
@@ -235,10 +279,14 @@ class Calibration:
         """Calibrated surprise z of windows (same-shaped arrays): 0 = typical genuine tissue."""
         return self.tissue.surprise(self.levels(energy), intensity, texture)
 
-    def context_surprise(self, levels: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
+    def context_surprise(
+        self, levels: np.ndarray, neighbours: list[np.ndarray], one_sided: bool = False
+    ) -> np.ndarray:
         """Series-context surprise of windows: the :func:`context_deviation` of ``levels``
         (:meth:`levels` of one slice's windows) from the same windows of the neighbouring
-        slices, in genuine spreads (0 = as genuine slices differ).
+        slices, in genuine spreads (0 = as genuine slices differ).  ``one_sided``: the two
+        neighbours lie on one side, nearest first; with :attr:`judges_ends` the slice is
+        judged against their trend by the ends' tables, else as before.
 
         Raises
         ------
@@ -247,6 +295,8 @@ class Calibration:
         """
         if self.context is None or not neighbours:
             raise ValueError("series context needs neighbours and a format-2 calibration")
+        if one_sided and self.ends is not None:
+            return self.ends.context.surprise(levels, neighbours, one_sided=True)
         return self.context.surprise(levels, neighbours)
 
     def save(self, path: Path) -> None:
@@ -298,9 +348,10 @@ class Calibration:
 
 
 def calibration_json(calibration: Calibration) -> dict[str, object]:
-    """The format-4 JSON object of a calibration: flat keys, an absent part as nulls."""
+    """The format-5 JSON object of a calibration: flat keys, an absent part as nulls."""
     tissue, context = calibration.tissue, calibration.context
     image, scale = calibration.image_context, calibration.slice_scale
+    ends = calibration.ends
     return {
         "model_sha256": calibration.model_sha256,
         "window": calibration.window,
@@ -326,6 +377,10 @@ def calibration_json(calibration: Calibration) -> dict[str, object]:
         "image_context_slice_centre": scale.image_context_centre if scale else None,
         "image_context_slice_spread": scale.image_context_spread if scale else None,
         "tiles": calibration.tiles,
+        "ends_context_centre": ends.context.centre if ends else None,
+        "ends_context_spread": ends.context.spread if ends else None,
+        "ends_context_slice_centre": ends.slice_centre if ends else None,
+        "ends_context_slice_spread": ends.slice_spread if ends else None,
     }
 
 
@@ -383,7 +438,28 @@ def _read_format_4(data: dict) -> Calibration:
     return replace(_read_format_3(data), tiles=tiles)
 
 
-READERS = {1: _read_format_1, 2: _read_format_2, 3: _read_format_3, 4: _read_format_4}
+def _read_format_5(data: dict) -> Calibration:
+    """Format 5: format 4 and the tables for slices with neighbours on one side."""
+    keys = (
+        "ends_context_centre",
+        "ends_context_spread",
+        "ends_context_slice_centre",
+        "ends_context_slice_spread",
+    )
+    ends = None
+    if all(data[key] is not None for key in keys):
+        centre, spread, slice_centre, slice_spread = (float(data[key]) for key in keys)
+        ends = EndsContext(ResidualContext(centre, spread), slice_centre, slice_spread)
+    return replace(_read_format_4(data), ends=ends)
+
+
+READERS = {
+    1: _read_format_1,
+    2: _read_format_2,
+    3: _read_format_3,
+    4: _read_format_4,
+    5: _read_format_5,
+}
 """One reader per calibration format: what each format holds, read explicitly."""
 
 
@@ -407,6 +483,8 @@ def fit_calibration(
     image_context_ratios: np.ndarray | None = None,
     context_slice_maxima: np.ndarray | None = None,
     image_context_slice_maxima: np.ndarray | None = None,
+    ends_differences: np.ndarray | None = None,
+    ends_slice_maxima: np.ndarray | None = None,
     tiles: str = "patch",
 ) -> Calibration:
     """Fit the table from genuine windows (1-D arrays of equal length, valid windows only).
@@ -421,6 +499,10 @@ def fit_calibration(
     ``image_context_slice_maxima``: per genuine slice, its windows' highest context
     deviation and highest disagreement ratio; with at least :data:`MIN_SLICES` of each,
     the two contexts are judged on one scale (:meth:`Calibration.slice_scaled`).
+    ``ends_differences`` and ``ends_slice_maxima``: genuine windows' context deviation
+    when compared one-sidedly (:func:`context_deviation`), and per comparison its highest;
+    with at least :data:`MIN_WINDOWS` and :data:`MIN_SLICES` of them (and series context),
+    slices with neighbours on one side get tables of their own (:class:`EndsContext`).
 
     Raises
     ------
@@ -462,6 +544,16 @@ def fit_calibration(
         scale = SliceScale(
             r_centre, max(r_spread, MIN_SLICE_SPREAD), p_centre, max(p_spread, MIN_SLICE_SPREAD)
         )
+    ends = None
+    if (
+        context is not None
+        and np.size(ends_differences) >= MIN_WINDOWS
+        and np.size(ends_slice_maxima) >= MIN_SLICES
+    ):
+        ends_context = ResidualContext(*_robust(np.asarray(ends_differences, np.float64)))
+        maxima = np.asarray(ends_slice_maxima, np.float64)
+        slice_centre, slice_spread = _robust((maxima - ends_context.centre) / ends_context.spread)
+        ends = EndsContext(ends_context, slice_centre, max(slice_spread, MIN_SLICE_SPREAD))
     centre = np.empty((INTENSITY_BINS, TEXTURE_BINS))
     spread = np.empty_like(centre)
     counts = np.zeros((INTENSITY_BINS, TEXTURE_BINS), dtype=int)
@@ -493,6 +585,7 @@ def fit_calibration(
         context=context,
         image_context=image,
         slice_scale=scale,
+        ends=ends,
         tiles=tiles,
     )
 
@@ -503,11 +596,22 @@ def energy_levels(energy: np.ndarray, floor: float) -> np.ndarray:
     return np.log10(np.asarray(energy, dtype=np.float64) + floor)
 
 
-def context_deviation(levels: np.ndarray, neighbours: list[np.ndarray]) -> np.ndarray:
+def context_deviation(
+    levels: np.ndarray, neighbours: list[np.ndarray], one_sided: bool = False
+) -> np.ndarray:
     """Per window, how far ``levels`` (log10 energies, [ny, nx]) stand above every
     neighbour's, or below every neighbour's, whichever is larger (decades; negative when
     the window lies between its neighbours).  With one neighbour: the absolute difference.
-    A slice next to an edited one matches its other neighbour, so it is not lifted."""
+    A slice next to an edited one matches its other neighbour, so it is not lifted.
+
+    ``one_sided``: the two neighbours lie on one side of the slice, nearest first (a
+    series' end): the slice is judged against the range from the nearest, ``n1``, to
+    ``3 n1 - 2 n2``, centred on their linear prediction ``2 n1 - n2`` as an interior slice's
+    range is centred on the mean of the slices around it, so a steady trend does not lift
+    a series' end slices."""
+    if one_sided and len(neighbours) == 2:
+        nearest, following = neighbours
+        neighbours = [nearest, 3.0 * nearest - 2.0 * following]
     above = np.min([levels - other for other in neighbours], axis=0)
     below = np.min([other - levels for other in neighbours], axis=0)
     return np.maximum(above, below)

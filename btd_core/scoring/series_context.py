@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from btd_core.scoring.strategy import SliceScore, SliceVerdict
+from btd_core.scoring.strategy import Neighbours, SliceScore, SliceVerdict
 
 CONTEXT_REACH = 2
 """Series context looks at most this many slices away (:func:`neighbour_indices`)."""
@@ -67,10 +67,13 @@ class SeriesContext:
             self._known[index] = self._own(index)
         return self._known[index]
 
-    def neighbours(self, index: int) -> list[SliceVerdict]:
-        """The own verdicts slice ``index`` is compared with (:func:`neighbour_indices`)."""
+    def neighbours(self, index: int) -> Neighbours:
+        """The own verdicts slice ``index`` is compared with (:func:`neighbour_indices`),
+        and whether they lie on one side of it."""
         chosen = neighbour_indices(index, lambda other: self.own(other) is not None)
-        return [verdict for i in chosen if (verdict := self.own(i)) is not None]
+        verdicts = tuple(verdict for i in chosen if (verdict := self.own(i)) is not None)
+        one_sided = len(chosen) == 2 and (min(chosen) > index or max(chosen) < index)
+        return Neighbours(verdicts, one_sided)
 
     def judged(self, index: int) -> SliceVerdict | None:
         """Slice ``index``'s verdict with series context (its own verdict when the slice
@@ -84,12 +87,12 @@ class SeriesContext:
 @dataclass(frozen=True)
 class Finished(Generic[Payload]):
     """A slice that :class:`SeriesStream` let go: what was pushed with it, its own
-    verdict, the neighbours it was compared with (``[]`` without series context unless
+    verdict, the neighbours it was compared with (none without series context unless
     asked for) and its verdict in context (``None`` with no own verdict)."""
 
     payload: Payload
     own: SliceVerdict | None
-    neighbours: list[SliceVerdict]
+    neighbours: Neighbours
     judged: SliceVerdict | None
 
 
@@ -122,7 +125,7 @@ class SeriesStream(Generic[Payload]):
         """Slice ``index`` (series order) of ``series`` (any key compared by identity or
         equality), with its own verdict (``None``: unreadable or nothing scored)."""
         if not self.holds:
-            self.on_finished(Finished(payload, verdict, [], verdict))
+            self.on_finished(Finished(payload, verdict, Neighbours(), verdict))
             return
         if series is not self._series or (self._waiting and index <= self._waiting[-1][0]):
             self.flush()
@@ -144,7 +147,7 @@ class SeriesStream(Generic[Payload]):
     def _finish(self, index: int, payload: Payload) -> None:
         own = self._own.get(index)
         if own is None:
-            self.on_finished(Finished(payload, None, [], None))
+            self.on_finished(Finished(payload, None, Neighbours(), None))
             return
         neighbours = SeriesContext(self.slice_score, self._own.get).neighbours(index)
         judged = self.slice_score.in_context(own, neighbours)  # unchanged without context

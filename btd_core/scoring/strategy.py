@@ -34,7 +34,7 @@ Modes
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -152,6 +152,35 @@ class CalibratedVerdict(WindowVerdict):
     levels: np.ndarray
 
 
+@dataclass(frozen=True)
+class Neighbours:
+    """The slices one slice is judged with (chosen by
+    :func:`btd_core.scoring.series_context.neighbour_indices`), their own verdicts.
+
+    Attributes
+    ----------
+    verdicts:
+        The slice before and the slice after it; or, ``one_sided``, the nearest and the
+        next on the one side that has them (at a series' end, or next to a slice that
+        could not be read), nearest first; ``()`` for a slice with none.
+    one_sided:
+        Whether both lie on one side: with a calibration that judges series ends
+        (format 5), the slice's residual is then compared with the range around the two's
+        linear prediction and judged by the ends' own tables
+        (:class:`btd_core.scoring.calibration.EndsContext`); with an older one, as a
+        slice between its neighbours.
+    """
+
+    verdicts: tuple[SliceVerdict, ...] = ()
+    one_sided: bool = False
+
+    def __iter__(self) -> Iterator[SliceVerdict]:
+        return iter(self.verdicts)
+
+    def __len__(self) -> int:
+        return len(self.verdicts)
+
+
 def _common(series_key: str, index: int, scores: ImageScores) -> dict[str, object]:
     """The fields of a slice's result that every mode fills from its scored tiles."""
     tile_score, tile_x, tile_y = scores.worst_tile()
@@ -203,7 +232,7 @@ class SliceScore(ABC):
     def describe(self, reduction: str) -> str:
         """One line for the report: what the slice score is (``reduction``: the card's)."""
 
-    def in_context(self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict]) -> SliceVerdict:
+    def in_context(self, verdict: SliceVerdict, neighbours: Neighbours) -> SliceVerdict:
         """``verdict`` judged again with its neighbouring slices (chosen by
         :mod:`btd_core.scoring.series_context`): unchanged unless the score uses series
         context (:class:`ContextScore`)."""
@@ -288,7 +317,7 @@ class WindowScore(SliceScore):
         )
 
     def image_disagreement(
-        self, verdict: WindowVerdict, neighbours: Sequence[SliceVerdict]
+        self, verdict: WindowVerdict, neighbours: Neighbours
     ) -> np.ndarray | None:
         """[ny, nx] the disagreement ratio of ``verdict``'s windows with its two
         ``neighbours``' pixels (:func:`btd_core.scoring.image_context.disagreement`; only
@@ -436,9 +465,13 @@ class ContextScore(CalibratedScore):
             "image_context": self.image_context,
         }
 
-    def in_context(self, verdict: SliceVerdict, neighbours: Sequence[SliceVerdict]) -> SliceVerdict:
+    def in_context(self, verdict: SliceVerdict, neighbours: Neighbours) -> SliceVerdict:
         """``verdict`` judged again with its neighbouring slices (neighbours judged by
-        other windows, or not by calibrated windows, are ignored).
+        other windows, or not by calibrated windows, are ignored).  A slice whose two
+        neighbours lie on one side is judged by its residual against their trend, with
+        the calibration's tables for series ends where it has them (:class:`Neighbours`,
+        :class:`btd_core.scoring.calibration.EndsContext`), so that a series' end slices
+        rank like its other slices.
 
         Each window's value becomes ``(w max(z_tissue, 0) + z_context) / sqrt(1 + w^2)``
         with ``w`` the :attr:`tissue_weight`
@@ -459,17 +492,22 @@ class ContextScore(CalibratedScore):
         ]
         if not others:
             return verdict
-        context = self.calibration.context_surprise(
-            verdict.levels, [other.levels for other in others]
+        calibration = self.calibration
+        one_sided = neighbours.one_sided and len(others) == 2 and calibration.judges_ends
+        context = calibration.context_surprise(
+            verdict.levels, [other.levels for other in others], one_sided=one_sided
         )
         w = self.tissue_weight
         values = (w * np.maximum(verdict.values, 0.0) + context) / np.sqrt(1.0 + w * w)
         windows = verdict.windows
-        if self.image_context:
+        if one_sided and calibration.ends is not None:
+            if self.image_context and calibration.slice_scale is not None:
+                values = calibration.ends.scaled(values)  # the default's scale: residual alone
+        elif self.image_context:
             ratios = self.image_disagreement(verdict, others)
             if ratios is not None and ratios.shape == values.shape:
-                pixels = self.calibration.image_context_surprise(ratios)
-                values = self.calibration.slice_scaled(values, pixels)
+                pixels = calibration.image_context_surprise(ratios)
+                values = calibration.slice_scaled(values, pixels)
         worst = windows.worst(values)
         if worst is None:
             return verdict
