@@ -57,6 +57,7 @@ FILE_LANES: dict[str, str] = {
     "test_demo.py": "slow",
     "test_demo_lock.py": "integration",
     "test_detection.py": "integration",
+    "test_dicom_conformance.py": "unit",
     "test_dicom_framing.py": "unit",
     "test_dicom_sr.py": "integration",
     "test_dicom_values.py": "unit",
