@@ -49,9 +49,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="score every slice of a study folder and write a forensic report",
         description="Walk STUDY_DIR (DICOM series found by content, PNG/JPEG/TIFF and .npy "
         "stacks), score every slice with the ONNX scorer, rank the most suspicious slices and "
-        "write findings.csv, series.csv, files.csv, report.json and PNG overlays into --out. "
-        "Nothing is written into STUDY_DIR. Exit status: 0 all files read, 1 some files failed "
-        "(see files.csv), 2 the audit could not run.",
+        "write report.html, findings.csv, series.csv, files.csv, report.json and PNG overlays "
+        "into --out. Nothing is written into STUDY_DIR. Exit status: 0 all files read, 1 some "
+        "files failed (see files.csv), 2 the audit could not run.",
     )
     parser.add_argument("study", type=Path, metavar="STUDY_DIR")
     add_model_argument(parser)
