@@ -29,6 +29,7 @@ from btd_core.findings.html_report import TABLE_ROWS, TopSlice, scan_page
 from btd_core.findings.overlay import BOX_COLOUR
 from btd_core.findings.report import RunInfo
 from btd_core.findings.score_text import score_text
+from btd_core.findings.thumbnails import slice_thumbnails
 from btd_core.study.records import (
     Discovery,
     FileRecord,
@@ -223,3 +224,28 @@ def test_a_300_slice_studys_page_with_10_overlays_stays_under_5_mb(noise, limit_
     what = "pure noise" if noise else "real CT"
     print(f"report.html, 300 slices, 10 overlays of 512 x 512 {what}: {size / 1024**2:.2f} MiB")
     assert size < limit_mib * 1024 * 1024 and size < 5_000_000, f"{size / 1024**2:.2f} MiB"
+
+
+def test_with_no_phi_the_page_names_no_patient(ct_onnx, tmp_path):
+    study = write_hostile_study(tmp_path / "study")
+    out = tmp_path / "report"
+    args = ["scan", str(study.root), "--model", str(ct_onnx), "--out", str(out), "--no-phi"]
+    assert btd_main([*args, "--provider", "cpu"]) == ExitStatus.SOME_FAILED
+    page = read_page((out / "report.html").read_text(encoding="utf-8"))
+    assert PATIENT not in page.text and "patient" not in " ".join(page.tables["series-table"][0])
+    assert DESCRIPTION in page.text  # the rest is there
+
+
+@pytest.mark.unit
+def test_a_large_slice_is_reduced_and_its_box_drawn_sharp_at_the_reduced_scale():
+    image = real_ct_slice()  # 512 x 512
+    pictures = slice_thumbnails(image, None, (100, 200, 48))
+    assert pictures.scale == 0.5 and pictures.heat is None
+    assert pictures.boxed.mode == "P" and pictures.boxed.size == (256, 256)
+    pixels = np.asarray(pictures.boxed.convert("RGB"))
+    cyan = np.all(pixels == BOX_COLOUR, axis=2)
+    rows, columns = np.nonzero(cyan)
+    assert (rows.min(), rows.max(), columns.min(), columns.max()) == (100, 123, 50, 73)
+    assert cyan.sum() == 4 * 23  # a one-pixel outline of a 24 px square
+    flat = slice_thumbnails(image, np.zeros_like(image), (0, 0, 8))
+    assert flat.heat is None  # an all-zero heat map draws no heat picture
