@@ -10,9 +10,10 @@ and the files that failed or were skipped, with the reason.  Page mechanics (inl
 ``data:`` images, no script, the Content-Security-Policy, escaping) are
 :mod:`btd_core.findings.html_page`'s.
 
-Its size: about 2 x 60-130 KB of base64 thumbnails per top slice of a 512 x 512 CT and
-well under 1 KB per table row, so a 300-slice study with the default 10 overlays stays
-far below 5 MB (``tests/test_html_report.py`` measures it).
+Its size: per top slice, two 256 px thumbnails as base64 PNG (the boxed one a palette
+image, at most 64 KiB before base64), and under 1 KB per table row: a 300-slice study of
+512 x 512 CT with the default 10 overlays gives about 0.5 MiB, and 3.2 MiB even if every
+picture were pure noise (``tests/test_html_report.py`` measures both).
 """
 
 from __future__ import annotations
