@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from btd_core.archive.index import ArchiveIndex, ArchiveReadError, ArchiveStudy, read_archive
+from btd_core.findings.score_text import score_text
 from btd_core.safe_text import middle_ellipsis, printable
 from btd_tui.report_screen import ReportScreen
 from btd_tui.widgets.log_panel import LogPanel
@@ -36,7 +37,7 @@ def study_cells(study: ArchiveStudy) -> tuple[Text, ...]:
         files += f" ({study.files_failed} failed)"
     return (
         Text("" if study.rank is None else str(study.rank), justify="right"),
-        Text("" if study.top_score is None else f"{study.top_score:.5g}", justify="right"),
+        Text("" if study.top_score is None else score_text(study.top_score), justify="right"),
         Text(printable(study.status), style="" if study.status == "scored" else "yellow"),
         Text(middle_ellipsis(printable(study.label), LABEL_WIDTH)),
         Text(middle_ellipsis(printable(study.top_series_description), LABEL_WIDTH)),

@@ -187,7 +187,7 @@ def export_report(
         return
     report = result.report
     names = [report.findings_csv.name, report.series_csv.name, report.files_csv.name]
-    names.append(report.sidecar_json.name)
+    names += [report.sidecar_json.name, result.html.name]
     names += [f"overlays/{p.name}" for p in result.overlays]
     dicom = result.run.settings.get("dicom") or {}
     for series in dicom.get("series", []):

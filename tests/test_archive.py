@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pytest
@@ -40,12 +41,14 @@ from tests.onnx_scorer import build_scorer
 from tests.study_builder import read_source, tree_fingerprint, write_series
 from tests.support.archive_tree import (
     HOSTILE_FOLDER,
+    HOSTILE_NAME,
     build_archive,
     config_for,
     real_hu_slices,
     report_csvs,
     run_embedded,
 )
+from tests.support.html_page import read_page, unsafe_markup
 
 REPORT_CSVS = ("findings.csv", "series.csv", "files.csv")
 
@@ -162,6 +165,30 @@ def test_studies_csv_neutralises_hostile_names(archive):
     for row in rows.values():
         for cell in row.values():
             assert not (cell or "").startswith(("=", "+", "-", "@")), cell
+
+
+def test_index_html_ranks_the_studies_and_links_each_report_html(archive):
+    """``OUT/index.html``: the rows and order of studies.csv, each done study linked to its
+    own ``report.html`` by a relative link, hostile folder and patient names literal."""
+    _, out, _, _ = archive
+    page = read_page((out / "index.html").read_text(encoding="utf-8"))
+    assert unsafe_markup(page) == []
+    rows = read_csv(out / "studies.csv")
+    shown = page.tables["studies-table"][1:]
+    assert [row[0] for row in shown] == [row["rank"] for row in rows]
+    assert [row[2].split(":")[0] for row in shown] == [row["status"] for row in rows]
+    links = [element.attrs["href"] for element in page.find("a")]
+    assert len(links) == len(rows) == 8  # every study here has a report
+    for href, row in zip(links, rows, strict=True):
+        assert href == quote(f"{row['report_folder']}/report.html")
+        target = out / unquote(href)
+        assert target.is_file() and (target.parent / "report.json").is_file()
+    text = page.text
+    assert printable(HOSTILE_FOLDER) in text and printable(HOSTILE_NAME) in text
+    assert "\\x1b" in text and "\x1b" not in (out / "index.html").read_text()  # ESC escaped
+    record = json.loads((out / "archive.json").read_text())
+    digest = hashlib.sha256((out / "index.html").read_bytes()).hexdigest()
+    assert record["report_files"]["index.html"] == digest
 
 
 def test_read_archive_gives_the_ranked_studies(archive):

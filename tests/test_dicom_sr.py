@@ -28,6 +28,7 @@ from pydicom.uid import Comprehensive3DSRStorage, SegmentationStorage
 from btd_core.cli.main import main as btd_main
 from btd_core.exit_status import ExitStatus
 from btd_core.findings.dicom_codes import AUTHENTICITY, SCORE_UNIT, SUSPECTED_SYNTHETIC
+from btd_core.findings.dicom_conformance import METHOD_UNKNOWN
 from tests.study_builder import tree_fingerprint, write_series
 
 TOP = 2
@@ -208,14 +209,110 @@ def test_report_json_hashes_the_dicom_files_and_says_what_was_written(scanned):
     assert len(series) == 3 and not any(item["note"] for item in series)
 
 
-def test_dciodvfy_finds_no_error(scanned):
+def dciodvfy_errors(out: Path) -> dict[str, list[str]]:
+    """``dciodvfy``'s error lines for each SR and SEG in ``out/dicom`` (skips without it)."""
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy not installed (Debian package dicom3tools)")
-    for path in objects(scanned["out"], "sr") + objects(scanned["out"], "seg"):
+    found = {}
+    for path in objects(out, "sr") + objects(out, "seg"):
         run = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
         lines = (run.stdout + run.stderr).splitlines()
-        errors = [line for line in lines if line.startswith("Error")]
-        assert not errors, f"{path.name}:\n" + "\n".join(errors)
+        found[path.name] = [line for line in lines if line.startswith("Error")]
+    return found
+
+
+def test_dciodvfy_finds_no_error(scanned):
+    errors = dciodvfy_errors(scanned["out"])
+    assert len(errors) == 6
+    assert not any(errors.values()), errors
+
+
+def rewrite(files: list[Path], **changes: object) -> None:
+    """Set (or, for ``None``, delete) attributes of each file's header in place."""
+    for path in files:
+        dataset = pydicom.dcmread(path)
+        for keyword, value in changes.items():
+            if value is None:
+                delattr(dataset, keyword)
+            else:
+                setattr(dataset, keyword, value)
+        dataset.save_as(path)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, ct_onnx: Path) -> dict:
+    """``btd scan --dicom`` of the awkward sources: the report, and series UID -> folder."""
+    root = tmp_path_factory.mktemp("dicom_corpus")
+    study = root / "study"
+    built = {
+        "no_thickness": write_series(study / "no_thickness", "CT_small.dcm", 3, spacing_mm=2.5),
+        "empty_thickness": write_series(study / "empty_thickness", "CT_small.dcm", 2, seed=2),
+        "deidentified": write_series(study / "deidentified", "CT_small.dcm", 2, seed=3),
+        "lone": write_series(study / "lone", "CT_small.dcm", 1, seed=4),
+    }
+    # CT_small.dcm says Slice Thickness and Spacing Between Slices 5 mm
+    rewrite(built["no_thickness"].files, SliceThickness=None, SpacingBetweenSlices=None)
+    rewrite(built["empty_thickness"].files, SliceThickness="")
+    rewrite(built["lone"].files, SliceThickness="", SpacingBetweenSlices=None)
+    rewrite(built["deidentified"].files, PatientIdentityRemoved="YES")
+    (study / "real_693").mkdir()
+    shutil.copy(get_testdata_file("693_UNCI.dcm"), study / "real_693" / "693_UNCI.dcm")
+    out = root / "report"
+    status = scan(study, ct_onnx, out, "--dicom")
+    folders = {series.series_uid: name for name, series in built.items()}
+    real = pydicom.dcmread(get_testdata_file("693_UNCI.dcm"), stop_before_pixels=True)
+    folders[real.SeriesInstanceUID] = "real_693"
+    series = json.loads((out / "report.json").read_text())["settings"]["dicom"]["series"]
+    return {"status": status, "out": out, "folders": folders, "series": series}
+
+
+def corpus_objects(corpus: dict, folder: str) -> dict[str, pydicom.Dataset]:
+    """``{"sr": ..., "seg": ...}``: the objects made for the series of ``folder``."""
+    made = {}
+    for path in objects(corpus["out"], "*"):
+        dataset = pydicom.dcmread(path)
+        uid = (
+            dataset.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+            if dataset.SOPClassUID == Comprehensive3DSRStorage
+            else dataset.ReferencedSeriesSequence[0]
+        ).SeriesInstanceUID
+        if corpus["folders"][uid] == folder:
+            made["sr" if dataset.SOPClassUID == Comprehensive3DSRStorage else "seg"] = dataset
+    return made
+
+
+def test_dciodvfy_finds_no_error_in_objects_of_awkward_sources(corpus):
+    assert corpus["status"] == ExitStatus.OK
+    errors = dciodvfy_errors(corpus["out"])
+    assert len(errors) == 8  # five SRs; SEGs but for the lone slice and 693 (no frame of ref.)
+    assert not any(errors.values()), errors
+
+
+@pytest.mark.parametrize(
+    ("folder", "thickness"),
+    [("no_thickness", 2.5), ("empty_thickness", 5.0)],  # measured; the header's spacing
+)
+def test_a_seg_of_slices_without_thickness_takes_the_spacing_between_them(
+    corpus, folder, thickness
+):
+    seg = corpus_objects(corpus, folder)["seg"]
+    measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SliceThickness) == pytest.approx(thickness)
+
+
+def test_a_lone_slice_without_thickness_gets_an_sr_and_a_note_instead_of_a_seg(corpus):
+    assert set(corpus_objects(corpus, "lone")) == {"sr"}
+    notes = [item["note"] for item in corpus["series"] if item["files"]]
+    assert any("no SEG" in note and "no Slice Thickness" in note for note in notes), notes
+
+
+@pytest.mark.parametrize("folder", ["deidentified", "real_693"])
+def test_objects_of_de_identified_sources_say_the_method_is_unknown(corpus, folder):
+    made = corpus_objects(corpus, folder)
+    assert made and set(made) <= {"sr", "seg"}
+    for dataset in made.values():
+        assert dataset.PatientIdentityRemoved == "YES"
+        assert dataset.DeidentificationMethod == METHOD_UNKNOWN
 
 
 def test_a_npy_study_gets_a_note_and_no_dicom(ct_onnx, tmp_path, capsys):

@@ -16,9 +16,11 @@ from btd_core.engine.scorer import Scorer
 from btd_core.evaluation.metrics import auroc
 from btd_core.evaluation.roc_plot import write_roc_png
 from btd_core.evaluation.testset import TestSetError, parse_label_options
+from btd_core.findings.html_page import png_bytes_uri
 from btd_core.scoring.strategy import Neighbours
 from btd_core.scoring.tiles import ScanSettings, score_image
 from btd_core.slices.tiling import centred_patch_origin, crop_patch
+from tests.support.html_page import read_page, unsafe_markup
 from tests.support.real_ct import real_ct_slice
 
 LABELS = ["--label", "tampered=FAKE,fake", "--label", "genuine=REAL"]
@@ -134,7 +136,7 @@ def test_public_layout_end_to_end(ct_onnx: Path, tmp_path: Path):
     with Image.open(out / "roc.png") as png:
         assert png.format == "PNG" and png.size == (640, 640)
     sidecar = json.loads((out / "eval.json").read_text())
-    for name in ("scores.csv", "metrics.csv", "roc.png"):
+    for name in ("scores.csv", "metrics.csv", "roc.png", "report.html"):
         assert (
             sidecar["output_files"][name] == hashlib.sha256((out / name).read_bytes()).hexdigest()
         )
@@ -146,6 +148,24 @@ def test_public_layout_end_to_end(ct_onnx: Path, tmp_path: Path):
     assert sidecar["counts"] == {"ok": 16, "error": 0, "skipped": 0}
     assert [m["set"] for m in sidecar["metrics"]] == list(metrics)
     assert sidecar["started_utc"] <= sidecar["ended_utc"]
+    check_report_html(out, metrics, sidecar)
+
+
+def check_report_html(out: Path, metrics: dict[str, dict[str, str]], sidecar: dict) -> None:
+    """``report.html``: the metrics of metrics.csv, the ROC plot of roc.png, the run."""
+    page = read_page((out / "report.html").read_text(encoding="utf-8"))
+    assert unsafe_markup(page) == []
+    shown = page.tables["metrics-table"][1:]
+    assert [row[0] for row in shown] == list(metrics)
+    for row in shown:
+        expected = metrics[row[0]]
+        assert row[1:3] == [expected["n_genuine"], expected["n_tampered"]]
+        assert row[3] == f"{float(expected['auroc']):.3f}"
+    (plot,) = page.find("img")
+    assert plot.attrs["src"] == png_bytes_uri((out / "roc.png").read_bytes())
+    text = " ".join(page.text.split())
+    assert sidecar["model"]["sha256"] in text and sidecar["started_utc"] in text
+    assert "None: every item was scored." in text
 
 
 def test_unmapped_labels_stop_with_every_value_listed(ct_onnx: Path, tmp_path: Path, capsys):
@@ -194,6 +214,9 @@ def test_missing_file_and_bad_rows_become_error_rows(ct_onnx: Path, tmp_path: Pa
     metrics = read_rows(out / "metrics.csv")[0]
     assert (metrics["n_genuine"], metrics["n_tampered"]) == ("1", "1")
     assert json.loads((out / "eval.json").read_text())["counts"]["error"] == 3
+    failed = read_page((out / "report.html").read_text(encoding="utf-8")).tables["failed-items"]
+    assert [row[1] for row in failed[1:]] == ["missing_slice.npy", "volume.npy", "good_0.npy"]
+    assert "file not found" in failed[1][4] and "3-D array" in failed[2][4]
 
 
 def test_csv_mode_is_tolerant_of_column_names_and_reads_3d_slices(ct_onnx: Path, tmp_path: Path):

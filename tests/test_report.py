@@ -25,6 +25,7 @@ from btd_core.findings.report import (
     RunInfo,
     write_report,
 )
+from btd_core.findings.score_text import score_text
 from btd_core.hashing import file_sha256
 from btd_core.safe_text import printable
 from btd_core.study.records import FileRecord, Finding, Series, SliceRef, SliceResult
@@ -379,3 +380,21 @@ def test_a_failed_atomic_write_leaves_neither_file_nor_temporary(tmp_path: Path)
     with pytest.raises(TypeError):
         atomic_write_bytes(target, object())  # type: ignore[arg-type]
     assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize(
+    ("score", "shown"),
+    [
+        (6.2367e-05, "0.0000624"),  # an uncalibrated scan's residual energy
+        (0.00081378, "0.000814"),
+        (2.5, "2.5"),
+        (12.3456, "12.3"),
+        (-3.214, "-3.21"),
+        (4567.8, "4568"),
+        (1.234e-7, "1.23e-07"),
+        (0.0, "0"),
+        (float("nan"), "nan"),
+    ],
+)
+def test_a_score_is_shown_with_three_significant_digits(score, shown):
+    assert score_text(score) == shown

@@ -135,9 +135,9 @@ def test_the_preview_title_keeps_the_slice_number():
 
     label = "CHEST 1.25mm LUNG KERNEL"
     assert preview_title(label, 4, 12, 0.00081378, 100) == (
-        "CHEST 1.25mm LUNG KERNEL · slice 5/12 · score 0.0008138"
+        "CHEST 1.25mm LUNG KERNEL · slice 5/12 · score 0.000814"
     )
-    assert preview_title(label, 4, 12, 0.00081378, 40) == "CH…KERNEL · slice 5/12 · score 0.0008138"
+    assert preview_title(label, 4, 12, 0.00081378, 40) == "CHE…KERNEL · slice 5/12 · score 0.000814"
     assert preview_title(label, 4, 12, 0.00081378, 26) == "CHES…G KERNEL · slice 5/12"
     assert preview_title(label, 4, 12, 0.00081378, 14) == "slice 5/12"
     assert preview_title(label, 4, 12, None, 30) == "CHEST…LUNG KERNEL · slice 5/12"

@@ -12,6 +12,7 @@ import pytest
 
 from btd_core.cli.main import main as btd_main
 from btd_core.findings.saved_report import ReportReadError, read_report
+from btd_core.findings.score_text import score_text
 from btd_tui.report_app import ReportApp, ReportScreen
 from btd_tui.widgets.findings_table import FindingsTable
 from btd_tui.widgets.log_panel import LogPanel
@@ -66,7 +67,7 @@ def test_a_report_is_browsed_as_the_scan_ranked_it(scanned, tmp_path: Path):
         table = screen.query_one(FindingsTable)
         shown = table.rows_by_column()
         assert [r["rank"] for r in shown] == [r["rank"] for r in rows]
-        assert [r["score"] for r in shown] == [f"{float(r['score']):.5g}" for r in rows]
+        assert [r["score"] for r in shown] == [score_text(float(r["score"])) for r in rows]
         assert shown[0]["slice"] == f"{rows[0]['slice_number']}/6" == "3/6"
         assert shown[0]["file"] == rows[0]["file"]
         preview = screen.query_one(SlicePreview)

@@ -8,8 +8,9 @@ files are written into ``OUT/studies/.partial-<folder>-<token>`` (each file atom
 then the folder synced) and renamed to ``OUT/studies/<folder>``; only then is the unit
 marked ``done`` in the manifest.  A unit whose worker died is retried (up to
 ``max_attempts`` in one run); a unit that cannot be scanned is ``failed`` with the reason
-and the run goes on.  ``studies.csv`` and ``archive.json`` are rewritten at the end, on a
-stop, and every :data:`SUMMARY_EVERY_S` seconds.
+and the run goes on.  ``studies.csv`` is rewritten at the end, on a stop, and every
+:data:`SUMMARY_EVERY_S` seconds; ``index.html`` (each study linked to its ``report.html``)
+and ``archive.json`` at the end and on a stop.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from btd_core import __version__
 from btd_core.archive.executor import Event, Executor
+from btd_core.archive.html_index import INDEX_HTML, write_archive_index
 from btd_core.archive.manifest import MANIFEST_NAME, Manifest, UnitRow
 from btd_core.archive.plan import plan_archive
 from btd_core.archive.summary import (
@@ -321,7 +323,9 @@ def run_archive(
             },
             "library_versions": library_versions(),
         }
-        write_archive_json(out, units, csv_sha, run_record)
+        include_phi = config.scan.outputs.include_phi
+        index_sha = write_archive_index(out, units, run_record, include_phi)
+        write_archive_json(out, units, csv_sha, run_record, {INDEX_HTML: index_sha})
         return ArchiveResult(
             out=out,
             units=len(plan.units),

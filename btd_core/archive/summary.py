@@ -11,8 +11,8 @@ visible escapes, formula starts neutralised).
 
 ``archive.json`` records the run (tool, command line, host, UTC times, root, model file
 and SHA-256, how the units ran), the settings, counts by status, and the SHA-256 of
-``studies.csv`` and of every study's ``report.json`` (each of which holds the SHA-256 of
-its own files).
+``studies.csv``, of ``index.html`` (:mod:`btd_core.archive.html_index`) and of every
+study's ``report.json`` (each of which holds the SHA-256 of its own files).
 """
 
 from __future__ import annotations
@@ -149,9 +149,11 @@ def write_archive_json(
     units: Sequence[UnitRow],
     studies_csv_sha256: str,
     run: Mapping[str, object],
+    other_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``OUT/archive.json`` atomically: ``run`` (provenance and settings, from the
-    driver), the counts and the hashes of every report."""
+    driver), the counts and the hashes of every report (``other_files``: more of OUT's
+    files, name -> SHA-256, such as ``index.html``)."""
     reports = {
         f"{STUDIES_DIR}/{u.folder}/report.json": u.report_sha256
         for u in units
@@ -164,7 +166,7 @@ def write_archive_json(
             "by_status": status_counts(units),
             "slices_scored": sum(int(u.summary.get("slices_scored") or 0) for u in units),
         },
-        "report_files": {STUDIES_CSV: studies_csv_sha256},
+        "report_files": {STUDIES_CSV: studies_csv_sha256, **(other_files or {})},
         "study_reports": reports,
     }
     path = Path(out) / ARCHIVE_JSON

@@ -1,7 +1,7 @@
 """One audit of a study directory, end to end, as a plain function (what ``btd scan`` runs).
 
 discover -> open the scorer -> scan every slice -> rank -> PNG overlays of the top
-slices -> CSV/JSON report.  Nothing is written into the study directory.
+slices -> ``report.html`` and the CSV/JSON report.  Nothing is written into the study directory.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from btd_core.audit.scan_config import ReportOutputs, ScanConfig
 from btd_core.engine.opening import ModelOpenError, open_scorer
 from btd_core.engine.scorer import EngineOptions, ProviderChoice, Scorer
 from btd_core.errors import BtdError
+from btd_core.findings.html_report import TopSlice, write_scan_html
 from btd_core.findings.output_folder import remove_earlier_dicom
 from btd_core.findings.overlay import write_overlay
 from btd_core.findings.provenance import library_versions, utc_now
@@ -39,7 +40,7 @@ class AuditError(BtdError, RuntimeError):
 
 @dataclass(frozen=True)
 class AuditResult:
-    """Everything one audit produced."""
+    """Everything one audit produced (``html``: its ``report.html``)."""
 
     discovery: Discovery
     outcome: ScanOutcome
@@ -47,6 +48,7 @@ class AuditResult:
     report: ReportFiles
     run: RunInfo
     overlays: list[Path]
+    html: Path
 
     @property
     def files_failed(self) -> int:
@@ -170,7 +172,9 @@ def write_audit_report(
     DICOM): with ``outputs.dicom_top``,
     :func:`btd_core.findings.dicom_export.write_dicom_findings` also writes ``out_dir/dicom``
     (its files hashed in ``report.json``, its notes under ``settings.dicom``); without it,
-    DICOM objects of an earlier report there are removed.
+    DICOM objects of an earlier report there are removed.  ``report.html``
+    (:mod:`btd_core.findings.html_report`: the same run and findings, the top slices'
+    pictures inside it) is written before ``report.json``, which hashes it.
     """
     outputs = outputs or ReportOutputs()
     out_dir = Path(out_dir).resolve()  # overlay paths are then absolute, whatever the cwd
@@ -206,16 +210,26 @@ def write_audit_report(
         },
         library_versions=library_versions(),
     )
+    top = [_top_slice(finding, outcome) for finding in findings[: settings.overlays]]
+    html = write_scan_html(out_dir, run, discovery, findings, top, outputs.include_phi)
     report = write_report(
         out_dir,
         run,
         findings,
         discovery.files,
         include_phi=outputs.include_phi,
-        extra_files=overlay_paths + (dicom.files if dicom else []),
+        extra_files=[*overlay_paths, *(dicom.files if dicom else []), html],
         slices_scored=len(outcome.results),
     )
-    return AuditResult(discovery, outcome, findings, report, run, overlay_paths)
+    return AuditResult(discovery, outcome, findings, report, run, overlay_paths, html)
+
+
+def _top_slice(finding: Finding, outcome: ScanOutcome) -> TopSlice:
+    """A top slice for ``report.html``, with its pixels when the scan kept them."""
+    view = outcome.views.get((finding.result.series_key, finding.result.slice_index))
+    if view is None:
+        return TopSlice(finding)
+    return TopSlice(finding, view.image, view.heat)
 
 
 def _write_overlays(

@@ -35,9 +35,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Find every study under ROOT (DICOM grouped by Study Instance UID across "
         "folders; otherwise each folder --study-depth levels down is a study), scan each with "
         "the same engine and report as btd scan into OUT/studies/<study>/, and rank all "
-        "studies in OUT/studies.csv (OUT/archive.json: provenance and hashes). A rerun into "
-        "the same OUT resumes: studies done and unchanged are kept, the rest scanned. "
-        "Nothing is written into ROOT. Exit status: 0 every study scanned and every file "
+        "studies in OUT/studies.csv and OUT/index.html (OUT/archive.json: provenance and "
+        "hashes). A rerun into the same OUT resumes: studies done and unchanged are kept, the "
+        "rest scanned. Nothing is written into ROOT. Exit status: 0 every study scanned and "
+        "every file "
         "read, 1 some studies or files failed (see studies.csv), 2 the archive could not "
         "run, 130 stopped by Ctrl-C (rerun to resume).",
     )

@@ -49,8 +49,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "same layout (path,x,y,type and optional set/method column), or --genuine DIR "
         "--tampered DIR (whole slices). Each patch or slice gets the slice score of --score, as in "
         "btd scan. The 'type' values are not guessed: "
-        "map them with --label. Writes scores.csv, metrics.csv, roc.png and eval.json into "
-        "--out. Exit status: 0 all rows scored, 1 some rows failed, 2 cannot run.",
+        "map them with --label. Writes scores.csv, metrics.csv, roc.png, report.html and eval.json "
+        "into --out. Exit status: 0 all rows scored, 1 some rows failed, 2 cannot run.",
     )
     parser.add_argument("testset", nargs="?", type=Path, metavar="TESTSET_DIR")
     add_model_argument(parser)

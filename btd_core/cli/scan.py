@@ -28,6 +28,7 @@ from btd_core.cli.progress import slice_progress
 from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
 from btd_core.findings.column_plan import TableShape, plan_columns
+from btd_core.findings.score_text import score_text
 from btd_core.safe_text import middle_ellipsis, path_ellipsis, printable
 from btd_core.study.records import series_label
 
@@ -48,9 +49,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="score every slice of a study folder and write a forensic report",
         description="Walk STUDY_DIR (DICOM series found by content, PNG/JPEG/TIFF and .npy "
         "stacks), score every slice with the ONNX scorer, rank the most suspicious slices and "
-        "write findings.csv, series.csv, files.csv, report.json and PNG overlays into --out. "
-        "Nothing is written into STUDY_DIR. Exit status: 0 all files read, 1 some files failed "
-        "(see files.csv), 2 the audit could not run.",
+        "write report.html, findings.csv, series.csv, files.csv, report.json and PNG overlays "
+        "into --out. Nothing is written into STUDY_DIR. Exit status: 0 all files read, 1 some "
+        "files failed (see files.csv), 2 the audit could not run.",
     )
     parser.add_argument("study", type=Path, metavar="STUDY_DIR")
     add_model_argument(parser)
@@ -190,7 +191,7 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
         rows.append(
             {
                 "rank": str(finding.rank),
-                "score": f"{finding.result.score:.5g}",
+                "score": score_text(finding.result.score),
                 "series": printable(series_label(finding.series)),
                 "slice": f"{finding.result.slice_index + 1}/{len(finding.series.slices)}",
                 "pos mm": "" if location is None else f"{location:.1f}",

@@ -1,10 +1,12 @@
-"""``btd eval``'s report: ``scores.csv``, ``metrics.csv``, ``roc.png`` and ``eval.json``.
+"""``btd eval``'s report: ``scores.csv``, ``metrics.csv``, ``roc.png``, ``report.html`` and
+``eval.json``.
 
 ``scores.csv`` has one row per item, ``metrics.csv`` one per set and then ``all``;
 ``eval.json`` records what was run, on what (every CSV read, with its SHA-256), with
-which model, libraries and slice score, when (UTC), and the SHA-256 of the other three
-files.  Each file is written atomically; text cells are formula-safe
-(:mod:`btd_core.findings.csv_table`).
+which model, libraries and slice score, when (UTC), and the SHA-256 of the other four
+files; ``report.html`` (:mod:`btd_core.evaluation.eval_html`) shows the plot, the metrics
+and the run in one self-contained page.  Each file is written atomically; text cells are
+formula-safe (:mod:`btd_core.findings.csv_table`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from btd_core.atomic import atomic_write_bytes
 from btd_core.engine.scorer import Scorer
+from btd_core.evaluation.eval_html import write_eval_html
 from btd_core.evaluation.evaluate import EvalResult
 from btd_core.evaluation.roc_plot import write_roc_png
 from btd_core.evaluation.testset import EvalItem
@@ -82,15 +85,16 @@ def write_eval_report(
     scorer: Scorer,
     command: Sequence[str] | None = None,
 ) -> dict[str, str]:
-    """Write the four files into ``out`` (created if needed); returns name -> SHA-256."""
+    """Write the five files into ``out`` (created if needed); returns name -> SHA-256."""
     out.mkdir(parents=True, exist_ok=True)
     metric_rows = [
         {column: getattr(m, "set_name" if column == "set" else column) for column in METRIC_COLUMNS}
         for m in result.metrics
     ]
     hashes = {}
+    scores = score_rows(result)
     for name, columns, rows in (
-        ("scores.csv", SCORE_COLUMNS, score_rows(result)),
+        ("scores.csv", SCORE_COLUMNS, scores),
         ("metrics.csv", METRIC_COLUMNS, metric_rows),
     ):
         data = csv_bytes(columns, rows, set(columns) - TEXT_COLUMNS)
@@ -103,11 +107,10 @@ def write_eval_report(
     write_roc_png(out / "roc.png", curves, title=title)
     hashes["roc.png"] = file_sha256(out / "roc.png")
     notes = [{**row, "note": m.note} for row, m in zip(metric_rows, result.metrics, strict=True)]
-    sidecar = {
-        **_sidecar(run, scorer, result, command),
-        "metrics": notes,
-        "output_files": hashes,
-    }
+    record = _sidecar(run, scorer, result, command)
+    page = write_eval_html(out, record, notes, scores, (out / "roc.png").read_bytes())
+    hashes[page.name] = file_sha256(page)
+    sidecar = {**record, "metrics": notes, "output_files": hashes}
     atomic_write_bytes(out / "eval.json", json_bytes(sidecar))
     return hashes
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pydicom import Dataset
 
 from btd_core.atomic import atomic_write_bytes
+from btd_core.findings.dicom_conformance import complete_deidentification, series_slice_spacing
 from btd_core.findings.dicom_seg import build_seg
 from btd_core.findings.dicom_sr import FlaggedSlice, Producer, build_sr
 from btd_core.findings.output_folder import DICOM_FOLDER, DICOM_README, remove_earlier_dicom
@@ -133,10 +135,11 @@ def _export_series(
     written: list[str] = []
     notes: list[str] = []
     description = series.description
-    for suffix, build in (("sr", build_sr), ("seg", build_seg)):
+    seg = partial(build_seg, slice_spacing=series_slice_spacing(series))
+    for suffix, build in (("sr", build_sr), ("seg", seg)):
         name = f"series{rank:03d}_{suffix}.dcm"
         try:
-            dataset = build(flagged, producer, description)
+            dataset = complete_deidentification(build(flagged, producer, description))
             atomic_write_bytes(folder / name, _dicom_bytes(dataset))
         except OSError:
             raise  # the report folder itself failed: the scan says so

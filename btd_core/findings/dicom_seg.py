@@ -25,6 +25,7 @@ from btd_core.findings.dicom_codes import (
     SCHEME_ITEM,
     SUSPECTED_SYNTHETIC,
 )
+from btd_core.findings.dicom_conformance import with_slice_thickness
 from btd_core.findings.dicom_sr import FlaggedSlice, Producer
 
 SEG_SERIES_NUMBER = 9902
@@ -32,22 +33,30 @@ SEG_SERIES_NUMBER = 9902
 
 
 def build_seg(
-    flagged: Sequence[FlaggedSlice], producer: Producer, description: str = ""
+    flagged: Sequence[FlaggedSlice],
+    producer: Producer,
+    description: str = "",
+    slice_spacing: float | None = None,
 ) -> hd.seg.Segmentation:
     """The fractional (occupancy) SEG of one series' reported slices.
 
     Single-frame sources give one SEG frame each; the frames of one multi-frame source
     are marked in a mask of all its frames (empty frames are left out of the file).
+    ``slice_spacing`` (mm, the series' slice spacing, ``None``: unknown) is the Slice
+    Thickness of a source header that has none
+    (:func:`btd_core.findings.dicom_conformance.with_slice_thickness`).
 
     Raises
     ------
     ValueError
-        When the slices come from several multi-frame files, or highdicom refuses the
-        source headers (also ``TypeError`` / ``AttributeError`` for odd attributes).
+        When the slices come from several multi-frame files, a source has no slice
+        thickness and none can be measured, or highdicom refuses the source headers
+        (also ``TypeError`` / ``AttributeError`` for odd attributes).
     """
     if not flagged:
         raise ValueError("no reported slice to segment")
     sources, mask = _sources_and_mask(flagged)
+    sources = with_slice_thickness(sources, slice_spacing)
     segment = hd.seg.SegmentDescription(
         segment_number=1,
         segment_label="Suspected synthetic content",

@@ -31,6 +31,7 @@ from btd_core.findings.column_plan import (
     TableShape,
     plan_columns,
 )
+from btd_core.findings.score_text import score_text
 from btd_core.safe_text import middle_ellipsis, path_ellipsis, printable
 from btd_core.study.records import Finding, series_label
 from btd_tui.state import SliceKey
@@ -111,7 +112,7 @@ def natural_widths(findings: Sequence[Finding], planted: Collection[str] = ()) -
     for finding in findings:
         location = finding.slice.location
         cells = {
-            "score": f"{finding.result.score:.5g}",
+            "score": score_text(finding.result.score),
             "series": printable(series_label(finding.series)),
             "slice": f"{finding.result.slice_index + 1}/{len(finding.series.slices)}",
             "pos": "" if location is None else f"{location:.1f}",
@@ -151,7 +152,7 @@ def finding_cells(
         series = middle_ellipsis(series, plan.series_width)
     cells = {
         "rank": rank_cell(finding.rank),
-        "score": Text(f"{finding.result.score:.5g}", justify="right"),
+        "score": Text(score_text(finding.result.score), justify="right"),
         "series": Text(series),
         "slice": Text(
             f"{finding.result.slice_index + 1}/{len(finding.series.slices)}", justify="right"

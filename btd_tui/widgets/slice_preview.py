@@ -24,6 +24,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
+from btd_core.findings.score_text import score_text
 from btd_core.safe_text import middle_ellipsis, printable
 from btd_tui.preview_mode import PreviewChoice, cell_pixels, choose_preview
 from btd_tui.render import RenderRequest, render, strips_text
@@ -47,7 +48,7 @@ def preview_title(label: str, index: int, count: int, score: float | None, room:
     (numbered from 1), then the score, and the series label is cut in the middle or left
     out (a narrow preview at 80 columns still says which slice it shows)."""
     where = f"slice {index + 1}/{count}"
-    scored = where if score is None else f"{where} · score {score:.4g}"
+    scored = where if score is None else f"{where} · score {score_text(score)}"
     whole = f"{label} · {scored}"
     if room <= 0 or len(whole) <= room:
         return whole
