@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from btd_core.engine.scorer import Scorer, ScorerInputError
+from btd_core.scoring.calibration import FORMAT_VERSION
 from btd_core.scoring.strategy import LocalScore
 from btd_core.scoring.tiles import (
     CoverageError,
@@ -155,7 +156,7 @@ def test_scan_records_its_coverage_and_a_calibration_keeps_its_own(tmp_path: Pat
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     calibration = json.loads(model.with_name("free.onnx.calibration.json").read_text())
-    assert calibration["tiles"] == "patch" and calibration["format_version"] == 4
+    assert calibration["tiles"] == "patch" and calibration["format_version"] == FORMAT_VERSION
     # auto follows the calibration; asking for another coverage is refused, and says why
     followed = tmp_path / "followed"
     assert _scan(study, model, followed).returncode == 0
