@@ -58,7 +58,7 @@ def test_demo_headless_without_network(tmp_path: Path):
     )
     assert again.returncode == 0, again.stdout + again.stderr
     assert "found in the cache" in again.stdout
-    assert "training the demo model" not in again.stdout  # no 0/300 bar for a cached model
+    assert "training the demo model" not in again.stdout  # no training bar for a cached model
     assert "calibrating the cached demo model again" in again.stdout
     assert json.loads(calibration.read_text())["format_version"] == FORMAT_VERSION
     assert again.stdout.count("planted ") == 3
