@@ -47,20 +47,23 @@ def preview_title(
     label: str, index: int, count: int, score: float | None, room: int, signal: str = ""
 ) -> str:
     """``LABEL · slice N/M · score S (SIGNAL)`` in at most ``room`` cells: the slice number
-    stays (numbered from 1), then the score, then which signal gave it
-    (:attr:`btd_core.study.records.SliceResult.signal`), and the series label is cut in the
-    middle or left out (a narrow preview at 80 columns still says which slice it shows)."""
+    stays (numbered from 1), then the score, then the series label (cut in the middle, or
+    left out), then which signal gave the score
+    (:attr:`btd_core.study.records.SliceResult.signal`): a narrow preview at 80 columns
+    still says which slice it shows."""
     where = f"slice {index + 1}/{count}"
     scored = where if score is None else f"{where} · score {score_text(score)}"
     signalled = f"{scored} ({signal})" if signal and score is not None else scored
     whole = f"{label} · {signalled}"
     if room <= 0 or len(whole) <= room:
         return whole
-    tail = next((text for text in (signalled, scored) if len(text) <= room), where)
-    label_room = room - len(tail) - 3
-    if label_room >= LABEL_FLOOR:
-        return f"{middle_ellipsis(label, label_room)} · {tail}"
-    return tail
+    tails = [signalled] if signalled != scored else []
+    tails.append(scored if len(scored) <= room else where)
+    for tail in tails:
+        label_room = room - len(tail) - 3
+        if label_room >= LABEL_FLOOR:
+            return f"{middle_ellipsis(label, label_room)} · {tail}"
+    return tails[-1]
 
 
 @dataclass(frozen=True)
