@@ -184,3 +184,25 @@ def test_the_tail_is_conservative_and_its_words_honest():
         "at the top lead's level, about 0.15 of this study's 300 slices would score as high "
         "by chance if all were genuine"
     )
+
+
+def test_the_app_shows_the_rarity_of_a_report_read_back(scanned):
+    """A report folder read back (``btd audit report/``) keeps each slice's signal and
+    rarity, and the app's table then has its rarity column."""
+    from btd_core.findings.saved_report import attach_to_study, read_report
+    from btd_tui.widgets.findings_table import RARITY_TABLE_SHAPE, finding_cells, table_shape
+
+    report = read_report(Path(scanned["root"]) / "report")
+    findings = attach_to_study(report, None).findings
+    top = findings[0]
+    assert top.genuine_tail == pytest.approx(1 / 9) and top.genuine_slices == 8
+    assert top.result.signal in ("pixels", "residual")
+    assert table_shape(findings) is RARITY_TABLE_SHAPE
+    cells = finding_cells(top, plan=None)
+    assert "> all 8" not in [cell.plain for cell in cells]  # the default plan: six columns
+    from btd_core.findings.column_plan import ColumnPlan
+
+    shown = finding_cells(top, plan=ColumnPlan(RARITY_TABLE_SHAPE.columns))
+    assert shown[2].plain == "> all 8"
+    plain = attach_to_study(read_report(Path(scanned["root"]) / "plain"), None).findings
+    assert table_shape(plain) is not RARITY_TABLE_SHAPE
