@@ -179,7 +179,8 @@ def test_the_tail_is_conservative_and_its_words_honest():
     )
     assert rarity_text(3 / 6001, 6000) == "1 in 2,000 genuine slices score this high"
     assert rarity_short(3 / 6001, 6000) == "1 in 2,000" and rarity_short(1 / 49, 48) == "> all 48"
-    assert rarity_short(None, None) == ""
+    assert rarity_short(None, None) == "" and rarity_short(1.0, 8) == "common"
+    assert rarity_text(0.9, 8) == "most genuine slices score this high"
     assert chance_text(3 / 6001, 6000, 300) == (
         "at the top lead's level, about 0.15 of this study's 300 slices would score as high "
         "by chance if all were genuine"

@@ -68,21 +68,27 @@ class GenuineScores:
 def rarity_text(tail: float, genuine_slices: int) -> str:
     """The tail in words: ``1 in 2,000 genuine slices score this high``; at the floor
     (no genuine slice reaches the score), ``higher than all 48 genuine slices of the
-    calibration (p <= 1/49)``."""
+    calibration (p <= 1/49)``; ``most genuine slices score this high`` when ``1 / tail``
+    rounds to 1."""
     if _at_floor(tail, genuine_slices):
         return (
             f"higher than all {genuine_slices:,} genuine slices of the calibration "
             f"(p <= 1/{genuine_slices + 1:,})"
         )
+    if round(1.0 / tail) <= 1:
+        return "most genuine slices score this high"
     return f"1 in {round(1.0 / tail):,} genuine slices score this high"
 
 
 def rarity_short(tail: float | None, genuine_slices: int | None) -> str:
-    """The tail for a table cell: ``1 in 2,000``, ``> all 48``, or ``""`` without one."""
+    """The tail for a table cell: ``1 in 2,000``, ``> all 48``, ``common`` (``1 / tail``
+    rounds to 1), or ``""`` without one."""
     if tail is None or not genuine_slices:
         return ""
     if _at_floor(tail, genuine_slices):
         return f"> all {genuine_slices:,}"
+    if round(1.0 / tail) <= 1:
+        return "common"
     return f"1 in {round(1.0 / tail):,}"
 
 
