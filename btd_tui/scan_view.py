@@ -206,7 +206,7 @@ class ScanView:
             return
         from btd_core.findings.ranking import rank
 
-        findings = rank(self.book.results, self.discovery)
+        findings = rank(self.book.results, self.discovery, self.genuine_scores())
         ranks = {f.file.relpath: f.rank for f in findings}
         for edit in planted:
             where = ranks.get(edit.relpath)
@@ -242,7 +242,12 @@ class ScanView:
             from btd_core.findings.ranking import rank
 
             self.table_dirty = False
-            self.table.show(rank(self.book.results, discovery))
+            self.table.show(rank(self.book.results, discovery, self.genuine_scores()))
+
+    def genuine_scores(self) -> tuple[float, ...] | None:
+        """The calibration's genuine slices' scores when they are scores of the slice score
+        in use (the findings then carry their rarity among them), else ``None``."""
+        return None if self.session is None else self.session.slice_score.genuine_scores
 
     def refresh_series(self) -> None:
         """Rewrite every series' status in the tree."""

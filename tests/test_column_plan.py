@@ -15,8 +15,8 @@ from btd_core.findings.column_plan import FILE_FLOOR, SERIES_CAP, ColumnPlan, pl
 from btd_tui.widgets.findings_table import TABLE_SHAPE
 
 SUMMARY_NATURAL = {
-    "rank": 4, "score": 7, "series": 30, "slice": 5, "pos mm": 6, "where x,y size": 14,
-    "file": 40,
+    "rank": 4, "score": 7, "rarity": 10, "signal": 8, "series": 30, "slice": 5, "pos mm": 6,
+    "where x,y size": 14, "file": 40,
 }  # fmt: skip
 
 
@@ -40,6 +40,21 @@ def test_the_summary_drops_position_then_region_then_cuts_labels():
     assert narrow.series_width == SERIES_CAP and _width(SUMMARY_NATURAL, narrow) <= 70
     tiny = plan_columns(SUMMARY_TABLE, 30, SUMMARY_NATURAL)
     assert tiny.file_width == FILE_FLOOR and tiny.series_width == SERIES_CAP  # never below
+
+
+def test_the_summary_keeps_the_signal_longest_and_drops_rarity_without_genuine_scores():
+    from btd_core.cli.scan import summary_shape
+
+    whole = _width(SUMMARY_NATURAL, ColumnPlan(tuple(SUMMARY_TABLE.columns)))
+    columns = set(SUMMARY_TABLE.columns)
+    # pos mm (6 + 3 cells), rarity (10 + 3), the region (14 + 3), then the signal give way
+    for short, gone in ((1, {"pos mm"}), (10, {"pos mm", "rarity"})):
+        plan = plan_columns(SUMMARY_TABLE, whole - short, SUMMARY_NATURAL)
+        assert columns - set(plan.shown) == gone
+    plan = plan_columns(SUMMARY_TABLE, whole - 9 - 13 - 1, SUMMARY_NATURAL)
+    assert columns - set(plan.shown) == {"pos mm", "rarity", "where x,y size"}
+    assert "rarity" not in summary_shape(False).columns
+    assert "signal" in summary_shape(False).columns
 
 
 def test_the_app_table_may_cut_labels_further_for_a_file_name():

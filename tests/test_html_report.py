@@ -101,14 +101,15 @@ def test_the_page_says_it_fetches_nothing(scanned):
 def test_the_ranked_table_is_findings_csv_in_rank_order(scanned):
     table = scanned["page"].tables["ranked-slices"]
     header, body = table[0], table[1:]
-    assert header[:3] == ["rank", "score", "series"]
+    assert header[:4] == ["rank", "score", "signal", "series"]  # no rarity: no calibration
     rows = scanned["rows"]
     assert len(body) == len(rows) == 4
     for shown, row in zip(body, rows, strict=True):
         assert shown[0] == row["rank"]
         assert shown[1] == score_text(float(row["score"]))
-        assert shown[2] == DESCRIPTION
-        assert shown[3] == f"{row['slice_number']}/5"  # 4 slices and the broken file's
+        assert shown[2] == row["signal"] == "energy"
+        assert shown[3] == DESCRIPTION
+        assert shown[4] == f"{row['slice_number']}/5"  # 4 slices and the broken file's
         assert shown[-1] == row["file"]
     assert body[0][-1] == SCRIPT_FILE  # the planted slice ranks first
 

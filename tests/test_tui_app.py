@@ -448,9 +448,9 @@ def test_the_sort_label_says_what_the_order_is(tiny_onnx: Path, tmp_path: Path):
     """The table's bottom border names the order the rows are really in ("by score,
     highest first"), after ``o`` (next column) and a click on the same header (reversed),
     and fits an 80-column terminal."""
-    from btd_tui.widgets.findings_table import COLUMN_KEYS, SORT_ORDERS
+    from btd_tui.widgets.findings_table import ALL_COLUMN_KEYS, SORT_ORDERS
 
-    assert tuple(SORT_ORDERS) == COLUMN_KEYS
+    assert tuple(SORT_ORDERS) == ALL_COLUMN_KEYS
     assert max(len(label) for pair in SORT_ORDERS.values() for label in pair) <= 32
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 4, planted_index=2)

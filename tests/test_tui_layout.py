@@ -143,3 +143,20 @@ def test_the_preview_title_keeps_the_slice_number():
     assert preview_title(label, 4, 12, None, 30) == "CHEST…LUNG KERNEL · slice 5/12"
     for room in range(10, 80):
         assert len(preview_title(label, 4, 12, 0.00081378, room)) <= room
+
+
+def test_the_preview_title_says_which_signal_fired_where_there_is_room():
+    from btd_tui.widgets.slice_preview import preview_title
+
+    label = "CHEST 1.25mm LUNG KERNEL"
+    assert preview_title(label, 4, 12, 3.2, 100, "pixels") == (
+        "CHEST 1.25mm LUNG KERNEL · slice 5/12 · score 3.2 (pixels)"
+    )
+    assert (
+        preview_title(label, 4, 12, 3.2, 40, "pixels") == "C…RNEL · slice 5/12 · score 3.2 (pixels)"
+    )
+    # the series label (at least 6 characters) and the score come before the signal
+    assert preview_title(label, 4, 12, 3.2, 36, "pixels") == "CHE… KERNEL · slice 5/12 · score 3.2"
+    assert preview_title(label, 4, 12, None, 30, "pixels") == "CHEST…LUNG KERNEL · slice 5/12"
+    for room in range(10, 80):
+        assert len(preview_title(label, 4, 12, 3.2, room, "residual")) <= room

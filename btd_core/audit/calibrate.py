@@ -9,6 +9,14 @@ the neighbouring slices (same sampling), and the image context: each valid windo
 disagreement ratio with its neighbours' pixels
 (:func:`btd_core.scoring.image_context.disagreement`, same sampling).  Memory: the
 window energies of every slice (a few kB each), kept until the energy floor (their median) is known.
+
+Once fitted, the genuine folder is scanned a second time with the fitted calibration's
+default score (:func:`btd_core.scoring.strategy.calibrated_score`: series context, series
+ends and all), exactly as ``btd scan`` with this calibration would score it, and every
+genuine slice's score is recorded (``genuine_scores``), so that a scan can say how rare a
+finding's score is among genuine slices (:mod:`btd_core.scoring.rarity`).  That second
+pass costs about as much as the first (the model runs again on every tile): a
+calibration takes about twice the time of one scan of the genuine folder.
 """
 
 from __future__ import annotations
@@ -32,7 +40,13 @@ from btd_core.scoring.calibration import (
     genuine_floor,
     sidecar_path,
 )
-from btd_core.scoring.strategy import LocalScore, Neighbours, SliceVerdict, WindowVerdict
+from btd_core.scoring.strategy import (
+    LocalScore,
+    Neighbours,
+    SliceVerdict,
+    WindowVerdict,
+    calibrated_score,
+)
 from btd_core.scoring.tiles import ScanSettings
 from btd_core.scoring.windows import WINDOW_PX
 from btd_core.study.limits import StudyLimits
@@ -67,7 +81,9 @@ def calibrate_model(
 ) -> CalibrationRun:
     """Calibrate ``model`` on the genuine scans under ``genuine_dir``; write the table.
 
-    ``out`` defaults to the model's sidecar (``MODEL.onnx.calibration.json``).  The
+    ``out`` defaults to the model's sidecar (``MODEL.onnx.calibration.json``).  The folder
+    is scanned twice: to fit the calibration, then with it, to record every genuine slice's
+    default score (``on_progress`` hears both passes, one after the other).  The
     windows are ``window`` px every ``window_stride`` px (default half the window); the
     calibration records both, and a scan with other windows refuses it.
 
@@ -153,6 +169,15 @@ def calibrate_model(
             "max_windows_per_slice": max_windows_per_slice,
         },
     )
+    again = scan(
+        discovery,
+        scorer,
+        settings,
+        on_progress=on_progress,
+        slice_score=calibrated_score(calibration),
+    )
+    genuine = sorted(float(result.score) for result in again.results)
+    calibration = replace(calibration, genuine_scores=tuple(genuine))
     out.parent.mkdir(parents=True, exist_ok=True)
     calibration.save(out)
     return CalibrationRun(out, calibration, len(outcome.results), failed)

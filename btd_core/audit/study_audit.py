@@ -26,6 +26,7 @@ from btd_core.findings.overlay import write_overlay
 from btd_core.findings.provenance import library_versions, utc_now
 from btd_core.findings.ranking import rank
 from btd_core.findings.report import ReportFiles, RunInfo, write_report
+from btd_core.scoring.rarity import GENUINE_TAIL_MEANING
 from btd_core.scoring.strategy import SliceScore
 from btd_core.scoring.tiles import TILES_MEANING
 from btd_core.study.discovery import discover
@@ -179,7 +180,7 @@ def write_audit_report(
     outputs = outputs or ReportOutputs()
     out_dir = Path(out_dir).resolve()  # overlay paths are then absolute, whatever the cwd
     check_output_outside(out_dir, discovery.root, what="report folder", inputs_are="study")
-    findings = rank(outcome.results, discovery)
+    findings = rank(outcome.results, discovery, slice_score.genuine_scores)
     out_dir.mkdir(parents=True, exist_ok=True)
     overlay_paths, missing = _write_overlays(out_dir, findings[: settings.overlays], outcome)
     dicom = None
@@ -272,8 +273,11 @@ def _settings_record(
     outcome: ScanOutcome,
 ) -> dict:
     size = scorer.card.patch_size
+    genuine = slice_score.genuine_scores
     return {
         **slice_score.record(),
+        "genuine_slices": len(genuine) if genuine else None,
+        "genuine_tail_meaning": GENUINE_TAIL_MEANING if genuine else None,
         "mode": "patch at (x, y)" if settings.patch_at else "whole slice, tiled",
         "patch_at_xy": list(settings.patch_at) if settings.patch_at else None,
         "tile_size_px": size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,8 @@ from btd_core.exit_status import ExitStatus
 from btd_core.findings.column_plan import TableShape, plan_columns
 from btd_core.findings.score_text import score_text
 from btd_core.safe_text import middle_ellipsis, path_ellipsis, printable
-from btd_core.study.records import series_label
+from btd_core.scoring.rarity import chance_text, rarity_short, rarity_text
+from btd_core.study.records import Finding, series_label
 
 DICOM_NO_PHI = (
     "--dicom copies the patient and study modules (name, ID, birth date, ...) from the "
@@ -166,15 +168,68 @@ def _print_score_mode(console: Console, settings: dict, args: argparse.Namespace
 
 
 SUMMARY_TABLE = TableShape(
-    columns=("rank", "score", "series", "slice", "pos mm", "where x,y size", "file"),
-    yielding=("pos mm", "where x,y size"),
+    columns=(
+        *("rank", "score", "rarity", "signal", "series", "slice", "pos mm", "where x,y size"),
+        "file",
+    ),
+    yielding=("pos mm", "rarity", "where x,y size", "signal"),
     cell_padding=3,
     border=1,
 )
 """The terminal table for :func:`btd_core.findings.column_plan.plan_columns` (rich's
 heavy box: a bar and a blank each side of a cell): when whole file names would be wider
-than the terminal, the position and then the region give way; rank, score, series, slice
-and file always stay, and the file name is then cut to fit on one line."""
+than the terminal, the position, the rarity among genuine slices, the region and then the
+signal give way (the top lead's line below the table says all of them for the top slice);
+rank, score, series, slice and file always stay, and the file name is then cut to fit on
+one line.  Without genuine slices' scores (:func:`summary_shape`) there is no rarity column."""
+
+
+def summary_shape(rarity: bool) -> TableShape:
+    """:data:`SUMMARY_TABLE`, without its rarity column when no finding has one."""
+    if rarity:
+        return SUMMARY_TABLE
+    return replace(
+        SUMMARY_TABLE,
+        columns=tuple(c for c in SUMMARY_TABLE.columns if c != "rarity"),
+        yielding=tuple(c for c in SUMMARY_TABLE.yielding if c != "rarity"),
+    )
+
+
+def lead_lines(top: Finding, slices: int, settings: dict) -> list[str]:
+    """What the terminal says of the top lead under the table, whatever its width: which
+    signal fired and where, how rare its score is among the calibration's genuine slices,
+    and how many of the study's ``slices`` would score as high by chance if all were
+    genuine (:mod:`btd_core.scoring.rarity`); with a calibration that did not record its
+    genuine slices' scores, how to get them."""
+    result = top.result
+    x, y, size = result.region
+    signal = SIGNAL_WORDS.get(result.signal, result.signal or "unknown")
+    line = (
+        f"top lead: slice {result.slice_index + 1}/{len(top.series.slices)} of "
+        f"{printable(series_label(top.series))}, score {score_text(result.score)} by "
+        f"{signal}, at x {x}, y {y} ({size} px)"
+    )
+    tail, genuine = top.genuine_tail, top.genuine_slices
+    if tail is None or not genuine:
+        lines = [line]
+        if settings.get("score_mode") == "calibrated" and settings.get("series_context"):
+            lines.append(
+                "the calibration holds no genuine slices' scores: btd calibrate again to "
+                "see how rare a score is among genuine slices"
+            )
+        return lines
+    return [f"{line}: {rarity_text(tail, genuine)}", chance_text(tail, genuine, slices)]
+
+
+SIGNAL_WORDS = {
+    "residual": "the residual against its neighbouring slices",
+    "pixels": "its pixels against its neighbouring slices",
+    "tissue": "its tissue's residual (judged alone)",
+    "energy": "its residual energy",
+    "tile": "its tile's residual",
+}
+"""The signal that gave a lead its score (:attr:`btd_core.study.records.SliceResult.signal`),
+in words."""
 
 
 def print_audit_summary(console: Console, result: AuditResult, top: int) -> None:
@@ -192,6 +247,8 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
             {
                 "rank": str(finding.rank),
                 "score": score_text(finding.result.score),
+                "rarity": rarity_short(finding.genuine_tail, finding.genuine_slices),
+                "signal": finding.result.signal,
                 "series": printable(series_label(finding.series)),
                 "slice": f"{finding.result.slice_index + 1}/{len(finding.series.slices)}",
                 "pos mm": "" if location is None else f"{location:.1f}",
@@ -200,10 +257,9 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
             }
         )
 
-    natural = {
-        name: max([len(name), *(len(row[name]) for row in rows)]) for name in SUMMARY_TABLE.columns
-    }
-    plan = plan_columns(SUMMARY_TABLE, console.width, natural)
+    shape = summary_shape(any(row["rarity"] for row in rows))
+    natural = {name: max([len(name), *(len(row[name]) for row in rows)]) for name in shape.columns}
+    plan = plan_columns(shape, console.width, natural)
     shown = plan.shown
     for row in rows:
         if plan.series_width is not None:
@@ -223,6 +279,8 @@ def print_audit_summary(console: Console, result: AuditResult, top: int) -> None
         table.add_row(*(Text(row[name]) for name in shown))
     if result.findings:
         console.print(table)
+        for line in lead_lines(result.findings[0], len(result.findings), result.run.settings):
+            console.print(Text(line), soft_wrap=True)
     else:
         console.print(Text("no slice was scored", style="yellow"))
     counts: dict[str, int] = {}

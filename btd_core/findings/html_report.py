@@ -29,8 +29,10 @@ from btd_core.findings.html_page import png_data_uri, render_page, write_page
 from btd_core.findings.provenance import iso_utc
 from btd_core.findings.ranking import SeriesFinding, rank_series
 from btd_core.findings.report import RunInfo
+from btd_core.findings.score_text import score_text
 from btd_core.findings.thumbnails import slice_thumbnails
 from btd_core.safe_text import printable
+from btd_core.scoring.rarity import chance_text, rarity_short, rarity_text
 from btd_core.scoring.strategy import SCORE_MEANING
 from btd_core.study.records import Discovery, FileRecord, Finding, series_label
 
@@ -87,6 +89,9 @@ def scan_page(
         model=_model(run),
         settings=settings,
         calibrated=settings.get("score_mode") == "calibrated",
+        genuine=findings[0].genuine_slices if findings else None,
+        lead=_lead(findings[0]) if findings else "",
+        chance=_chance(findings),
         counts=_counts(discovery.files, findings),
         top=[_top_card(item) for item in top],
         rows=[_finding_row(f) for f in findings[:TABLE_ROWS]],
@@ -189,7 +194,39 @@ def _where(finding: Finding) -> dict[str, str]:
 
 
 def _finding_row(finding: Finding) -> dict[str, object]:
-    return {"rank": finding.rank, "score": finding.result.score, **_where(finding)}
+    return {
+        "rank": finding.rank,
+        "score": finding.result.score,
+        "rarity": rarity_short(finding.genuine_tail, finding.genuine_slices),
+        "signal": finding.result.signal,
+        **_where(finding),
+    }
+
+
+def _rarity_words(finding: Finding) -> str:
+    """How rare the finding's score is among genuine slices, in words (``""``: not known)."""
+    if finding.genuine_tail is None or not finding.genuine_slices:
+        return ""
+    return rarity_text(finding.genuine_tail, finding.genuine_slices)
+
+
+def _lead(finding: Finding) -> str:
+    """The top lead in one sentence: which slice, its score, which signal, where, how rare."""
+    where = _where(finding)
+    text = (
+        f"slice {where['slice']} of {where['series']}, score {score_text(finding.result.score)}"
+        f" by {finding.result.signal or 'an unknown signal'} at {where['region']}"
+    )
+    rarity = _rarity_words(finding)
+    return f"{text}: {rarity}" if rarity else text
+
+
+def _chance(findings: Sequence[Finding]) -> str:
+    """The study's false-discovery line at its top lead's level (``""``: not known)."""
+    top = findings[0] if findings else None
+    if top is None or top.genuine_tail is None or not top.genuine_slices:
+        return ""
+    return chance_text(top.genuine_tail, top.genuine_slices, len(findings))
 
 
 def _top_card(item: TopSlice) -> dict[str, object]:
@@ -197,6 +234,7 @@ def _top_card(item: TopSlice) -> dict[str, object]:
     card: dict[str, object] = {
         **_finding_row(finding),
         "exact": repr(float(finding.result.score)),
+        "rarity_words": _rarity_words(finding),
         "sha256": finding.file.sha256 or "",
         "sop_instance_uid": printable(finding.slice.sop_instance_uid),
         "boxed": None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from btd_core.scoring.rarity import GenuineScores
 from btd_core.study.records import Discovery, Finding, SliceResult
 
 
@@ -20,8 +21,19 @@ def rank_key(result: SliceResult) -> tuple[float, str, int]:
     return (-result.score, result.series_key, result.slice_index)
 
 
-def rank(results: Sequence[SliceResult], discovery: Discovery) -> list[Finding]:
-    """Findings ordered by :func:`rank_key` (rank 1: the highest slice score)."""
+def rank(
+    results: Sequence[SliceResult],
+    discovery: Discovery,
+    genuine_scores: Sequence[float] | None = None,
+) -> list[Finding]:
+    """Findings ordered by :func:`rank_key` (rank 1: the highest slice score).
+
+    ``genuine_scores``: the calibration's genuine slices' scores, when they are scores of
+    the slice score that made ``results``
+    (:attr:`btd_core.scoring.strategy.SliceScore.genuine_scores`): each finding then
+    carries how rare its score is among them (:mod:`btd_core.scoring.rarity`).
+    """
+    genuine = GenuineScores.of(genuine_scores)
     series_by_key = {s.key: s for s in discovery.series}
     files_by_path = {str(f.path): f for f in discovery.files}
     ordered = sorted(results, key=rank_key)
@@ -36,6 +48,8 @@ def rank(results: Sequence[SliceResult], discovery: Discovery) -> list[Finding]:
                 series=series,
                 slice=ref,
                 file=files_by_path[str(ref.path)],
+                genuine_tail=None if genuine is None else genuine.tail(result.score),
+                genuine_slices=None if genuine is None else genuine.count,
             )
         )
     return findings

@@ -37,6 +37,7 @@ from btd_core.findings.provenance import (
 )
 from btd_core.findings.ranking import SeriesFinding, rank_series
 from btd_core.hashing import bytes_sha256, file_sha256
+from btd_core.scoring.rarity import chance_leads, chance_text, rarity_text
 from btd_core.study.evidence import check_output_outside
 from btd_core.study.records import FileRecord, Finding, Series
 
@@ -48,6 +49,7 @@ NUMERIC_COLUMNS = frozenset(
     | {"position_x_mm", "position_y_mm", "position_z_mm", "tile_x", "tile_y", "tile_size"}
     | {"window_x", "window_y", "window_size", "slices_scored", "top_slice_rank"}
     | {"top_slice_index", "top_slice_number", "top_window_x", "top_window_y", "top_window_size"}
+    | {"genuine_tail", "genuine_slices"}
 )
 """Columns whose cells the writer formats itself from numbers (never neutralised)."""
 FINDINGS_COLUMNS = (
@@ -55,7 +57,7 @@ FINDINGS_COLUMNS = (
     *("study_uid", "series_uid", "sop_instance_uid", "frame", "slice_index", "slice_number"),
     *("slice_location_mm", "position_x_mm", "position_y_mm", "position_z_mm"),
     *("tile_x", "tile_y", "tile_size", "score_mode", "window_x", "window_y", "window_size"),
-    *("modality", "series_description"),
+    *("signal", "genuine_tail", "genuine_slices", "modality", "series_description"),
 )
 SERIES_COLUMNS = (
     *("rank", "score", "score_mode", "slices_scored", "top_slice_rank", "top_slice_index"),
@@ -161,6 +163,11 @@ def write_report(
     if slices_scored is None:
         slices_scored = len({(f.result.series_key, f.result.slice_index) for f in findings})
     sidecar = _sidecar(run, rows, files, include_phi, hashes, slices_scored, len(findings))
+    sidecar["top_findings"] = [
+        {**row, **rarity_record(finding, slices_scored)}  # type: ignore[dict-item]
+        for row, finding in zip(sidecar["top_findings"], findings, strict=False)
+    ]
+    sidecar["chance_leads"] = chance_record(findings, slices_scored)
     sidecar["series_ranking"] = [json_safe(row) for row in series_rows[:TOP_FINDINGS]]
     sidecar_json = out / "report.json"
     _write_atomic(sidecar_json, json_bytes(sidecar))
@@ -224,12 +231,43 @@ def finding_row(finding: Finding, reduction: str, include_phi: bool = True) -> d
         "window_x": result.window_x,
         "window_y": result.window_y,
         "window_size": result.window_size,
+        "signal": result.signal,
+        "genuine_tail": finding.genuine_tail,
+        "genuine_slices": finding.genuine_slices,
         "modality": series.modality,
         "series_description": series.description,
     }
     if include_phi:
         row.update(_phi(series))
     return row
+
+
+def rarity_record(finding: Finding, slices: int) -> dict[str, object]:
+    """A top finding's rarity for ``report.json``: the tail in words (``rarity``) and
+    how many of the study's ``slices`` would score as high by chance if all were genuine
+    (``chance_leads``, slices x tail); both ``None`` without genuine scores."""
+    tail, genuine = finding.genuine_tail, finding.genuine_slices
+    if tail is None or not genuine:
+        return {"rarity": None, "chance_leads": None}
+    return {"rarity": rarity_text(tail, genuine), "chance_leads": chance_leads(tail, slices)}
+
+
+def chance_record(findings: Sequence[Finding], slices: int) -> dict[str, object] | None:
+    """The study's false-discovery view at its top lead's level (``None`` without genuine
+    scores): the tail, the genuine slices, the study's slices, the expected number of
+    chance leads at that level and the line that says it."""
+    top = findings[0] if findings else None
+    if top is None or top.genuine_tail is None or not top.genuine_slices:
+        return None
+    tail, genuine = top.genuine_tail, top.genuine_slices
+    return {
+        "rank": top.rank,
+        "genuine_tail": tail,
+        "genuine_slices": genuine,
+        "study_slices": slices,
+        "expected": chance_leads(tail, slices),
+        "text": chance_text(tail, genuine, slices),
+    }
 
 
 def _phi(series: Series) -> dict[str, object]:

@@ -27,6 +27,7 @@ from btd_core.errors import BtdError
 from btd_core.findings.csv_table import neutralise_cell
 from btd_core.hashing import bytes_sha256
 from btd_core.study.records import (
+    SIGNALS,
     Discovery,
     FileRecord,
     Finding,
@@ -57,6 +58,9 @@ class ReportRow:
     """One ranked slice of ``findings.csv``: as written (text neutralised), numbers parsed.
 
     Positions in pixels of the slice (``tile_*``, ``window_*``); ``slice_index`` from 0.
+    ``signal``, ``genuine_tail`` and ``genuine_slices``: which signal fired (one of
+    :data:`btd_core.study.records.SIGNALS`, ``""`` in reports written before btd recorded
+    it) and the rarity among genuine slices (``None`` when the report has none).
     """
 
     rank: int
@@ -78,6 +82,9 @@ class ReportRow:
     window_size: int | None
     modality: str
     series_description: str
+    signal: str = ""
+    genuine_tail: float | None = None
+    genuine_slices: int | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,23 @@ def _required(value: int | float | None, column: str, line: int) -> int | float:
     return value
 
 
+def _signal(cell: str) -> str:
+    """A signal cell, when it names one btd writes (:data:`SIGNALS`), else ``""``."""
+    return cell if cell in SIGNALS else ""
+
+
+def _tail(value: float | None, line: int) -> float | None:
+    if value is not None and not 0.0 < value <= 1.0:
+        raise ReportReadError(f"findings.csv line {line}: genuine_tail {value} is not in (0, 1]")
+    return value
+
+
+def _count(value: int | None, line: int) -> int | None:
+    if value is not None and value < 1:
+        raise ReportReadError(f"findings.csv line {line}: genuine_slices {value} is not positive")
+    return value
+
+
 def _rows(data: bytes) -> list[ReportRow]:
     try:
         text = data.decode("utf-8")
@@ -179,6 +203,9 @@ def _rows(data: bytes) -> list[ReportRow]:
                 window_size=num("window_size"),  # type: ignore[arg-type]
                 modality=cells.get("modality") or "",
                 series_description=cells.get("series_description") or "",
+                signal=_signal(cells.get("signal") or ""),
+                genuine_tail=_tail(num("genuine_tail", float), line),  # type: ignore[arg-type]
+                genuine_slices=_count(num("genuine_slices"), line),  # type: ignore[arg-type]
             )
         )
     rows.sort(key=lambda row: row.rank)
@@ -315,8 +342,11 @@ def attach_to_study(report: SavedReport, discovery: Discovery | None) -> Attache
             window_y=row.window_y,
             window_size=row.window_size,
             score_mode=row.score_mode,
+            signal=row.signal,
         )
-        findings.append(Finding(row.rank, result, series, ref, record))
+        findings.append(
+            Finding(row.rank, result, series, ref, record, row.genuine_tail, row.genuine_slices)
+        )
     known = [] if discovery is None else list(discovery.series)
     return AttachedReport(
         findings, known + list(orphans.values()), sorted(set(changed)), sorted(set(missing))

@@ -33,6 +33,11 @@ with both, each window's two surprises are put on one scale before the higher co
 in spreads of genuine slices' worst window (:meth:`Calibration.slice_scaled`), robust
 centre and spread of the per-slice maxima over the genuine series.
 
+Genuine slices' scores (format 5).  ``btd calibrate`` also records the default score of
+every genuine slice it was fitted on (:attr:`Calibration.genuine_scores`), so that a
+finding can say how rare its score is among genuine slices
+(:mod:`btd_core.scoring.rarity`); a file without them still loads, without that.
+
 Series ends (format 5).  A slice whose two neighbours lie on one side (a series' first or
 last slice, or a slice next to one that could not be read) cannot be judged like a slice
 between its neighbours: genuine anatomy that changes along the series leaves the range of
@@ -159,7 +164,12 @@ class SliceScale:
     def higher(self, residual: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         """Per window the higher of the two surprises, each in spreads of genuine slices'
         worst window (0: as surprising as a typical genuine slice's most surprising one)."""
-        return np.maximum(
+        return np.maximum(*self.scaled(residual, pixels))
+
+    def scaled(self, residual: np.ndarray, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two surprises, each in spreads of genuine slices' worst window: (residual,
+        pixels), same-shaped arrays (what :meth:`higher` takes the higher of)."""
+        return (
             (residual - self.context_centre) / self.context_spread,
             (pixels - self.image_context_centre) / self.image_context_spread,
         )
@@ -212,6 +222,13 @@ class Calibration:
         The coverage its genuine slices were scored with (``body`` or ``patch``,
         :data:`btd_core.scoring.tiles.COVERAGES`): a scan must use the same (format 4 on;
         earlier formats were all ``patch``).
+    genuine_scores:
+        The default score (:func:`btd_core.scoring.strategy.calibrated_score`: with series
+        context, series ends included) of every genuine slice it was fitted on, exactly as
+        ``btd scan`` with this calibration reports it, ascending: what a finding's rarity
+        among genuine slices is counted against (:mod:`btd_core.scoring.rarity`).  Format 5
+        on; ``None`` when the file does not have it (older formats, or written before btd
+        recorded it).
     format_version:
         The format it was read as (1-5) or is written as (:data:`FORMAT_VERSION`).
     """
@@ -229,6 +246,7 @@ class Calibration:
     slice_scale: SliceScale | None = None
     ends: EndsContext | None = None
     tiles: str = "patch"
+    genuine_scores: tuple[float, ...] | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -348,7 +366,8 @@ class Calibration:
 
 
 def calibration_json(calibration: Calibration) -> dict[str, object]:
-    """The format-5 JSON object of a calibration: flat keys, an absent part as nulls."""
+    """The format-5 JSON object of a calibration: flat keys, an absent part as nulls
+    (``genuine_scores``: a list of floats, ascending, or null)."""
     tissue, context = calibration.tissue, calibration.context
     image, scale = calibration.image_context, calibration.slice_scale
     ends = calibration.ends
@@ -381,6 +400,9 @@ def calibration_json(calibration: Calibration) -> dict[str, object]:
         "ends_context_spread": ends.context.spread if ends else None,
         "ends_context_slice_centre": ends.slice_centre if ends else None,
         "ends_context_slice_spread": ends.slice_spread if ends else None,
+        "genuine_scores": (
+            None if calibration.genuine_scores is None else list(calibration.genuine_scores)
+        ),
     }
 
 
@@ -450,7 +472,21 @@ def _read_format_5(data: dict) -> Calibration:
     if all(data[key] is not None for key in keys):
         centre, spread, slice_centre, slice_spread = (float(data[key]) for key in keys)
         ends = EndsContext(ResidualContext(centre, spread), slice_centre, slice_spread)
-    return replace(_read_format_4(data), ends=ends)
+    return replace(
+        _read_format_4(data), ends=ends, genuine_scores=_genuine_scores(data.get("genuine_scores"))
+    )
+
+
+def _genuine_scores(found: object) -> tuple[float, ...] | None:
+    """The genuine slices' scores of a format-5 file, ascending (``None``: not recorded)."""
+    if found is None:
+        return None
+    if not isinstance(found, list):
+        raise TypeError("genuine_scores must be a list of numbers")
+    scores = [float(value) for value in found]
+    if not all(np.isfinite(scores)):
+        raise ValueError("genuine_scores must be finite")
+    return tuple(sorted(scores))
 
 
 READERS = {

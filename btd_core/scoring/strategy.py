@@ -220,6 +220,14 @@ class SliceScore(ABC):
         """The coverage (``body`` or ``patch``) of the calibration in use; ``None``: none."""
         return None
 
+    @property
+    def genuine_scores(self) -> tuple[float, ...] | None:
+        """The calibration's genuine slices' scores (ascending) when they are scores of
+        this very slice score, so a finding's rarity among them means something; else
+        ``None`` (no calibration, none recorded, or another score: ``--no-context``,
+        ``local``, ``tile``)."""
+        return None
+
     @abstractmethod
     def judge(
         self, series_key: str, index: int, image: np.ndarray, scores: ImageScores
@@ -265,7 +273,12 @@ class TileScore(SliceScore):
             return None
         common = _common(series_key, index, scores)
         score = common.pop("tile_score")
-        result = SliceResult(score=score, score_mode="tile", **common)  # type: ignore[arg-type]
+        result = SliceResult(
+            score=score,  # type: ignore[arg-type]
+            score_mode="tile",
+            signal="tile",
+            **common,  # type: ignore[arg-type]
+        )
         return SliceVerdict(result, heat=lambda: scores.heat_map(image.shape))
 
     def describe(self, reduction: str) -> str:
@@ -313,6 +326,7 @@ class WindowScore(SliceScore):
             window_y=y,
             window_size=self.window,
             score_mode=self.mode,
+            signal="energy" if self.mode == "local" else "tissue",
             **common,  # type: ignore[arg-type]
         )
 
@@ -378,6 +392,13 @@ class CalibratedScore(WindowScore):
     @property
     def calibrated_with(self) -> str | None:
         return self.calibration.tiles
+
+    @property
+    def genuine_scores(self) -> tuple[float, ...] | None:
+        default = calibrated_score(self.calibration)
+        if replace(self, calibration_path=None) != default:
+            return None  # judged otherwise than the genuine slices were
+        return self.calibration.genuine_scores
 
     def judge(
         self, series_key: str, index: int, image: np.ndarray, scores: ImageScores
@@ -481,7 +502,9 @@ class ContextScore(CalibratedScore):
         that and the surprise z of its pixels' disagreement with the neighbours'
         (:func:`btd_core.scoring.image_context.disagreement`), both in spreads of genuine
         slices' worst window (:meth:`btd_core.scoring.calibration.Calibration.slice_scaled`).
-        Unchanged when the slice has no neighbour of its own size.
+        Unchanged when the slice has no neighbour of its own size.  The result's
+        ``signal`` says which comparison gave the worst window its value: ``pixels`` where
+        the pixels' surprise is the higher there, else ``residual``.
         """
         if not isinstance(verdict, CalibratedVerdict):
             return verdict
@@ -500,6 +523,7 @@ class ContextScore(CalibratedScore):
         w = self.tissue_weight
         values = (w * np.maximum(verdict.values, 0.0) + context) / np.sqrt(1.0 + w * w)
         windows = verdict.windows
+        pixels_higher: np.ndarray | None = None  # where the pixels' surprise counts
         if one_sided and calibration.ends is not None:
             if self.image_context and calibration.slice_scale is not None:
                 values = calibration.ends.scaled(values)  # the default's scale: residual alone
@@ -507,12 +531,19 @@ class ContextScore(CalibratedScore):
             ratios = self.image_disagreement(verdict, others)
             if ratios is not None and ratios.shape == values.shape:
                 pixels = calibration.image_context_surprise(ratios)
+                if calibration.slice_scale is not None:
+                    by_residual, by_pixels = calibration.slice_scale.scaled(values, pixels)
+                else:
+                    by_residual, by_pixels = values, pixels
                 values = calibration.slice_scaled(values, pixels)
+                pixels_higher = by_pixels > by_residual
         worst = windows.worst(values)
-        if worst is None:
+        cell = windows.worst_cell(values)
+        if worst is None or cell is None:
             return verdict
         score, x, y = worst
-        result = replace(verdict.result, score=score, window_x=x, window_y=y)
+        signal = "pixels" if pixels_higher is not None and pixels_higher[cell] else "residual"
+        result = replace(verdict.result, score=score, window_x=x, window_y=y, signal=signal)
         shape = verdict.shape
 
         def heat() -> np.ndarray:

@@ -86,11 +86,20 @@ class LocalWindows:
 
     def worst(self, scores: np.ndarray) -> tuple[float, int, int] | None:
         """(score, x, y) of the valid window with the highest ``scores`` [ny, nx], or None."""
+        cell = self.worst_cell(scores)
+        if cell is None:
+            return None
+        row, col = cell
+        return float(np.where(self.valid, scores, -np.inf)[row, col]), self.xs[col], self.ys[row]
+
+    def worst_cell(self, scores: np.ndarray) -> tuple[int, int] | None:
+        """(row, col) in the [ny, nx] grid of the valid window with the highest ``scores``
+        (the first of equals, as :meth:`worst`), or None without a valid window."""
         if not self.valid.any():
             return None
         masked = np.where(self.valid, scores, -np.inf)
         row, col = np.unravel_index(int(np.argmax(masked)), masked.shape)
-        return float(masked[row, col]), self.xs[col], self.ys[row]
+        return int(row), int(col)
 
 
 def local_windows(

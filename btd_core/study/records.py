@@ -21,6 +21,9 @@ not be read or decoded (``reason`` holds the message)."""
 FileKind = Literal["dicom", "dicomdir", "image", "npy", "archive", "unknown"]
 SeriesKind = Literal["dicom", "image", "npy"]
 
+SIGNALS = ("residual", "pixels", "tissue", "energy", "tile")
+"""What can give a slice's reported window its value (:attr:`SliceResult.signal`)."""
+
 
 @dataclass
 class FileRecord:
@@ -193,6 +196,13 @@ class SliceResult:
     score_mode:
         How ``score`` was computed: ``tile`` (max tile score), ``local`` (max window mean
         r^2) or ``calibrated`` (max window surprise z against genuine tissue).
+    signal:
+        What gave the reported window its value (:data:`SIGNALS`): ``residual`` (the
+        model's residual against the same window in the neighbouring slices, series ends
+        included), ``pixels`` (the window's pixels against the neighbours'), ``tissue``
+        (the calibrated tissue surprise of a slice judged alone), ``energy`` (the local
+        mode's mean r^2) or ``tile`` (the tile mode); ``""`` when unknown (a report
+        written before btd recorded it).
     """
 
     series_key: str
@@ -207,6 +217,7 @@ class SliceResult:
     window_y: int | None = None
     window_size: int | None = None
     score_mode: str = "tile"
+    signal: str = ""
 
     @property
     def region(self) -> tuple[int, int, int]:
@@ -218,13 +229,21 @@ class SliceResult:
 
 @dataclass(frozen=True)
 class Finding:
-    """A ranked slice with everything a report row needs (rank 1 = most suspicious)."""
+    """A ranked slice with everything a report row needs (rank 1 = most suspicious).
+
+    ``genuine_tail``: how rare its score is among the calibration's genuine slices, an
+    empirical tail probability in (0, 1] (:mod:`btd_core.scoring.rarity`), and
+    ``genuine_slices`` how many genuine slices that is; both ``None`` without a
+    calibration that recorded its genuine slices' scores, or for another slice score.
+    """
 
     rank: int
     result: SliceResult
     series: Series
     slice: SliceRef
     file: FileRecord
+    genuine_tail: float | None = None
+    genuine_slices: int | None = None
 
 
 def series_label(series: Series) -> str:

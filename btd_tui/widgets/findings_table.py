@@ -1,4 +1,8 @@
-"""Ranked suspicious slices: rank, score, series, slice, position, file; sortable.
+"""Ranked suspicious slices: rank, score, rarity, series, slice, position, file; sortable.
+
+The rarity column (how rare the score is among the calibration's genuine slices: ``1 in
+2,000``, or ``> all 48`` above every one of them, :mod:`btd_core.scoring.rarity`) is there
+only when the findings have one (a calibration that recorded its genuine slices' scores).
 
 The columns fit the table's width (:func:`btd_core.findings.column_plan.plan_columns`,
 :data:`TABLE_SHAPE`): when whole labels and names do not fit, the position column gives
@@ -33,6 +37,7 @@ from btd_core.findings.column_plan import (
 )
 from btd_core.findings.score_text import score_text
 from btd_core.safe_text import middle_ellipsis, path_ellipsis, printable
+from btd_core.scoring.rarity import rarity_short
 from btd_core.study.records import Finding, series_label
 from btd_tui.state import SliceKey
 
@@ -45,6 +50,7 @@ MAX_ROWS = 2000
 COLUMNS: tuple[tuple[str, str, Callable[[Finding], Any]], ...] = (
     ("rank", "rank", lambda f: f.rank),
     ("score", "score", lambda f: -f.result.score),
+    ("rarity", "rarity", lambda f: (f.genuine_tail is None, f.genuine_tail or 0.0, f.rank)),
     ("series", "series", lambda f: (series_label(f.series), f.rank)),
     ("slice", "slice", lambda f: (f.series.key, f.result.slice_index)),
     ("pos", "pos mm", lambda f: (f.slice.location is None, f.slice.location or 0.0, f.rank)),
@@ -55,6 +61,7 @@ COLUMNS: tuple[tuple[str, str, Callable[[Finding], Any]], ...] = (
 SORT_ORDERS: dict[str, tuple[str, str]] = {
     "rank": ("by rank, most suspicious first", "by rank, least suspicious first"),
     "score": ("by score, highest first", "by score, lowest first"),
+    "rarity": ("by rarity, rarest first", "by rarity, commonest first"),
     "series": ("by series, A to Z", "by series, Z to A"),
     "slice": ("by slice, first to last", "by slice, last to first"),
     "pos": ("by position, lowest mm first", "by position, highest mm first"),
@@ -81,7 +88,9 @@ def split_row_key(key: str) -> tuple[str, int]:
     return series_key, int(index)
 
 
-COLUMN_KEYS = tuple(key for key, _, _ in COLUMNS)
+ALL_COLUMN_KEYS = tuple(key for key, _, _ in COLUMNS)
+COLUMN_KEYS = tuple(key for key in ALL_COLUMN_KEYS if key != "rarity")
+"""The columns of a table whose findings have no rarity among genuine slices."""
 
 SERIES_FLOOR = 8
 """Series labels may be cut this short (from 16) to give a file name its 12 characters."""
@@ -90,9 +99,29 @@ CELL_PADDING = 2
 """Cells a column takes besides its content (one blank each side, DataTable's default)."""
 
 TABLE_SHAPE = TableShape(
-    columns=COLUMN_KEYS, yielding=("pos",), cell_padding=CELL_PADDING, series_floor=SERIES_FLOOR
+    columns=COLUMN_KEYS,
+    yielding=("pos",),
+    cell_padding=CELL_PADDING,
+    series_floor=SERIES_FLOOR,
 )
-"""The app's table for :func:`plan_columns`: the position gives way first."""
+"""The app's table for :func:`plan_columns` when no finding has a rarity among genuine
+slices: the position gives way first."""
+
+RARITY_TABLE_SHAPE = TableShape(
+    columns=ALL_COLUMN_KEYS,
+    yielding=("pos", "rarity"),
+    cell_padding=CELL_PADDING,
+    series_floor=SERIES_FLOOR,
+)
+"""The app's table when findings have a rarity: the position, then the rarity give way
+(the preview's title keeps the shown slice's)."""
+
+
+def table_shape(findings: Sequence[Finding]) -> TableShape:
+    """:data:`RARITY_TABLE_SHAPE` when a finding has a rarity, else :data:`TABLE_SHAPE`."""
+    if any(f.genuine_tail is not None for f in findings):
+        return RARITY_TABLE_SHAPE
+    return TABLE_SHAPE
 
 
 def file_text(finding: Finding) -> str:
@@ -113,6 +142,7 @@ def natural_widths(findings: Sequence[Finding], planted: Collection[str] = ()) -
         location = finding.slice.location
         cells = {
             "score": score_text(finding.result.score),
+            "rarity": rarity_short(finding.genuine_tail, finding.genuine_slices),
             "series": printable(series_label(finding.series)),
             "slice": f"{finding.result.slice_index + 1}/{len(finding.series.slices)}",
             "pos": "" if location is None else f"{location:.1f}",
@@ -135,7 +165,8 @@ PLANTED_STYLE = "bold magenta"
 def finding_cells(
     finding: Finding, planted: Collection[str] = (), plan: ColumnPlan | None = None
 ) -> tuple[Text, ...]:
-    """The shown cells of one finding (all six without a ``plan``), series labels and file
+    """The shown cells of one finding (the six of :data:`COLUMN_KEYS` without a ``plan``),
+    series labels and file
     names cut to the plan's widths; a file in ``planted`` (relative paths of known
     tamperings) is marked ``PLANTED``."""
     plan = plan or ColumnPlan(COLUMN_KEYS)
@@ -153,6 +184,7 @@ def finding_cells(
     cells = {
         "rank": rank_cell(finding.rank),
         "score": Text(score_text(finding.result.score), justify="right"),
+        "rarity": Text(rarity_short(finding.genuine_tail, finding.genuine_slices)),
         "series": Text(series),
         "slice": Text(
             f"{finding.result.slice_index + 1}/{len(finding.series.slices)}", justify="right"
@@ -212,7 +244,7 @@ class FindingsTable(DataTable):
         space = self.content_region.width - SCROLLBAR_ROOM
         if space <= 0:
             return
-        plan = plan_columns(TABLE_SHAPE, space, natural_widths(rows, self.planted))
+        plan = plan_columns(table_shape(rows), space, natural_widths(rows, self.planted))
         if plan != self.plan:
             self.plan = plan
             self.clear(columns=True)
@@ -294,9 +326,10 @@ class FindingsTable(DataTable):
         self._update_rows()
 
     def next_sort(self) -> None:
-        """Sort by the next column (rank -> score -> series -> ... -> rank)."""
-        keys = list(COLUMN_KEYS)
-        self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)]
+        """Sort by the next column of the table (rank -> score -> series -> ... -> rank)."""
+        keys = list(table_shape(self.findings).columns)
+        at = keys.index(self.sort_column) if self.sort_column in keys else -1
+        self.sort_column = keys[(at + 1) % len(keys)]
         self.sort_reverse = False
         self._update_rows()
 

@@ -43,20 +43,27 @@ LABEL_FLOOR = 6
 """Fewest characters of a series label worth showing in the title (else it is left out)."""
 
 
-def preview_title(label: str, index: int, count: int, score: float | None, room: int) -> str:
-    """``LABEL · slice N/M · score S`` in at most ``room`` cells: the slice number stays
-    (numbered from 1), then the score, and the series label is cut in the middle or left
-    out (a narrow preview at 80 columns still says which slice it shows)."""
+def preview_title(
+    label: str, index: int, count: int, score: float | None, room: int, signal: str = ""
+) -> str:
+    """``LABEL · slice N/M · score S (SIGNAL)`` in at most ``room`` cells: the slice number
+    stays (numbered from 1), then the score, then the series label (cut in the middle, or
+    left out), then which signal gave the score
+    (:attr:`btd_core.study.records.SliceResult.signal`): a narrow preview at 80 columns
+    still says which slice it shows."""
     where = f"slice {index + 1}/{count}"
     scored = where if score is None else f"{where} · score {score_text(score)}"
-    whole = f"{label} · {scored}"
+    signalled = f"{scored} ({signal})" if signal and score is not None else scored
+    whole = f"{label} · {signalled}"
     if room <= 0 or len(whole) <= room:
         return whole
-    tail = scored if len(scored) <= room else where
-    label_room = room - len(tail) - 3
-    if label_room >= LABEL_FLOOR:
-        return f"{middle_ellipsis(label, label_room)} · {tail}"
-    return tail
+    tails = [signalled] if signalled != scored else []
+    tails.append(scored if len(scored) <= room else where)
+    for tail in tails:
+        label_room = room - len(tail) - 3
+        if label_room >= LABEL_FLOOR:
+            return f"{middle_ellipsis(label, label_room)} · {tail}"
+    return tails[-1]
 
 
 @dataclass(frozen=True)
@@ -226,6 +233,7 @@ class SlicePreview(Widget):
                     self.shown.count,
                     None if self.result is None else self.result.score,
                     self.size.width - TITLE_FRAME,
+                    "" if self.result is None else self.result.signal,
                 )
             )
         colour = "colour" if self.colour_mode == "halfblock" else self.colour_mode

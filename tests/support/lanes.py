@@ -73,6 +73,7 @@ FILE_LANES: dict[str, str] = {
     "test_file_lock.py": "integration",
     "test_frame_geometry.py": "unit",
     "test_hostile_input.py": "integration",
+    "test_genuine_rarity.py": "integration",
     "test_html_browser.py": "integration",
     "test_html_report.py": "integration",
     "test_local_energy.py": "unit",
