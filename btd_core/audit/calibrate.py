@@ -10,13 +10,14 @@ disagreement ratio with its neighbours' pixels
 (:func:`btd_core.scoring.image_context.disagreement`, same sampling).  Memory: the
 window energies of every slice (a few kB each), kept until the energy floor (their median) is known.
 
-Once fitted, the genuine folder is scanned a second time with the fitted calibration's
-default score (:func:`btd_core.scoring.strategy.calibrated_score`: series context, series
-ends and all), exactly as ``btd scan`` with this calibration would score it, and every
-genuine slice's score is recorded (``genuine_scores``), so that a scan can say how rare a
-finding's score is among genuine slices (:mod:`btd_core.scoring.rarity`).  That second
-pass costs about as much as the first (the model runs again on every tile): a
-calibration takes about twice the time of one scan of the genuine folder.
+Once fitted, every genuine slice is judged again by the fitted calibration's default score
+(:func:`btd_core.scoring.strategy.calibrated_score`: series context, series ends and all),
+exactly as ``btd scan`` with this calibration would score it, from the windows and the
+windowed image the first pass kept (:meth:`btd_core.scoring.strategy.CalibratedScore.rejudged`,
+:class:`btd_core.scoring.series_context.SeriesContext`; the model does not run again), and
+every genuine slice's score is recorded (``genuine_scores``), so that a scan can say how rare
+a finding's score is among genuine slices (:mod:`btd_core.scoring.rarity`).  Memory: each
+genuine slice's windowed image until then (4 bytes a pixel: 1 MiB per 512 x 512 slice).
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ from btd_core.scoring.calibration import (
     genuine_floor,
     sidecar_path,
 )
+from btd_core.scoring.series_context import SeriesContext
 from btd_core.scoring.strategy import (
+    CalibratedScore,
+    CalibratedVerdict,
     LocalScore,
     Neighbours,
     SliceVerdict,
@@ -81,9 +85,8 @@ def calibrate_model(
 ) -> CalibrationRun:
     """Calibrate ``model`` on the genuine scans under ``genuine_dir``; write the table.
 
-    ``out`` defaults to the model's sidecar (``MODEL.onnx.calibration.json``).  The folder
-    is scanned twice: to fit the calibration, then with it, to record every genuine slice's
-    default score (``on_progress`` hears both passes, one after the other).  The
+    ``out`` defaults to the model's sidecar (``MODEL.onnx.calibration.json``); every genuine
+    slice's default score under the fitted calibration is recorded in it.  The
     windows are ``window`` px every ``window_stride`` px (default half the window); the
     calibration records both, and a scan with other windows refuses it.
 
@@ -106,8 +109,10 @@ def calibrate_model(
     grids: list[_WindowGrid] = []
     ratios: list[np.ndarray] = []
     ratio_maxima: list[float] = []
+    judged: dict[tuple[str, int], WindowVerdict] = {}
 
     def collect(verdict: WindowVerdict, neighbours: Neighbours) -> None:
+        judged[_key(verdict)] = replace(verdict, heat=_no_heat)  # not the residuals
         windows = verdict.windows
         valid = windows.valid.ravel()
         rows = np.column_stack(
@@ -169,18 +174,33 @@ def calibrate_model(
             "max_windows_per_slice": max_windows_per_slice,
         },
     )
-    again = scan(
-        discovery,
-        scorer,
-        settings,
-        on_progress=on_progress,
-        slice_score=calibrated_score(calibration),
-    )
-    genuine = sorted(float(result.score) for result in again.results)
+    genuine = _genuine_scores(calibrated_score(calibration), judged)
     calibration = replace(calibration, genuine_scores=tuple(genuine))
     out.parent.mkdir(parents=True, exist_ok=True)
     calibration.save(out)
     return CalibrationRun(out, calibration, len(outcome.results), failed)
+
+
+def _no_heat() -> np.ndarray:
+    raise RuntimeError("calibration keeps no heat maps")
+
+
+def _genuine_scores(
+    slice_score: CalibratedScore, judged: dict[tuple[str, int], WindowVerdict]
+) -> list[float]:
+    """Sorted: the score ``slice_score`` gives each genuine slice (``judged``: its
+    windows and image by series key and index), with its series' context."""
+    by_series: dict[str, dict[int, CalibratedVerdict | None]] = {}
+    for (series, index), verdict in judged.items():
+        by_series.setdefault(series, {})[index] = slice_score.rejudged(verdict)
+    found = []
+    for own in by_series.values():
+        context = SeriesContext(slice_score, own.get)
+        for index in own:
+            verdict = context.judged(index)
+            if verdict is not None:
+                found.append(float(verdict.result.score))
+    return sorted(found)
 
 
 @dataclass(frozen=True)

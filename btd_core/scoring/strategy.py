@@ -419,6 +419,35 @@ class CalibratedScore(WindowScore):
         result = self._result(series_key, index, scores, worst)
         return CalibratedVerdict(result, heat, windows, values, image, levels)
 
+    def rejudged(self, verdict: WindowVerdict) -> CalibratedVerdict | None:
+        """``verdict`` (a slice judged by windows of this score's size and step, as
+        :class:`LocalScore` judges them) judged again by the calibration, without scoring
+        the slice again: what :meth:`judge` gives for the same slice (``btd calibrate``
+        records its genuine slices' scores this way)."""
+        windows = verdict.windows
+        calibration = self.calibration
+        values = calibration.surprise(windows.energy, windows.intensity, windows.texture)
+        worst = windows.worst(values)
+        if worst is None:
+            return None
+        score, x, y = worst
+        result = replace(
+            verdict.result,
+            score=score,
+            window_x=x,
+            window_y=y,
+            window_size=self.window,
+            score_mode=self.mode,
+            signal="tissue",
+        )
+        shape = verdict.shape
+
+        def heat() -> np.ndarray:
+            return paint_windows(windows, values, shape)
+
+        levels = calibration.levels(windows.energy)
+        return CalibratedVerdict(result, heat, windows, values, verdict.image, levels)
+
     def describe(self, reduction: str) -> str:
         return "max over local windows of the calibrated surprise z vs genuine tissue"
 
