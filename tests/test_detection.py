@@ -439,7 +439,11 @@ def test_a_genuine_series_end_slices_rank_like_its_other_slices(lung1, ct_onnx: 
 
     leads, percentile = ends_of(tmp_path / "fair")
     assert leads <= 2 and percentile >= 0.3  # by chance: 1.3 of 4 series, percentile 0.5
+    settings = json.loads((tmp_path / "fair" / "report.json").read_text())["settings"]
+    assert "against their linear trend" in settings["series_ends"]
     data = json.loads(calibration.read_text())
     calibration.write_text(json.dumps({**data, "format_version": 4}))
     old_leads, old_percentile = ends_of(tmp_path / "before")
     assert old_leads >= 3 and old_percentile < percentile
+    settings = json.loads((tmp_path / "before" / "report.json").read_text())["settings"]
+    assert "older than format 5" in settings["series_ends"]

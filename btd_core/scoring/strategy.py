@@ -84,6 +84,18 @@ SCORE_MEANING = (
 """What a slice score says, in the report, the terminal summary and the app."""
 
 
+SERIES_ENDS_TREND = (
+    "a slice with neighbours on one side only (a series' end) is judged by its residual against "
+    "their linear trend, with the calibration's statistics for series ends"
+)
+SERIES_ENDS_ONE_SIDE = (
+    "a slice with neighbours on one side only is judged against those two like a slice between "
+    "its neighbours (a calibration older than format 5: btd calibrate again to judge series ends "
+    "fairly)"
+)
+"""How the report says series ends were judged (``settings.series_ends``)."""
+
+
 class ScoreModeError(BtdError, ValueError):
     """The slice score asked for cannot run: no calibration, another model's, another
     window's, or an unknown mode.  The message says what to do."""
@@ -256,6 +268,7 @@ class SliceScore(ABC):
             "series_context": False,
             "context_tissue_weight": None,
             "image_context": False,
+            "series_ends": None,
             "score_meaning": SCORE_MEANING,
         }
 
@@ -513,6 +526,9 @@ class ContextScore(CalibratedScore):
             "series_context": True,
             "context_tissue_weight": self.tissue_weight,
             "image_context": self.image_context,
+            "series_ends": SERIES_ENDS_TREND
+            if self.calibration.judges_ends
+            else SERIES_ENDS_ONE_SIDE,
         }
 
     def in_context(self, verdict: SliceVerdict, neighbours: Neighbours) -> SliceVerdict:
