@@ -13,31 +13,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
 from markupsafe import escape
-from pydicom.data import get_testdata_file
-from pydicom.pixels import apply_modality_lut
 
 from btd_core.cli.main import main
 from btd_core.scoring.calibration import FORMAT_VERSION
 from btd_core.scoring.rarity import GenuineScores, chance_text, rarity_short, rarity_text
 from btd_core.study.records import SIGNALS
+from tests.support.real_ct import shifted_hu_series
 
 PLANTED = 3
 """The slice of the study with noise planted in it (of six)."""
-
-
-def _hu_series(count: int, planted: int | None = None) -> np.ndarray:
-    """``count`` slices of a real CT slice (pydicom-data's 693_UNCI.dcm, HU), each shifted
-    one more pixel, so neighbours differ as anatomy does; uniform noise in ``planted``."""
-    dataset = pydicom.dcmread(get_testdata_file("693_UNCI.dcm"))
-    hu = apply_modality_lut(dataset.pixel_array, dataset).astype(np.float32)
-    slices = np.stack([np.roll(hu, shift, axis=1) for shift in range(count)])
-    if planted is not None:
-        rng = np.random.default_rng(3)
-        slices[planted, 240:280, 200:240] = rng.uniform(-700, 2000, (40, 40))
-    return slices
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
@@ -61,7 +47,7 @@ def scanned(ct_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     root = tmp_path_factory.mktemp("rarity")
     genuine = root / "genuine"
     genuine.mkdir()
-    np.save(genuine / "genuine.npy", _hu_series(8))
+    np.save(genuine / "genuine.npy", shifted_hu_series(8))
     calibration = root / "ct.calibration.json"  # not the sidecar: scans without it are local
     started = time.perf_counter()
     argv = ["calibrate", str(genuine), "--model", str(ct_onnx), "--out", str(calibration)]
@@ -70,7 +56,7 @@ def scanned(ct_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     assert status == 0
     study = root / "study"
     study.mkdir()
-    np.save(study / "series.npy", _hu_series(6, planted=PLANTED))
+    np.save(study / "series.npy", shifted_hu_series(6, planted=PLANTED))
     scan = ["scan", "--model", str(ct_onnx), "--calibration", str(calibration)]
     status, _ = _run([*scan[:1], str(genuine), *scan[1:], "--out", str(root / "genuine-report")])
     assert status == 0

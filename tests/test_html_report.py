@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,6 @@ from btd_core.exit_status import ExitStatus
 from btd_core.findings.html_page import CONTENT_SECURITY_POLICY
 from btd_core.findings.html_report import TABLE_ROWS, TopSlice, scan_page
 from btd_core.findings.overlay import BOX_COLOUR
-from btd_core.findings.report import RunInfo
 from btd_core.findings.score_text import score_text
 from btd_core.findings.thumbnails import slice_thumbnails
 from btd_core.study.records import (
@@ -38,7 +37,6 @@ from btd_core.study.records import (
     SliceRef,
     SliceResult,
 )
-from tests.support.cards import make_card
 from tests.support.hostile_study import (
     DESCRIPTION,
     FAILED_FILE,
@@ -51,6 +49,7 @@ from tests.support.hostile_study import (
 )
 from tests.support.html_page import read_page, unsafe_markup
 from tests.support.real_ct import real_ct_slice
+from tests.support.runs import STARTED, make_run
 
 OVERLAYS = 3
 
@@ -191,21 +190,10 @@ def many_slice_report(slices: int, top: int, noise: bool = False) -> tuple[str, 
         if noise:
             image, heat = rng.random((512, 512)), rng.random((512, 512))
         tops.append(TopSlice(finding, image, heat))
-    started = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
-    run = RunInfo(
-        tool_version="0.1.0",
-        command_line=["btd", "scan", str(root)],
-        host="forensics-1",
-        started_utc=started,
-        ended_utc=started + timedelta(minutes=12),
-        study_root=root,
-        model_path=Path("/models/ct.onnx"),
-        model_sha256="cd" * 32,
-        model_card=make_card(),
-        provider="CPUExecutionProvider",
-        provider_note="",
+    run = make_run(
+        root,
+        ended_utc=STARTED + timedelta(minutes=12),
         settings={"score_mode": "local", "overlays": top},
-        library_versions={"python": "3.11.7", "numpy": "2.0"},
     )
     discovery = Discovery(root=root, series=[series], files=files)
     return scan_page(run, discovery, findings, tops), findings

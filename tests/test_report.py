@@ -22,38 +22,16 @@ from btd_core.findings.report import (
     FINDINGS_COLUMNS,
     PHI_COLUMNS,
     SERIES_COLUMNS,
-    RunInfo,
     write_report,
 )
 from btd_core.findings.score_text import score_text
 from btd_core.hashing import file_sha256
 from btd_core.safe_text import printable
 from btd_core.study.records import FileRecord, Finding, Series, SliceRef, SliceResult
-from tests.support.cards import make_card
+from tests.support.runs import make_run
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1+1", "-cmd", "@SUM(A1)", "\t=1", "\r=1"]
-
-
-def make_run(root: Path, **changes) -> RunInfo:
-    started = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
-    values = dict(
-        tool_version="0.1.0",
-        command_line=["btd", "scan", str(root)],
-        host="forensics-1",
-        started_utc=started,
-        ended_utc=started + timedelta(minutes=3),
-        study_root=root,
-        model_path=Path("/models/ct.onnx"),
-        model_sha256="cd" * 32,
-        model_card=make_card(),
-        provider="CPUExecutionProvider",
-        provider_note="",
-        settings={"stride": 48, "body_threshold": -500.0, "batch_size": 64},
-        library_versions={"python": "3.11.7", "numpy": "2.0"},
-    )
-    values.update(changes)
-    return RunInfo(**values)
 
 
 def make_finding(root: Path, rank: int = 1, *, relpath: str = "ct/IM0001.dcm", **series_fields):

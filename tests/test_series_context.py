@@ -7,10 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.data import get_testdata_file
-from pydicom.pixels import apply_modality_lut
 
 from btd_core.audit.calibrate import calibrate_model
 from btd_core.audit.pipeline import scan
@@ -24,18 +21,7 @@ from btd_core.scoring.series_context import (
 from btd_core.scoring.strategy import SliceVerdict, resolve_slice_score
 from btd_core.scoring.tiles import ScanSettings, score_image
 from btd_core.slices.profiles import CT
-
-
-def _hu_series(count: int, planted: int | None = None) -> np.ndarray:
-    """``count`` slices of a real CT slice (pydicom-data's 693_UNCI.dcm, HU), each shifted
-    one more pixel, so neighbours differ as anatomy does; uniform noise in ``planted``."""
-    dataset = pydicom.dcmread(get_testdata_file("693_UNCI.dcm"))
-    hu = apply_modality_lut(dataset.pixel_array, dataset).astype(np.float32)
-    slices = np.stack([np.roll(hu, shift, axis=1) for shift in range(count)])
-    if planted is not None:
-        rng = np.random.default_rng(3)
-        slices[planted, 240:280, 200:240] = rng.uniform(-700, 2000, (40, 40))
-    return slices
+from tests.support.real_ct import shifted_hu_series
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +31,12 @@ def calibrated(ct_onnx: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("series_context")
     genuine = root / "genuine"
     genuine.mkdir()
-    np.save(genuine / "genuine.npy", _hu_series(8))
+    np.save(genuine / "genuine.npy", shifted_hu_series(8))
     calibration = root / "ct.calibration.json"
     calibrate_model(genuine, ct_onnx, calibration, provider="cpu")
     study = root / "study"
     study.mkdir()
-    np.save(study / "series.npy", _hu_series(6, planted=3))
+    np.save(study / "series.npy", shifted_hu_series(6, planted=3))
     _, scorer = open_study(study, ct_onnx, "cpu")
     score = resolve_slice_score(
         "calibrated",
@@ -80,7 +66,7 @@ def test_neighbours_are_both_sides_else_two_on_the_side_that_has_them():
 
 def test_stream_and_random_access_judge_every_slice_alike_also_next_to_a_gap(calibrated):
     score, scorer, _ = calibrated
-    images = CT.to_unit_range(_hu_series(6, planted=3))
+    images = CT.to_unit_range(shifted_hu_series(6, planted=3))
     own = _own_verdicts(score, scorer, images)
     own[1] = None  # an unreadable slice: its neighbours look past it
     finished: list[Finished[int]] = []
@@ -118,7 +104,7 @@ def test_the_scan_pipeline_reports_what_random_access_judges(calibrated):
     discovery, _ = open_study(study, scorer.model_path, "cpu")
     outcome = scan(discovery, scorer, ScanSettings(), slice_score=score)
     (series,) = discovery.series
-    images = CT.to_unit_range(_hu_series(6, planted=3))
+    images = CT.to_unit_range(shifted_hu_series(6, planted=3))
     own = {
         i: score.judge(series.key, i, image, score_image(image, scorer, ScanSettings()))
         for i, image in enumerate(images)
@@ -139,7 +125,7 @@ def test_the_scan_pipeline_reports_what_random_access_judges(calibrated):
 def test_a_slice_score_without_context_lets_each_slice_go_at_once(calibrated):
     _, scorer, _ = calibrated
     alone = resolve_slice_score("local")
-    images = CT.to_unit_range(_hu_series(3))
+    images = CT.to_unit_range(shifted_hu_series(3))
     own = _own_verdicts(alone, scorer, images)
     finished: list[Finished[int]] = []
     stream: SeriesStream[int] = SeriesStream(alone, finished.append)
