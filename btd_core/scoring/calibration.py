@@ -278,14 +278,19 @@ class Calibration:
             raise ValueError("image context needs a format-3 calibration")
         return self.image_context.surprise(ratios)
 
-    def slice_scaled(self, residual: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-        """Per window, the higher of the residual-context surprise ``residual`` and the
-        image-context surprise ``pixels`` (same-shaped z arrays) on one scale
-        (:meth:`SliceScale.higher`); without that scale (too few genuine slices), the
-        plain higher of the two."""
+    def on_one_scale(
+        self, residual: np.ndarray, pixels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The residual-context surprise ``residual`` and the image-context surprise
+        ``pixels`` (same-shaped z arrays) on one scale (:meth:`SliceScale.scaled`); without
+        that scale (too few genuine slices), as they are."""
         if self.slice_scale is None:
-            return np.maximum(residual, pixels)
-        return self.slice_scale.higher(residual, pixels)
+            return residual, pixels
+        return self.slice_scale.scaled(residual, pixels)
+
+    def slice_scaled(self, residual: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """Per window, the higher of the two surprises on one scale (:meth:`on_one_scale`)."""
+        return np.maximum(*self.on_one_scale(residual, pixels))
 
     def levels(self, energy: np.ndarray) -> np.ndarray:
         """``log10(E + floor)`` of window energies (model space r^2), float64."""

@@ -34,7 +34,7 @@ Modes
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -344,7 +344,7 @@ class WindowScore(SliceScore):
         )
 
     def image_disagreement(
-        self, verdict: WindowVerdict, neighbours: Neighbours
+        self, verdict: WindowVerdict, neighbours: Iterable[SliceVerdict]
     ) -> np.ndarray | None:
         """[ny, nx] the disagreement ratio of ``verdict``'s windows with its two
         ``neighbours``' pixels (:func:`btd_core.scoring.image_context.disagreement`; only
@@ -576,17 +576,14 @@ class ContextScore(CalibratedScore):
             ratios = self.image_disagreement(verdict, others)
             if ratios is not None and ratios.shape == values.shape:
                 pixels = calibration.image_context_surprise(ratios)
-                if calibration.slice_scale is not None:
-                    by_residual, by_pixels = calibration.slice_scale.scaled(values, pixels)
-                else:
-                    by_residual, by_pixels = values, pixels
-                values = calibration.slice_scaled(values, pixels)
+                by_residual, by_pixels = calibration.on_one_scale(values, pixels)
+                values = np.maximum(by_residual, by_pixels)
                 pixels_higher = by_pixels > by_residual
-        worst = windows.worst(values)
         cell = windows.worst_cell(values)
-        if worst is None or cell is None:
+        if cell is None:
             return verdict
-        score, x, y = worst
+        row, col = cell
+        score, x, y = float(values[row, col]), windows.xs[col], windows.ys[row]
         signal = "pixels" if pixels_higher is not None and pixels_higher[cell] else "residual"
         result = replace(verdict.result, score=score, window_x=x, window_y=y, signal=signal)
         shape = verdict.shape
