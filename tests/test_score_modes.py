@@ -174,6 +174,25 @@ def test_calibration_output_inside_the_genuine_folder_is_refused(tmp_path: Path)
     assert not (genuine / "cal.json").exists()
 
 
+def test_calibrating_a_folder_with_nothing_readable_names_the_files(tmp_path: Path, capsys):
+    """A genuine folder of corrupt files (or none) is refused with what was wrong with each,
+    not with a count of tissue windows; nothing is written."""
+    from btd_core.cli.main import main
+
+    model = write_tiny_scorer(tmp_path / "tiny.onnx")
+    genuine = tmp_path / "genuine"
+    genuine.mkdir()
+    (genuine / "a.dcm").write_bytes(b"DICM garbage")
+    out = tmp_path / "cal.json"
+    assert main(["calibrate", str(genuine), "--model", str(model), "--out", str(out)]) == 2
+    said = " ".join(" ".join(capsys.readouterr()).split())  # rich wraps long lines
+    assert "no genuine slice could be scored" in said and "a.dcm: not a valid DICOM file" in said
+    (genuine / "a.dcm").unlink()
+    assert main(["calibrate", str(genuine), "--model", str(model), "--out", str(out)]) == 2
+    assert "(0 files)" in " ".join(" ".join(capsys.readouterr()).split())
+    assert not out.exists()
+
+
 def test_tile_mode_rows_have_no_window(tmp_path: Path):
     model = write_tiny_scorer(tmp_path / "tiny.onnx")
     study = tmp_path / "study"

@@ -93,7 +93,8 @@ def calibrate_model(
     Raises
     ------
     AuditError
-        The folder is missing, or ``out`` lies inside it (evidence is never written into).
+        The folder is missing, ``out`` lies inside it (evidence is never written into), or
+        no slice in it could be scored (the message names unreadable files).
     btd_core.scoring.calibration.CalibrationError
         Too few genuine tissue windows.
     """
@@ -144,10 +145,17 @@ def calibrate_model(
         slice_score=slice_score,
         on_verdict=collect,
     )
+    failed = [(r.relpath, r.reason) for r in discovery.files if r.status == "error"]
+    if not outcome.results:
+        reasons = "; ".join(f"{path}: {reason}" for path, reason in failed[:3])
+        raise AuditError(
+            f"no genuine slice could be scored in {genuine_dir} ({len(discovery.files)} files"
+            + (f", {len(failed)} unreadable: {reasons}" if failed else "")
+            + ")"
+        )
     windows = np.concatenate(kept) if kept else np.zeros((0, 3))
     floor = genuine_floor(windows[:, 0])
     between, ends = _context_differences(grids, floor, max_windows_per_slice, rng)
-    failed = [(r.relpath, r.reason) for r in discovery.files if r.status == "error"]
     calibration = fit_calibration(
         windows[:, 0],
         windows[:, 1],
