@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from tests.support.lanes import torch_installed
+
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_PACKAGES = ("btd_core", "btd_tui", "export")
 
@@ -287,6 +289,7 @@ def test_no_import_cycles_between_project_modules():
     assert not found, "import cycles between project modules:\n" + "\n".join(lines)
 
 
+@torch_installed
 def test_importing_every_runtime_and_tui_module_leaves_torch_out():
     """A fresh interpreter imports the whole runtime, the TUI and the CLI entry point."""
     modules = [m for m in runtime_modules() + tui_modules() if not m.endswith("__main__")] + [

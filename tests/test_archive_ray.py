@@ -19,6 +19,9 @@ from tests.study_builder import write_series
 from tests.support.archive_tree import build_archive, config_for, report_csvs
 
 ray = pytest.importorskip("ray", reason="needs the archive extra: pip install '.[archive]'")
+# ray: needs the archive extra (CI runs it with the extras); one xdist worker (--dist
+# loadgroup) starts this module's Ray cluster (4 s), not each
+pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from rich.console import Console
 from btd_core.cli.main import main
 from btd_core.errors import BtdError
 from btd_core.exit_status import ExitStatus
+from tests.support.lanes import torch_installed
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("btd_core", "btd_tui", "export")
@@ -63,6 +64,7 @@ def _exception_classes() -> tuple[dict[str, bool], list[str]]:
     return dict(walked["found"]), walked["skipped"]
 
 
+@torch_installed
 def test_every_exception_class_of_btd_derives_from_btd_error():
     classes, skipped = _exception_classes()
     outside = sorted(name for name, is_btd in classes.items() if not is_btd)

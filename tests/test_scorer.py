@@ -12,8 +12,10 @@ import pytest
 from btd_core.engine.model_card import ModelCardError
 from btd_core.engine.scorer import ProviderError, Scorer, ScorerInputError
 from tests.onnx_scorer import build_scorer, scorer_card
+from tests.support.lanes import torch_installed
 
 
+@torch_installed
 def test_scoring_from_the_onnx_file_alone_does_not_import_torch(ct_onnx: Path):
     code = (
         "import sys, numpy as np; from btd_core.engine.scorer import Scorer; "

@@ -75,3 +75,68 @@ def test_every_test_file_has_one_lane_and_the_table_names_only_real_files():
 
 def test_every_test_named_slow_by_the_table_is_in_a_real_file():
     assert {name.split("::")[0] for name in SLOW_TESTS} <= set(FILE_LANES)
+
+
+EXTRA_MARKS = {
+    "torch": "torch",
+    "denoising_diffusion_pytorch": "torch",
+    "accelerate": "torch",
+    "ray": "ray",
+}
+"""Packages of the extras beyond ``.[test]`` (train, archive), and the mark a test module that
+needs one carries: CI runs the marked tests with the extras installed and the rest in the
+torch-free venv (``.ci/run``), so a module skipped without its extra must carry the mark, or
+neither run would ever run it."""
+
+
+def module_marks(tree: ast.Module) -> set[str]:
+    """The ``pytest.mark.NAME`` names in the module's ``pytestmark`` assignment."""
+    marks: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+        ):
+            for sub in ast.walk(node.value):
+                if (
+                    isinstance(sub, ast.Attribute)
+                    and isinstance(sub.value, ast.Attribute)
+                    and sub.value.attr == "mark"
+                ):
+                    marks.add(sub.attr)
+    return marks
+
+
+def skipped_without(tree: ast.Module) -> set[str]:
+    """Packages the module ``pytest.importorskip``s at module level (skipping every test)."""
+    names: set[str] = set()
+    for node in tree.body:
+        value = node.value if isinstance(node, ast.Assign | ast.Expr) else None
+        if (
+            isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Attribute)
+            and value.func.attr == "importorskip"
+            and value.args
+            and isinstance(value.args[0], ast.Constant)
+        ):
+            names.add(value.args[0].value)
+    return names
+
+
+def test_a_module_that_needs_an_extra_carries_its_mark():
+    missing = []
+    for path in sorted(TESTS.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        needed = {EXTRA_MARKS[n] for n in skipped_without(tree) if n in EXTRA_MARKS}
+        if needed - module_marks(tree):
+            missing.append(f"{path.name}: pytestmark needs {sorted(needed - module_marks(tree))}")
+    assert missing == []
+
+
+def test_the_extra_check_sees_a_module_without_its_mark():
+    bare = ast.parse('import pytest\nray = pytest.importorskip("ray")\n')
+    marked = ast.parse(
+        'import pytest\nray = pytest.importorskip("ray")\n'
+        'pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.ray]\n'
+    )
+    assert skipped_without(bare) == {"ray"} and module_marks(bare) == set()
+    assert module_marks(marked) == {"ray", "xdist_group"}

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.support.fixed_study import write_fixed_series, write_tiny_scorer
+from tests.support.lanes import torch_installed
 
 CHILD = """
 import asyncio, json, sys, time
@@ -37,6 +38,7 @@ print(json.dumps(timings))
 """
 
 
+@torch_installed
 def test_app_draws_scores_and_previews_without_torch(tmp_path: Path):
     root = tmp_path / "study"
     write_fixed_series(root / "ct", 3, planted_index=1)
@@ -55,6 +57,7 @@ def test_app_draws_scores_and_previews_without_torch(tmp_path: Path):
     assert timings["first_draw_s"] < 30
 
 
+@torch_installed
 def test_importing_the_tui_and_the_cli_leaves_torch_out():
     code = (
         "import sys, btd_core.cli.audit, btd_core.cli.main; "

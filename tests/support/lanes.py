@@ -19,7 +19,13 @@ refuses a test file missing from the table or a test in two lanes.  CI runs
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib.util import find_spec
+from typing import TypeVar
+
 import pytest
+
+Test = TypeVar("Test", bound=Callable[..., object])
 
 LANES = ("unit", "integration", "slow")
 
@@ -142,3 +148,15 @@ def assign_lanes(items: list[pytest.Item]) -> None:
                 f"{item.nodeid}: in lanes {sorted(named)}; a test is in exactly one of {LANES} "
                 "(a slow test must not name unit or integration)"
             )
+
+
+def torch_installed(test: Test) -> Test:
+    """Mark ``test`` ``torch``: it proves something only where torch is installed (that the
+    runtime leaves torch out, that the torch world's errors derive from the base), so CI
+    runs it with the train extra and the torch-free lane (``-m "not torch"``) leaves it to
+    that run; without torch it skips, saying why."""
+    skip = pytest.mark.skipif(
+        find_spec("torch") is None,
+        reason="proves something only where torch is installed (the train extra)",
+    )
+    return pytest.mark.torch(skip(test))
