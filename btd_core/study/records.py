@@ -138,6 +138,9 @@ class Series:
     limits:
         The limits the series was found under; reading a slice checks its file against
         them again before decoding (the file may have changed since).
+    intensity_ranges:
+        MR intensity ranges measured on the series, by method (filled by
+        :func:`btd_core.slices.windowing.series_mr_range`, once per series).
     """
 
     key: str
@@ -154,6 +157,7 @@ class Series:
     ordering: str = "file name"
     slices: list[SliceRef] = field(default_factory=list)
     limits: StudyLimits = DEFAULT_LIMITS
+    intensity_ranges: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
