@@ -21,8 +21,10 @@ uses the brain, so no mapping is scored on the region it was fitted on.
 Per series and method: the median and IQR of the brain's mapped values over all measured
 slices, and how far the per-slice median moves within the series (p10-p90 of the slices'
 medians) and how far the map itself jumps between neighbouring slices (the series' brain
-median mapped on slice i and on slice i+1: 0 for a per-series map).  The last table: the spread of the three series' medians per method (what
-changes between scanners and protocols), and the mean within-series slice spread.
+median mapped on slice i and on slice i+1: 0 for a per-series map).  Then per method:
+the spread of the three series' medians (what changes between scanners and protocols),
+the mean within-series slice spread and the mean jump; and ``ch2`` measured again
+cropped to the head and padded with zeros (the same scan, another field of view).
 
     python benchmarks/bench_mr_intensity.py --data ~/.cache/btd/mr
 
@@ -43,7 +45,15 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from btd_core.slices.windowing import MR_NORMALISATIONS, MrRange, head_mask, mr_range, otsu_threshold
+import itertools
+
+from btd_core.slices.windowing import (
+    MR_NORMALISATIONS,
+    MrRange,
+    head_mask,
+    mr_range,
+    otsu_threshold,
+)
 
 BRAIN_EROSION_MM = 10.0
 MIN_BRAIN_SHARE = 0.3
@@ -92,7 +102,7 @@ def measure(
     slices: list[np.ndarray], spacing: float, windows: list, method: str
 ) -> dict[str, float] | None:
     heads = [head_mask(s) for s in slices]
-    erosion = max(int(round(BRAIN_EROSION_MM / spacing)), 1)
+    erosion = max(round(BRAIN_EROSION_MM / spacing), 1)
     brains = [ndimage.binary_erosion(h, iterations=erosion) for h in heads]
     areas = np.array([b.sum() for b in brains])
     keep = [i for i in range(len(slices)) if areas[i] >= MIN_BRAIN_SHARE * areas.max()]
@@ -117,8 +127,7 @@ def measure(
     # far the mapping itself jumps from one slice to the next (0 for a per-series map)
     raw = np.array([np.median(np.concatenate([slices[i][brains[i]] for i in keep]))])
     jumps = [
-        abs(float(a.apply(raw)[0]) - float(b.apply(raw)[0]))
-        for a, b in zip(maps, maps[1:], strict=False)
+        abs(float(a.apply(raw)[0]) - float(b.apply(raw)[0])) for a, b in itertools.pairwise(maps)
     ]
     p25, p50, p75 = np.percentile(values, [25, 50, 75])
     m10, m90 = np.percentile(medians, [10, 90])
@@ -144,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     methods = [*MR_NORMALISATIONS, "dicom-window"]
     results: dict[str, dict[str, dict | None]] = {}
     show: Callable[[str], None] = print
-    show(f"{'series':22} {'method':22} {'slices':>6} {'median':>7} {'IQR':>13} "
-         f"{'slice med p10-p90':>18} {'>=1':>6} {'jump med/max':>13}")
+    show(
+        f"{'series':22} {'method':22} {'slices':>6} {'median':>7} {'IQR':>13} "
+        f"{'slice med p10-p90':>18} {'>=1':>6} {'jump med/max':>13}"
+    )
     for name, (slices, spacing, windows) in series.items():
         results[name] = {}
         for method in methods:

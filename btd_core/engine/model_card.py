@@ -146,8 +146,7 @@ class ModelCard:
             raise ModelCardError(f"unknown score reduction {card.reduction!r} in the model card")
         if card.intensity and card.intensity not in INTENSITY_METHODS:
             raise ModelCardError(
-                f"unknown intensity normalisation {card.intensity!r} in the model card; "
-                "upgrade btd"
+                f"unknown intensity normalisation {card.intensity!r} in the model card; upgrade btd"
             )
         if card.precision not in PRECISIONS:
             raise ModelCardError(

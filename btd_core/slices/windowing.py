@@ -13,8 +13,9 @@ MRI model
     By the card's ``intensity`` (:data:`~btd_core.slices.profiles.INTENSITY_METHODS`).
     The default, ``series-head-p1-99.5``: DICOM MR, NIfTI and ``.npy`` through one
     linear map per series, the 1st..99.5th percentiles of the head (:func:`head_mask`)
-    over up to :data:`SERIES_SAMPLE_SLICES` of its slices, clipped to [0, 1]: every slice of a series is mapped alike, so neighbouring slices stay
-    comparable and one edited slice cannot move the map (``docs/mri.md`` has the
+    over up to :data:`SERIES_SAMPLE_SLICES` of its slices, clipped to [0, 1]: every
+    slice of a series is mapped alike, so neighbouring slices stay comparable, and one
+    edited slice barely moves the map (``docs/mri.md`` has the
     measurement).  Cards without the entry (``slice-window-else-p0.5-99.5``): the
     slice's own (0028,1050)/(0028,1051) Window Center/Width when present, else its
     0.5th..99.5th percentiles.  Images: as they are.  ``.npy``: as they are when
@@ -90,9 +91,7 @@ def head_mask(image: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(labels == (1 + int(np.argmax(sizes))))
 
 
-def mr_range(
-    pixels: np.ndarray, method: str, series_values: np.ndarray | None = None
-) -> MrRange:
+def mr_range(pixels: np.ndarray, method: str, series_values: np.ndarray | None = None) -> MrRange:
     """The range ``method`` (:data:`MR_NORMALISATIONS`) maps onto [0, 1] for one slice;
     the ``series-*`` methods take ``series_values``: the series' raw values (head voxels
     for ``series-head-p1-99.5``)."""
@@ -145,8 +144,12 @@ def series_mr_range(series: Series) -> MrRange | None:
         if MR_SERIES in series.intensity_ranges:
             return series.intensity_ranges[MR_SERIES]  # type: ignore[return-value]
         count = len(series.slices)
-        picks = sorted({round(i * (count - 1) / max(SERIES_SAMPLE_SLICES - 1, 1))
-                        for i in range(min(SERIES_SAMPLE_SLICES, count))})
+        picks = sorted(
+            {
+                round(i * (count - 1) / max(SERIES_SAMPLE_SLICES - 1, 1))
+                for i in range(min(SERIES_SAMPLE_SLICES, count))
+            }
+        )
         parts = []
         for index in picks:
             try:

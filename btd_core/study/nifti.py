@@ -52,9 +52,7 @@ HEADER_BYTES = {1: 348, 2: 540}
 MAGIC_AT = {1: 344, 2: 4}
 SINGLE_FILE_MAGIC = {1: b"n+1\x00", 2: b"n+2\x00"}
 PAIR_MAGIC = {1: b"ni1\x00", 2: b"ni2\x00"}
-REASON_PAIR = (
-    "NIfTI header of a .hdr/.img pair: not read (save the volume as one .nii or .nii.gz)"
-)
+REASON_PAIR = "NIfTI header of a .hdr/.img pair: not read (save the volume as one .nii or .nii.gz)"
 
 
 class NiftiError(BtdError, ValueError):
@@ -65,7 +63,7 @@ def nifti_version(head: bytes) -> int | None:
     """1 or 2 when ``head`` (a file's first bytes, inflated) starts a NIfTI header of a
     single file or of a ``.hdr``/``.img`` pair, else ``None``."""
     for version, size in HEADER_BYTES.items():
-        if len(head) < size:
+        if len(head) < MAGIC_AT[version] + 4:
             continue
         sizes = {struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0]}
         magic = head[MAGIC_AT[version] : MAGIC_AT[version] + 4]
@@ -272,6 +270,8 @@ def parse_header(raw: bytes, limits: StudyLimits) -> NiftiLayout:
         raise NiftiError("not a NIfTI header")
     if is_pair_header(raw, version):
         raise NiftiError(REASON_PAIR)
+    if len(raw) < HEADER_BYTES[version]:
+        raise NiftiError(f"truncated: {len(raw)} bytes, too short for a NIfTI header")
     cls = nib.Nifti1Header if version == 1 else nib.Nifti2Header
     try:
         header = cls(raw[: HEADER_BYTES[version]], check=False)
@@ -338,9 +338,7 @@ def read_layout(
     exactly that many bytes, never inflating more than one byte past them).
     """
     if compressed:
-        raw, _ = inflate(fp, HEADER_BYTES[2], should_stop)
-        if len(raw) < HEADER_BYTES[1]:
-            raise NiftiError(f"truncated: {len(raw)} bytes, too short for a NIfTI header")
+        raw = inflated_head(fp)
     else:
         fp.seek(0)
         raw = fp.read(HEADER_BYTES[2])
@@ -360,6 +358,17 @@ def read_layout(
                 f"the file has {size}"
             )
     return layout
+
+
+def inflated_head(fp: BinaryIO) -> bytes:
+    """The first bytes (a NIfTI-2 header's worth) of the gzip stream in ``fp``; what a
+    truncated stream gave (a corrupt one raises :class:`NiftiError`)."""
+    fp.seek(0)
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        return inflater.decompress(fp.read(READ_CHUNK), HEADER_BYTES[2])
+    except zlib.error as exc:
+        raise NiftiError(f"corrupt .nii.gz: {exc}") from exc
 
 
 def _check_total(total: int, end: int) -> None:
