@@ -147,6 +147,7 @@ def build_card(
         window_low=profile.window_low,
         window_high=profile.window_high,
         window_unit=profile.unit,
+        intensity=profile.intensity,
         reduction=reduction,
         weights=checkpoint.weights,
         beta_schedule=checkpoint.beta_schedule,

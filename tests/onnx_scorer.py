@@ -52,6 +52,7 @@ def scorer_card(
         window_low=profile.window_low,
         window_high=profile.window_high,
         window_unit=profile.unit,
+        intensity=profile.intensity,
         reduction=reduction,
         weights="none",
         beta_schedule="none (test high-pass scorer)",

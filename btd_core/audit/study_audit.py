@@ -29,6 +29,7 @@ from btd_core.findings.report import ReportFiles, RunInfo, write_report
 from btd_core.scoring.rarity import GENUINE_TAIL_MEANING
 from btd_core.scoring.strategy import SliceScore
 from btd_core.scoring.tiles import TILES_MEANING
+from btd_core.slices.profiles import INTENSITY_METHODS
 from btd_core.study.discovery import discover
 from btd_core.study.evidence import check_output_outside
 from btd_core.study.limits import StudyLimits
@@ -280,6 +281,8 @@ def _settings_record(
         "genuine_tail_meaning": GENUINE_TAIL_MEANING if genuine else None,
         "mode": "patch at (x, y)" if settings.patch_at else "whole slice, tiled",
         "patch_at_xy": list(settings.patch_at) if settings.patch_at else None,
+        "intensity": scorer.card.profile.intensity,
+        "intensity_meaning": INTENSITY_METHODS.get(scorer.card.profile.intensity, ""),
         "tile_size_px": size,
         "stride_px": settings.stride_for(size),
         "tiles": settings.tiles,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from btd_core.errors import BtdError
-from btd_core.slices.profiles import ModalityProfile
+from btd_core.slices.profiles import INTENSITY_METHODS, MR_LEGACY, ModalityProfile
 
 FORMAT_NAME = "btd-scorer"
 FORMAT_VERSION = 1
@@ -77,6 +77,11 @@ class ModelCard:
     residual_space: str = "model space [-1, 1]: residual = x_norm - x_{-1}"
     description: str = ""
     precision: str = "fp32"
+    intensity: str = ""
+    """How raw values were normalised for training and are for scanning
+    (:data:`~btd_core.slices.profiles.INTENSITY_METHODS`); ``""`` in files exported before
+    it was recorded: the CT window, or for MRI
+    :data:`~btd_core.slices.profiles.MR_LEGACY`."""
     side_multiple: int = 0
     """What the graph's input accepts: 0, only ``patch_size`` x ``patch_size`` tiles (files
     exported before body coverage existed); k > 0, any height and width (pixels) that
@@ -94,6 +99,7 @@ class ModelCard:
             window_low=self.window_low,
             window_high=self.window_high,
             unit=self.window_unit,
+            intensity=self.intensity or (MR_LEGACY if self.modality == "mri" else "window"),
         )
 
     def to_metadata(self) -> dict[str, str]:
@@ -138,6 +144,10 @@ class ModelCard:
         card = cls(**values)
         if card.reduction not in REDUCTIONS:
             raise ModelCardError(f"unknown score reduction {card.reduction!r} in the model card")
+        if card.intensity and card.intensity not in INTENSITY_METHODS:
+            raise ModelCardError(
+                f"unknown intensity normalisation {card.intensity!r} in the model card; upgrade btd"
+            )
         if card.precision not in PRECISIONS:
             raise ModelCardError(
                 f"unknown precision {card.precision!r} in the model card; upgrade btd"

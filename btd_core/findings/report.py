@@ -55,7 +55,7 @@ NUMERIC_COLUMNS = frozenset(
 FINDINGS_COLUMNS = (
     *("rank", "score", "reduction", "file", "file_sha256"),
     *("study_uid", "series_uid", "sop_instance_uid", "frame", "slice_index", "slice_number"),
-    *("slice_location_mm", "position_x_mm", "position_y_mm", "position_z_mm"),
+    *("slice_location_mm", "position_x_mm", "position_y_mm", "position_z_mm", "orientation"),
     *("tile_x", "tile_y", "tile_size", "score_mode", "window_x", "window_y", "window_size"),
     *("signal", "genuine_tail", "genuine_slices", "modality", "series_description"),
 )
@@ -224,6 +224,7 @@ def finding_row(finding: Finding, reduction: str, include_phi: bool = True) -> d
         "position_x_mm": position[0],
         "position_y_mm": position[1],
         "position_z_mm": position[2],
+        "orientation": ref.orientation,
         "tile_x": result.tile_x,
         "tile_y": result.tile_y,
         "tile_size": result.tile_size,

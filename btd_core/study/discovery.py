@@ -1,4 +1,4 @@
-"""Find the slices under a study folder: DICOM, PNG/JPEG/TIFF images and ``.npy`` arrays.
+"""Find the slices under a study folder: DICOM, NIfTI, PNG/JPEG/TIFF images and ``.npy`` arrays.
 
 :func:`discover` walks the folder (sorted, deterministic, read-only, symlinks to folders
 never followed, symlinks to files followed only to a file inside the study), recognises
@@ -59,6 +59,13 @@ from btd_core.study.file_access import (
     walk_entries,
 )
 from btd_core.study.limits import DEFAULT_LIMITS, LimitExceeded, StudyLimits
+from btd_core.study.nifti import (
+    GZIP_MAGIC,
+    NiftiError,
+    inflated_head,
+    nifti_version,
+    read_layout,
+)
 from btd_core.study.records import (
     Discovery,
     FileKind,
@@ -84,7 +91,7 @@ REASON_DIR_SYMLINK = "symlink to a directory, not followed"
 REASON_BROKEN_SYMLINK = "broken symlink"
 REASON_LINK_OUTSIDE = "symlink to outside the study, not followed"
 REASON_EMPTY = "empty file"
-REASON_UNKNOWN = "not a DICOM, image or .npy file"
+REASON_UNKNOWN = "not a DICOM, NIfTI, image or .npy file"
 REASON_DICOMDIR = "DICOMDIR index (file-set directory): its images are read as files"
 REASON_NO_PIXELS = "DICOM image without pixel data"
 REASON_NO_SIZE = "DICOM image without Rows/Columns (0028,0010/0011)"
@@ -122,6 +129,12 @@ class _Found:
 
     record: FileRecord
     member: _Member | None = None
+    more: list[_Member] = field(default_factory=list)
+    """Further series of the same file (the other volumes of a 4-D NIfTI)."""
+
+    @property
+    def members(self) -> list[_Member]:
+        return [] if self.member is None else [self.member, *self.more]
 
 
 @dataclass
@@ -279,6 +292,50 @@ def _examine_npy(fp: BinaryIO, ctx: _Context, walk: _Walk) -> _Found:
     return ctx.pending("npy", member)
 
 
+def _examine_nifti(fp: BinaryIO, ctx: _Context, compressed: bool, walk: _Walk) -> _Found:
+    """A NIfTI-1/2 volume (``.nii``, or gzip: ``.nii.gz``): one series per 3-D volume,
+    slices along the axis closest to superior-inferior (:mod:`btd_core.study.nifti`).
+
+    The header's claims are checked against the limits first; a gzip stream is then
+    inflated once, never past what the header claims, to check its length and CRC."""
+    try:
+        layout = read_layout(fp, compressed, walk.limits, walk.should_stop, check_stream=True)
+    except NiftiError as exc:
+        text = short_message(exc, limit=300)
+        reason = (
+            text
+            if text.startswith(("refused:", "NIfTI header"))
+            else f"not a usable NIfTI file: {text}"
+        )
+        return ctx.found("nifti", "error", reason)
+    members = []
+    for volume in range(layout.volumes):
+        refs = []
+        for index in range(layout.slices):
+            position, location = layout.geometry(index)
+            refs.append(
+                ctx.ref(
+                    frame=volume * layout.slices + index,
+                    position=position,
+                    location=location,
+                    rescale_slope=layout.slope,
+                    rescale_intercept=layout.intercept,
+                    orientation=layout.orientation,
+                )
+            )
+        if layout.affine is not None:
+            refs.sort(key=lambda r: (r.location, r.frame))
+        key = f"nifti:{ctx.relpath}"
+        name = ctx.path.name
+        if layout.volumes > 1:
+            key, name = f"{key}:volume{volume + 1}", f"{name} volume {volume + 1}"
+        group: tuple[object, ...] = ("nifti-file", ctx.relpath, volume)
+        members.append(_Member(group, key, "nifti", layout.rows, layout.columns, name, refs))
+    found = ctx.pending("nifti", members[0])
+    found.more = members[1:]
+    return found
+
+
 def _examine_content(fp: BinaryIO, ctx: _Context, walk: _Walk) -> _Found:
     """Recognise an open, non-empty regular file (or zip member) by its first bytes."""
     fp.seek(0)
@@ -289,6 +346,19 @@ def _examine_content(fp: BinaryIO, ctx: _Context, walk: _Walk) -> _Found:
         return _examine_image(fp, ctx, walk)
     if head.startswith(NPY_MAGIC):
         return _examine_npy(fp, ctx, walk)
+    if nifti_version(head) is not None:
+        return _examine_nifti(fp, ctx, compressed=False, walk=walk)
+    if head.startswith(GZIP_MAGIC):
+        try:
+            inflated = inflated_head(fp)
+        except NiftiError:
+            inflated = b""
+        if nifti_version(inflated) is not None:
+            return _examine_nifti(fp, ctx, compressed=True, walk=walk)
+        if Path(ctx.relpath).name.lower().endswith(".nii.gz"):
+            return ctx.found(
+                "nifti", "error", "not a usable NIfTI file: no NIfTI header in the gzip stream"
+            )
     archive = archive_kind(head)
     if archive is not None:
         if ctx.in_archive:
@@ -417,7 +487,7 @@ def _within_slice_limit(item: _Found, walk: _Walk) -> _Found:
     """The item, or its error row when its slices would take the study over the limit."""
     if item.member is None:
         return item
-    count = len(item.member.refs)
+    count = sum(len(m.refs) for m in item.members)
     problem = walk.limits.slices_problem(walk.slices, count)
     if problem:
         return _Found(replace(item.record, status="error", reason=problem))
@@ -471,6 +541,11 @@ def _make_series(key: str, members: list[_Member], limits: StudyLimits) -> Serie
         series.patient_id, series.patient_name = h.patient_id, h.patient_name
         series.study_date = h.study_date
         series.slices, series.ordering = _order_dicom(entries)
+    elif first.kind == "nifti":
+        located = all(ref.location is not None for ref in first.refs)
+        series.description = first.description
+        series.ordering = "slice normal" if located else "frame"
+        series.slices = list(first.refs)
     elif len(members) == 1 and first.refs[0].frame is not None:
         series.description, series.ordering = first.description, "frame"
         series.slices = list(first.refs)
@@ -484,9 +559,9 @@ def _build_series(found: list[_Found], limits: StudyLimits) -> list[Series]:
     """Group members by identity (order of first appearance) and make unique keys."""
     groups: dict[tuple[object, ...], list[_Member]] = {}
     for item in found:
-        if item.member is not None:
-            item.member.relpath = item.record.relpath
-            groups.setdefault(item.member.group, []).append(item.member)
+        for member in item.members:
+            member.relpath = item.record.relpath
+            groups.setdefault(member.group, []).append(member)
     used: set[str] = set()
     return [_make_series(_unique(ms[0].base_key, used), ms, limits) for ms in groups.values()]
 
@@ -541,7 +616,8 @@ def discover(
         a series, else ``skipped``/``error`` with a reason; ``series``, in order of
         first appearance: DICOM grouped by (0020,000D) Study and (0020,000E) Series
         Instance UID and keyed by the latter (``dicom:<folder>`` when the Series UID is
-        missing), image and ``.npy`` series keyed by folder or file; a group whose
+        missing), image and ``.npy`` series keyed by folder or file, a NIfTI volume by
+        its file (``nifti:<relpath>``, one series per volume of a 4-D file); a group whose
         slices differ in size is split (``#2``, ...).  Slices are in anatomical order
         (see :attr:`Series.ordering`).
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from btd_core.study.file_access import (
     short_message,
 )
 from btd_core.study.limits import LimitExceeded, StudyLimits
+from btd_core.study.nifti import GZIP_MAGIC, NiftiError, read_frame
 from btd_core.study.pixel_claims import PixelClaims, read_pixel_claims
 from btd_core.study.records import Series, SliceRef
 
@@ -205,9 +207,37 @@ def _read_npy(ref: SliceRef, series: Series) -> np.ndarray:
             del array
 
 
+def _read_nifti(ref: SliceRef, series: Series) -> np.ndarray:
+    """Frame ``ref.frame`` of a NIfTI volume (plain or gzip), its header checked again
+    against the series' limits first, times ``scl_slope`` plus ``scl_inter``."""
+    with open_slice_file(ref, series.limits) as fp:
+        compressed = fp.read(2) == GZIP_MAGIC
+        key = None
+        if compressed:
+            stat = (
+                os.fstat(fp.fileno())
+                if hasattr(fp, "fileno") and not isinstance(fp, io.BytesIO)
+                else None
+            )
+            identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns) if stat else None
+            key = (str(ref.source or ref.path), ref.member, identity) if identity else None
+        try:
+            values, layout = read_frame(fp, compressed, ref.frame or 0, series.limits, key)
+        except NiftiError as exc:
+            raise SliceReadError(short_message(exc, limit=300)) from exc
+    if series.rows and (layout.rows, layout.columns) != (series.rows, series.columns):
+        raise SliceReadError(
+            f"slice is {layout.rows}x{layout.columns} pixels, "
+            f"the series is {series.rows}x{series.columns}"
+        )
+    if layout.slope != 1.0 or layout.intercept != 0.0:
+        values = values * np.float32(layout.slope) + np.float32(layout.intercept)
+    return values
+
+
 # --------------------------------------------------------------------------- entry point
 
-_READERS = {"dicom": _read_dicom, "image": _read_image, "npy": _read_npy}
+_READERS = {"dicom": _read_dicom, "image": _read_image, "npy": _read_npy, "nifti": _read_nifti}
 
 
 def _check(values: np.ndarray, series: Series) -> np.ndarray:
@@ -241,6 +271,8 @@ def read_slice(series: Series, ref: SliceRef) -> np.ndarray:
         DICOM: (7FE0,0010) stored values x (0028,1053) Rescale Slope + (0028,1052)
         Rescale Intercept as recorded in ``ref`` (Hounsfield units for CT).  Images:
         grayscale, 8-bit / 255 and 16-bit / 65535.  ``.npy``: values as stored.
+        NIfTI: stored values x ``scl_slope`` + ``scl_inter``, the slice laid out as
+        :mod:`btd_core.study.nifti` says.
 
     Raises
     ------

@@ -18,8 +18,8 @@ FileStatus = Literal["pending", "scored", "skipped", "error"]
 scored; ``skipped``: deliberately not scored (``reason`` says why); ``error``: could
 not be read or decoded (``reason`` holds the message)."""
 
-FileKind = Literal["dicom", "dicomdir", "image", "npy", "archive", "unknown"]
-SeriesKind = Literal["dicom", "image", "npy"]
+FileKind = Literal["dicom", "dicomdir", "image", "npy", "nifti", "archive", "unknown"]
+SeriesKind = Literal["dicom", "image", "npy", "nifti"]
 
 SIGNALS = ("residual", "pixels", "tissue", "energy", "tile")
 """What can give a slice's reported window its value (:attr:`SliceResult.signal`)."""
@@ -65,21 +65,25 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class SliceRef:
-    """One 2-D slice: a single-frame file, or one frame of a multi-frame DICOM / 3-D ``.npy``.
+    """One 2-D slice: a single-frame file, or one frame of a multi-frame DICOM, a 3-D
+    ``.npy`` or a NIfTI volume.
 
     Attributes
     ----------
     path:
         The file holding the pixels.
     frame:
-        0-based frame index inside a multi-frame file, ``None`` for a single-frame file.
+        0-based frame index inside a multi-frame file, ``None`` for a single-frame file;
+        for NIfTI, ``volume x slices + slice`` along the slice axis
+        (:mod:`btd_core.study.nifti`).
     sop_instance_uid:
         (0008,0018) SOP Instance UID; ``""`` for images and ``.npy``.
     instance_number:
         (0020,0013) Instance Number, or ``None``.
     position:
         (0020,0032) Image Position (Patient), mm, x/y/z of the first pixel's centre
-        (per frame for enhanced multi-frame), or ``None``.
+        (per frame for enhanced multi-frame), or ``None``; for NIfTI the same point
+        from the header's affine, in the same patient coordinates (LPS).
     location:
         Position projected on the slice normal (row cosines x column cosines), mm:
         the sort key along the series; ``None`` when position or orientation is missing.
@@ -87,6 +91,9 @@ class SliceRef:
         (0028,1053) / (0028,1052), per frame for enhanced multi-frame; 1 and 0 when absent.
     window:
         (0028,1050) Window Center and (0028,1051) Window Width of the slice, or ``None``.
+    orientation:
+        The NIfTI volume's orientation, nibabel's ``aff2axcodes`` (``"RAS"``: its voxel
+        axes run towards the patient's right, anterior, superior); ``""`` otherwise.
     source:
         The regular file to open when it is not ``path``: a symlink's target (resolved at
         discovery and inside the study), or the ``.zip`` that holds ``member``.
@@ -103,6 +110,7 @@ class SliceRef:
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
     window: tuple[float, float] | None = None
+    orientation: str = ""
     source: Path | None = None
     member: str | None = None
 
@@ -117,9 +125,11 @@ class Series:
         Unique within one discovery: the Series Instance UID for DICOM (suffixed with
         ``#2``, ... if one UID holds slices of different sizes), ``image:<relative dir>``
         for a folder of images, ``npy:<relative path>`` for a 3-D ``.npy`` volume,
-        ``npy:<relative dir>`` for a folder of 2-D ``.npy`` slices.
+        ``npy:<relative dir>`` for a folder of 2-D ``.npy`` slices, ``nifti:<relative
+        path>`` for a NIfTI volume (``nifti:<relative path>:volume<N>`` for volume N of
+        a 4-D file, from 1).
     kind:
-        ``"dicom"``, ``"image"`` or ``"npy"``.
+        ``"dicom"``, ``"image"``, ``"npy"`` or ``"nifti"``.
     study_uid, series_uid:
         (0020,000D) / (0020,000E); ``""`` for images and ``.npy``.
     modality:
@@ -131,13 +141,16 @@ class Series:
     rows, columns:
         Slice size in pixels.
     ordering:
-        How the slices were ordered: ``"slice normal"``, ``"instance number"``,
-        ``"frame"`` or ``"file name"``.
+        How the slices were ordered: ``"slice normal"`` (DICOM, NIfTI), ``"instance
+        number"``, ``"frame"`` or ``"file name"``.
     slices:
         The slices in order.
     limits:
         The limits the series was found under; reading a slice checks its file against
         them again before decoding (the file may have changed since).
+    intensity_ranges:
+        MR intensity ranges measured on the series, by method (filled by
+        :func:`btd_core.slices.windowing.series_mr_range`, once per series).
     """
 
     key: str
@@ -154,6 +167,7 @@ class Series:
     ordering: str = "file name"
     slices: list[SliceRef] = field(default_factory=list)
     limits: StudyLimits = DEFAULT_LIMITS
+    intensity_ranges: dict[str, object] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass

@@ -84,6 +84,7 @@ FILE_LANES: dict[str, str] = {
     "test_html_report.py": "integration",
     "test_local_energy.py": "unit",
     "test_metrics.py": "unit",
+    "test_nifti.py": "integration",
     "test_model_card.py": "unit",
     "test_overlay.py": "unit",
     "test_pixel_claims.py": "unit",
