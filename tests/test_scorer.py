@@ -149,3 +149,18 @@ def test_the_test_scorer_reduces_as_its_card_says(tmp_path: Path, reduction: str
     r = result.residuals.astype(np.float64)
     expected = np.abs(r).mean(axis=(1, 2, 3)) if reduction == "mean_abs" else (r**2).max((1, 2, 3))
     np.testing.assert_allclose(result.scores, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("environment", "threads", "expected"),
+    [("1", None, 1), ("3", None, 3), ("3", 2, 2), ("", None, 0), ("many", None, 0), ("0", None, 0)],
+)
+def test_threads_default_to_omp_num_threads(
+    ct_onnx: Path, monkeypatch: pytest.MonkeyPatch, environment: str, threads, expected: int
+):
+    """--threads, else OMP_NUM_THREADS (a positive integer), else onnxruntime's default (0)."""
+    from btd_core.engine.options import EngineOptions
+
+    monkeypatch.setenv("OMP_NUM_THREADS", environment)
+    scorer = Scorer(ct_onnx, provider="cpu", engine=EngineOptions(threads=threads))
+    assert scorer._session.get_session_options().intra_op_num_threads == expected

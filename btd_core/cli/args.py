@@ -39,7 +39,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         help="patches per onnxruntime call (default: 8 on the CPU, 256 on CUDA)",
     )
     group.add_argument(
-        "--threads", type=positive_int, help="CPU threads per call (default: one per core)"
+        "--threads",
+        type=positive_int,
+        help="CPU threads per call (default: $OMP_NUM_THREADS when set, else one per core)",
     )
     group.add_argument(
         "--workers",

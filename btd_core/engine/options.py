@@ -6,6 +6,7 @@ The arithmetic's precision is not among them: it is a property of the ONNX file
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,8 +35,9 @@ class EngineOptions:
         Patches per onnxruntime call (>= 1); default by provider
         (:data:`btd_core.engine.scorer.DEFAULT_BATCH`).
     threads:
-        CPU threads for one call (onnxruntime's intra-op threads); default: onnxruntime's
-        (one per physical core).
+        CPU threads for one call (onnxruntime's intra-op threads); default:
+        :func:`environment_threads` (``OMP_NUM_THREADS``), else onnxruntime's (one per
+        physical core).
     optimization:
         Graph optimisation level, one of :data:`OPTIMIZATIONS` (default ``"all"``).
     cudnn_search:
@@ -53,6 +55,11 @@ class EngineOptions:
     cudnn_search: str | None = None
     cuda_graph: bool = False
     nhwc: bool = False
+
+    def cpu_threads(self) -> int | None:
+        """The intra-op threads to ask onnxruntime for: ``threads``, else
+        :func:`environment_threads`; ``None``: onnxruntime's default."""
+        return self.threads or environment_threads()
 
     def cuda_only_requests(self) -> list[str]:
         """The CUDA-only options asked for, as command-line flags."""
@@ -80,3 +87,14 @@ class EngineOptions:
                 f"cudnn_search must be one of {', '.join(CUDNN_SEARCHES)}, "
                 f"not {self.cudnn_search!r}"
             )
+
+
+def environment_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a thread count (a positive integer), else ``None``.
+
+    onnxruntime's own thread pool ignores that variable, but it is how a server's users and
+    job schedulers cap a process's CPU threads (NumPy's BLAS and PyTorch honour it), so a
+    scan without ``--threads`` honours it too: several scans, or test workers, sharing a
+    machine then do not each start a thread per core and thrash."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
