@@ -44,6 +44,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     assign_lanes(items)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A test skipped for want of an extra must carry that extra's mark (``torch``, ``ray``):
+    CI runs the marked tests where the extras are installed and the others in the torch-free
+    venv (``.ci/run``), so an unmarked one would be skipped there and never run anywhere."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or call.excinfo is None:
+        return
+    missing = getattr(call.excinfo.value, "msg", "") or ""
+    needs = {"torch": ("torch", "train extra"), "ray": ("ray", "archive extra")}
+    for mark, words in needs.items():
+        if any(word in missing for word in words) and item.get_closest_marker(mark) is None:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{item.nodeid} skipped ({missing}) but is not marked {mark}: no CI lane "
+                f"would run it (mark it @pytest.mark.{mark}; tests/support/lanes.py)"
+            )
+
+
 def _require_train_extra() -> None:
     pytest.importorskip("torch", reason="needs the train extra (pip install '.[train]')")
     pytest.importorskip("denoising_diffusion_pytorch")

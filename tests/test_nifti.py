@@ -242,6 +242,7 @@ def test_a_changed_file_is_checked_again_when_read(tmp_path: Path):
 # --------------------------------------------------------------------------- btd train's data
 
 
+@pytest.mark.torch
 def test_btd_train_data_reads_a_nifti_folder(tmp_path: Path):
     pytest.importorskip("torch", reason="btd train's data is the torch world")
     from btd_core.model.train_data import CropDataset, find_training_slices
