@@ -136,6 +136,7 @@ def test_order_by_slice_normal_not_instance_number(tmp_path: Path) -> None:
     assert all(b - a == pytest.approx(2.5, abs=1e-3) for a, b in itertools.pairwise(locations))
     assert [ref.instance_number for ref in series.slices] == [5, 1, 7, 2, 6, 3, 4]
     assert series.kind == "dicom" and series.modality == "CT"
+    assert {ref.orientation for ref in series.slices} == {"LPS"}  # plain axial slices
     assert (series.rows, series.columns) == (128, 128)
     assert series.key == series.series_uid and series.study_uid
     assert series.patient_name == str(pydicom.dcmread(data_file("CT_small.dcm")).PatientName)

@@ -9,7 +9,12 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from btd_core.study.frame_geometry import frame_geometries, slice_location, slice_normal
+from btd_core.study.frame_geometry import (
+    axis_codes,
+    frame_geometries,
+    slice_location,
+    slice_normal,
+)
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -54,3 +59,26 @@ def test_classic_multiframe_has_no_per_frame_position() -> None:
     (single,) = frame_geometries(pydicom.dcmread(data_file("CT_small.dcm")), 1)
     assert single.position == (-158.135803, -179.035797, -75.699997)
     assert (single.rescale_slope, single.rescale_intercept) == (1.0, -1024.0)
+
+
+@pytest.mark.parametrize(
+    ("orientation", "codes"),
+    [
+        ([1, 0, 0, 0, 1, 0], "LPS"),  # plain axial
+        ([-1, 0, 0, 0, -1, 0], "RAS"),  # axial, rotated 180 degrees
+        ([0, 1, 0, 0, 0, -1], "PIR"),  # sagittal
+        ([1, 0, 0, 0, 0, -1], "LIP"),  # coronal
+        ([0.9, 0.1, 0, -0.1, 0.9, 0], "LPS"),  # a slightly oblique axial
+        (None, ""),
+        ([1, 0, 0, 1, 0, 0], ""),  # parallel cosines: no normal
+    ],
+)
+def test_axis_codes_name_where_columns_rows_and_slices_run(orientation, codes: str):
+    assert axis_codes(orientation) == codes
+
+
+def test_a_real_axial_ct_slice_is_lps():
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    (geometry,) = frame_geometries(ds, 1)
+    assert [float(v) for v in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    assert geometry.orientation == "LPS"

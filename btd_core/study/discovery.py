@@ -223,6 +223,7 @@ def _examine_dicom(
             rescale_slope=g.rescale_slope,
             rescale_intercept=g.rescale_intercept,
             window=g.window,
+            orientation=g.orientation,
         )
         for i, g in enumerate(h.frames)
     ]

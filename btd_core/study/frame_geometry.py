@@ -35,6 +35,9 @@ class FrameGeometry:
         (0028,1053) / (0028,1052); 1 and 0 when absent.
     window:
         (0028,1050) Window Center and (0028,1051) Window Width (first values), or ``None``.
+    orientation:
+        :func:`axis_codes` of (0020,0037): where the image's columns, rows and slices run
+        (``"LPS"`` for a plain axial slice); ``""`` without a usable orientation.
     """
 
     position: tuple[float, float, float] | None
@@ -42,6 +45,7 @@ class FrameGeometry:
     rescale_slope: float = 1.0
     rescale_intercept: float = 0.0
     window: tuple[float, float] | None = None
+    orientation: str = ""
 
 
 def slice_normal(orientation: Sequence[float] | None) -> tuple[float, float, float] | None:
@@ -54,6 +58,22 @@ def slice_normal(orientation: Sequence[float] | None) -> tuple[float, float, flo
     if not math.isfinite(norm) or norm < 1e-6:
         return None
     return (n[0] / norm, n[1] / norm, n[2] / norm)
+
+
+def axis_codes(orientation: Sequence[float] | None) -> str:
+    """Where the image's axes point, one letter each, as nibabel's ``aff2axcodes`` names a
+    NIfTI volume's: along a row (towards higher columns), down a column (towards higher
+    rows) and along the slice normal, each the patient direction nearest to it (L/R, P/A,
+    S/I; DICOM's patient axes run towards L, P and S).  ``"LPS"``: a plain axial slice;
+    ``""`` without a usable (0020,0037) Image Orientation (Patient)."""
+    normal = slice_normal(orientation)
+    if orientation is None or normal is None:
+        return ""
+    letters = []
+    for axis in (orientation[0:3], orientation[3:6], normal):
+        nearest = max(range(3), key=lambda i: abs(axis[i]))
+        letters.append(("LPS" if axis[nearest] > 0 else "RAI")[nearest])
+    return "".join(letters)
 
 
 def slice_location(
@@ -153,6 +173,7 @@ def _frame_geometry(
         rescale_slope=slope,
         rescale_intercept=intercept,
         window=window or _window(ds),
+        orientation=axis_codes(orientation),
     )
 
 

@@ -92,8 +92,11 @@ class SliceRef:
     window:
         (0028,1050) Window Center and (0028,1051) Window Width of the slice, or ``None``.
     orientation:
-        The NIfTI volume's orientation, nibabel's ``aff2axcodes`` (``"RAS"``: its voxel
-        axes run towards the patient's right, anterior, superior); ``""`` otherwise.
+        Where the stored image's axes point, as patient directions: for NIfTI the volume's
+        nibabel ``aff2axcodes`` (``"RAS"``: its voxel axes run towards the patient's right,
+        anterior, superior); for DICOM the slice's columns, rows and normal from (0020,0037)
+        (:func:`btd_core.study.frame_geometry.axis_codes`: ``"LPS"`` for a plain axial
+        slice); ``""`` for images, ``.npy`` and DICOM without an orientation.
     source:
         The regular file to open when it is not ``path``: a symlink's target (resolved at
         discovery and inside the study), or the ``.zip`` that holds ``member``.
