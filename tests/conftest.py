@@ -14,6 +14,7 @@ that need it are marked ``slow``).  Nothing is downloaded.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -54,9 +55,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if not report.skipped or call.excinfo is None:
         return
     missing = getattr(call.excinfo.value, "msg", "") or ""
-    needs = {"torch": ("torch", "train extra"), "ray": ("ray", "archive extra")}
-    for mark, words in needs.items():
-        if any(word in missing for word in words) and item.get_closest_marker(mark) is None:
+    needs = {"torch": r"\btorch\b|train extra", "ray": r"\bray\b|archive extra"}
+    for mark, words in needs.items():  # whole words: ".venv-notorch" names no package
+        if re.search(words, missing) and item.get_closest_marker(mark) is None:
             report.outcome = "failed"
             report.longrepr = (
                 f"{item.nodeid} skipped ({missing}) but is not marked {mark}: no CI lane "
