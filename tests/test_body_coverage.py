@@ -165,3 +165,43 @@ def test_scan_records_its_coverage_and_a_calibration_keeps_its_own(tmp_path: Pat
     assert refused.returncode == 2
     assert "calibration was made with --tiles patch" in " ".join(refused.stdout.split())
     assert not (tmp_path / "refused" / "findings.csv").exists()
+
+
+def test_slices_scored_at_once_finish_in_order_with_the_same_scores(tmp_path: Path):
+    """--calls-at-once 2 (the CPU default) scores two slices' body passes at once; the slices are
+    finished in study order with the scores one call at a time gives, also around a file
+    that cannot be read and a series with no body."""
+    from btd_core.audit.pipeline import scan
+    from btd_core.engine.options import EngineOptions
+    from btd_core.study.discovery import discover
+
+    model = build_scorer(tmp_path / "free.onnx", side_multiple=8)
+    study = tmp_path / "study"
+    write_fixed_series(study / "ct", 5, planted_index=3)
+    write_fixed_series(study / "more", 3, series_number=2)
+    discoveries = {calls: discover(study) for calls in (1, 2)}
+    broken = sorted((study / "ct").iterdir())[1]
+    broken.write_bytes(broken.read_bytes()[:2000])  # cut after discovery: a slice read error
+    outcomes = {}
+    for calls, discovery in discoveries.items():
+        scorer = Scorer(model, provider="cpu", engine=EngineOptions(threads=2, calls_at_once=calls))
+        assert scorer.calls_at_once == calls
+        progress: list[tuple[int, str]] = []
+        outcome = scan(
+            discovery,
+            scorer,
+            ScanSettings(tiles="body"),
+            on_progress=lambda p, seen=progress: seen.append((p.slices_done, p.current)),
+            slice_score=LocalScore(),
+        )
+        outcomes[calls] = (outcome, progress)
+    (one, one_progress), (two, two_progress) = outcomes[1], outcomes[2]
+    assert one_progress == two_progress and len(one_progress) == 8
+    order = [(r.series_key, r.slice_index) for r in one.results]
+    assert order == [(r.series_key, r.slice_index) for r in two.results] and len(order) == 7
+    assert {r.status for d in discoveries.values() for r in d.files if r.path == broken} == {
+        "error"
+    }
+    assert [r.score for r in one.results] == pytest.approx([r.score for r in two.results])
+    windows = [(r.tile_x, r.tile_y, r.window_x, r.window_y) for r in one.results]
+    assert windows == [(r.tile_x, r.tile_y, r.window_x, r.window_y) for r in two.results]
