@@ -1,4 +1,4 @@
-"""One ONNX session shared by the scan and the previews, a bounded number of calls at a time."""
+"""One ONNX session shared by the scan and the previews, one call at a time."""
 
 from __future__ import annotations
 
@@ -14,13 +14,11 @@ if TYPE_CHECKING:
 
 
 class SerialScorer:
-    """A :class:`btd_core.engine.scorer.Scorer` whose ``score`` runs at most
-    :attr:`~btd_core.engine.scorer.Scorer.calls_at_once` calls at a time (one on CUDA).
+    """A :class:`btd_core.engine.scorer.Scorer` whose ``score`` runs one call at a time.
 
-    The scan and the previews share one onnxruntime session from several threads; run
-    together beyond that, their activations add up (peak memory grows by a call's) and
-    they fight for the same cores.  Bounded, a preview waits for a slice being scored,
-    then runs.
+    The scan and the previews share one onnxruntime session from two threads; run
+    together, their activations add up (peak memory about doubles) and they fight for
+    the same cores.  Serialised, a preview waits for the slice being scored, then runs.
     Everything else is the wrapped scorer's, so it goes wherever a ``Scorer`` does
     (the scan, ``view_slice``, the report).  ``closing`` is set when the app quits: a
     waiting preview then gives up instead of delaying the exit by a slice.
@@ -29,7 +27,7 @@ class SerialScorer:
     def __init__(self, scorer: Scorer) -> None:
         self.scorer = scorer
         self.closing = threading.Event()
-        self._slots = threading.BoundedSemaphore(scorer.calls_at_once)
+        self._lock = threading.Lock()
 
     @property
     def card(self) -> ModelCard:
@@ -65,9 +63,8 @@ class SerialScorer:
         return getattr(self.scorer, name)
 
     def score(self, patches: np.ndarray, with_residuals: bool = False) -> PatchScores:
-        """The wrapped scorer's ``score`` in one of the call slots; refused once the app
-        closes."""
-        with self._slots:
+        """The wrapped scorer's ``score``, under the lock; refused once the app closes."""
+        with self._lock:
             if self.closing.is_set():
                 raise RuntimeError("the app is closing")
             return self.scorer.score(patches, with_residuals=with_residuals)

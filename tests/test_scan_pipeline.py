@@ -25,7 +25,6 @@ class CallLog:
         self._scorer = scorer
         self.card = scorer.card
         self.batch_size = scorer.batch_size
-        self.calls_at_once = scorer.calls_at_once
         self.calls: list[int] = []
 
     def score(self, patches: np.ndarray, with_residuals: bool = False) -> PatchScores:

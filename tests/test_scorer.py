@@ -152,38 +152,15 @@ def test_the_test_scorer_reduces_as_its_card_says(tmp_path: Path, reduction: str
 
 
 @pytest.mark.parametrize(
-    ("environment", "threads", "calls", "expected"),
-    [
-        ("1", None, None, (1, 1)),  # one thread: one call at a time
-        ("4", None, None, (2, 2)),  # OMP_NUM_THREADS shared out among the default 2 calls
-        ("4", 2, None, (2, 1)),  # --threads wins over the environment
-        ("4", None, 1, (1, 4)),  # --calls-at-once 1: one call with every thread, as before
-        ("3", None, 3, (3, 1)),
-        ("", 6, 4, (4, 1)),  # 6 threads among 4 calls: one each (never less)
-        ("many", 1, None, (1, 1)),
-        ("0", 2, 1, (1, 2)),
-    ],
+    ("environment", "threads", "expected"),
+    [("1", None, 1), ("3", None, 3), ("3", 2, 2), ("", None, 0), ("many", None, 0), ("0", None, 0)],
 )
-def test_threads_default_to_omp_num_threads_shared_among_the_calls(
-    ct_onnx: Path, monkeypatch: pytest.MonkeyPatch, environment: str, threads, calls, expected
+def test_threads_default_to_omp_num_threads(
+    ct_onnx: Path, monkeypatch: pytest.MonkeyPatch, environment: str, threads, expected: int
 ):
-    """--threads, else OMP_NUM_THREADS (a positive integer), else one per core; shared out
-    among --calls-at-once model calls at once (default 2 where there are 2 threads or more)."""
+    """--threads, else OMP_NUM_THREADS (a positive integer), else onnxruntime's default (0)."""
     from btd_core.engine.options import EngineOptions
 
     monkeypatch.setenv("OMP_NUM_THREADS", environment)
-    engine = EngineOptions(threads=threads, calls_at_once=calls)
-    scorer = Scorer(ct_onnx, provider="cpu", engine=engine)
-    per_call = scorer._session.get_session_options().intra_op_num_threads
-    assert (scorer.calls_at_once, per_call) == expected
-
-
-def test_without_any_thread_setting_onnxruntime_picks_one_call_s_threads(
-    ct_onnx: Path, monkeypatch: pytest.MonkeyPatch
-):
-    from btd_core.engine.options import EngineOptions
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    scorer = Scorer(ct_onnx, provider="cpu", engine=EngineOptions(calls_at_once=1))
-    assert scorer.calls_at_once == 1
-    assert scorer._session.get_session_options().intra_op_num_threads == 0
+    scorer = Scorer(ct_onnx, provider="cpu", engine=EngineOptions(threads=threads))
+    assert scorer._session.get_session_options().intra_op_num_threads == expected

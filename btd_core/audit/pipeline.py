@@ -144,10 +144,7 @@ def scan(
                 jobs.append((series, index, ref))
     size = scorer.card.patch_size
     batcher = _TileBatcher(scorer, run.finish_slice)
-    with (
-        batcher,
-        _Prefetch(jobs, scorer, settings, _workers(settings), batcher.depth(size)) as ahead,
-    ):
+    with _Prefetch(jobs, scorer, settings, _workers(settings), batcher.depth(size)) as ahead:
         for prepared in ahead:
             if should_stop is not None and should_stop():
                 run.outcome.cancelled = True
@@ -245,10 +242,7 @@ class _TileBatcher:
 
     A slice may be split over two batches; it is finished (``done(prepared, scores)``)
     once all its tiles are scored, in the order slices were added.  A slice in body
-    coverage is scored in its own passes (:func:`btd_core.scoring.tiles.score_tiles`), up to
-    :attr:`Scorer.calls_at_once` slices at once in threads of their own (the model call releases
-    the GIL), still finished in order.  Use it as a context manager: leaving waits for the
-    calls in flight.
+    coverage is scored in its own passes (:func:`btd_core.scoring.tiles.score_tiles`).
     """
 
     def __init__(self, scorer: Scorer, done: Callable[[_Prepared, ImageScores | None], None]):
@@ -256,20 +250,6 @@ class _TileBatcher:
         self._done = done
         self._pending: deque[_Pending] = deque()
         self._unscored = 0
-        self._calls = scorer.calls_at_once
-        self._pool = (
-            ThreadPoolExecutor(max_workers=self._calls, thread_name_prefix="btd-score")
-            if self._calls > 1
-            else None
-        )
-        self._in_flight: deque[tuple[_Prepared, Future[ImageScores]]] = deque()
-
-    def __enter__(self) -> _TileBatcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def depth(self, size: int) -> int:
         """Slices to prepare ahead: enough for two full batches of 512 x 512 slices."""
@@ -280,16 +260,9 @@ class _TileBatcher:
         assert prepared.tiles is not None
         if prepared.tiles.passes is not None:
             # body coverage: the slice's own passes, after the slices before it
-            self._score_pending()
-            if self._pool is None:
-                self._done(prepared, score_tiles(prepared.tiles, self._scorer))
-                return
-            while len(self._in_flight) >= self._calls:
-                self._finish_oldest()
-            call = self._pool.submit(score_tiles, prepared.tiles, self._scorer)
-            self._in_flight.append((prepared, call))
+            self.flush()
+            self._done(prepared, score_tiles(prepared.tiles, self._scorer))
             return
-        self._finish_in_flight()
         self._pending.append(_Pending(prepared))
         self._unscored += len(prepared.tiles.origins)
         while self._unscored >= self._scorer.batch_size:
@@ -297,23 +270,9 @@ class _TileBatcher:
 
     def flush(self) -> None:
         """Score whatever is left and finish every pending slice."""
-        self._score_pending()
-        self._finish_in_flight()
-
-    def _score_pending(self) -> None:
-        """Score the patch tiles left and finish their slices."""
         if self._unscored:
             self._score(self._unscored)
         self._finish_ready()
-
-    def _finish_oldest(self) -> None:
-        prepared, call = self._in_flight.popleft()
-        self._done(prepared, call.result())
-
-    def _finish_in_flight(self) -> None:
-        """Wait for the body-coverage calls in flight and finish their slices, in order."""
-        while self._in_flight:
-            self._finish_oldest()
 
     def _score(self, count: int) -> None:
         pieces = []

@@ -44,12 +44,6 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPU threads per call (default: $OMP_NUM_THREADS when set, else one per core)",
     )
     group.add_argument(
-        "--calls-at-once",
-        type=positive_int,
-        help="CPU only: slices scored at once, each call on its share of the threads "
-        "(default: 2 where there are 2 threads or more; 1: one slice at a time, as before)",
-    )
-    group.add_argument(
         "--workers",
         type=positive_int,
         help="threads that read and decode slices ahead of scoring "
@@ -84,7 +78,6 @@ def engine_options(args: argparse.Namespace) -> EngineOptions:
     return EngineOptions(
         batch_size=args.batch_size,
         threads=args.threads,
-        calls_at_once=args.calls_at_once,
         optimization=args.optimization,
         cudnn_search=args.cudnn_search,
         cuda_graph=args.cuda_graph,

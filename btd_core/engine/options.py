@@ -19,12 +19,6 @@ DEFAULT_CUDNN_SEARCH = "heuristic"
 exhaustive default (3,910 vs 3,912) with the session ready in 1.1 s instead of 2.5 s."""
 
 
-DEFAULT_CPU_CALLS = 2
-"""Model calls at once on the CPU by default (:attr:`EngineOptions.calls_at_once`): measured
-on 2 cores with the reference model's body passes (368 x 512 px), two one-thread calls score a
-pass every 1.55 s against 1.75 s for one two-thread call."""
-
-
 ProviderChoice = Literal["auto", "cuda", "cpu"]
 """Where to run: ``auto`` (CUDA if it really works, else the CPU), ``cuda`` (an error
 unless CUDA is active) or ``cpu``."""
@@ -53,12 +47,6 @@ class EngineOptions:
         CUDA only: capture the whole model as one CUDA graph and replay it per batch.
     nhwc:
         CUDA only: let onnxruntime run convolutions in channels-last layout.
-    calls_at_once:
-        CPU only: model calls at once (>= 1), each on ``threads / calls`` of the threads
-        (at least one); ``None``: :data:`DEFAULT_CPU_CALLS` where there are at least that
-        many threads, else 1.  Body coverage scores that many slices at once: on two cores
-        two one-thread calls do 13 % more than one two-thread call (onnxruntime's threads
-        wait on each other inside a call), for one more call's working memory.
     """
 
     batch_size: int | None = None
@@ -67,28 +55,11 @@ class EngineOptions:
     cudnn_search: str | None = None
     cuda_graph: bool = False
     nhwc: bool = False
-    calls_at_once: int | None = None
 
     def cpu_threads(self) -> int | None:
-        """All the CPU threads the scoring may use: ``threads``, else
-        :func:`environment_threads`; ``None``: onnxruntime's default (one per core)."""
+        """The intra-op threads to ask onnxruntime for: ``threads``, else
+        :func:`environment_threads`; ``None``: onnxruntime's default."""
         return self.threads or environment_threads()
-
-    def cpu_calls_at_once(self) -> int:
-        """Model calls at once on the CPU (``calls_at_once``, else the default for the threads)."""
-        if self.calls_at_once is not None:
-            return self.calls_at_once
-        threads = self.cpu_threads() or os.cpu_count() or 1
-        return DEFAULT_CPU_CALLS if threads >= DEFAULT_CPU_CALLS else 1
-
-    def threads_per_call(self) -> int | None:
-        """onnxruntime's intra-op threads for one call: the threads shared out among
-        :meth:`cpu_calls_at_once` (at least one); ``None``: onnxruntime's default."""
-        calls = self.cpu_calls_at_once()
-        threads = self.cpu_threads()
-        if calls == 1:
-            return threads
-        return max(1, (threads or os.cpu_count() or 1) // calls)
 
     def cuda_only_requests(self) -> list[str]:
         """The CUDA-only options asked for, as command-line flags."""
@@ -107,8 +78,6 @@ class EngineOptions:
             raise ValueError("batch_size must be at least 1")
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be at least 1")
-        if self.calls_at_once is not None and self.calls_at_once < 1:
-            raise ValueError("calls_at_once must be at least 1")
         if self.optimization not in OPTIMIZATIONS:
             raise ValueError(
                 f"optimization must be one of {', '.join(OPTIMIZATIONS)}, not {self.optimization!r}"

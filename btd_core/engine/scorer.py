@@ -198,14 +198,6 @@ class Scorer:
         self._force_bound = False  # tests run the CUDA path's IO binding on CPU buffers
 
     @property
-    def calls_at_once(self) -> int:
-        """Calls of :meth:`score` that may run at once from different threads: the engine's
-        :meth:`~btd_core.engine.options.EngineOptions.cpu_calls_at_once` on the CPU (onnxruntime's
-        session runs concurrent calls; each has its share of the threads), 1 on CUDA (its
-        calls share bound GPU buffers)."""
-        return 1 if self.device == "cuda" or self._force_bound else self.engine.cpu_calls_at_once()
-
-    @property
     def device(self) -> str:
         """``"cuda"`` or ``"cpu"``: where the scoring really runs."""
         return "cuda" if self.provider_in_use == CUDA else "cpu"
@@ -352,7 +344,7 @@ def _session_options(engine: EngineOptions) -> ort.SessionOptions:
     # Precomputed memory patterns do not help with a dynamic batch axis and doubled the
     # peak memory in measurements (96 px, batch 8: 1.4 GiB -> 0.8 GiB without), same speed.
     options.enable_mem_pattern = False
-    threads = engine.threads_per_call()
+    threads = engine.cpu_threads()
     if threads:
         options.intra_op_num_threads = threads
     return options
