@@ -7,6 +7,7 @@ memory-bound operator shows a large share of time for few FLOPs.  Use it on the 
 decide which fusion to try next; it runs on the CPU too.
 
     python benchmarks/profile_onnx.py model.onnx --provider cuda --batch 256
+    python benchmarks/profile_onnx.py model.onnx --batch 1 --shape 464x512   # a body pass
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, help="also write the summary as JSON here")
+    parser.add_argument(
+        "--shape",
+        help="ROWSxCOLUMNS of each input (a body pass, for a graph with free sides); "
+        "default: the card's patch size",
+    )
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -72,7 +78,8 @@ def main() -> None:
         session = ort.InferenceSession(str(args.model), options, providers=providers)
         meta = session.get_modelmeta().custom_metadata_map
         size = int(meta.get("btd.patch_size", "96"))
-        x = np.random.default_rng(0).uniform(0.2, 0.8, (args.batch, 1, size, size))
+        rows, columns = (int(v) for v in args.shape.split("x")) if args.shape else (size, size)
+        x = np.random.default_rng(0).uniform(0.2, 0.8, (args.batch, 1, rows, columns))
         x = x.astype(np.float32)
         for _ in range(args.runs):
             session.run(["score"], {"x": x})
@@ -87,8 +94,11 @@ def main() -> None:
     total = sum(kernel_us.values()) or 1
     moved = activation_bytes(args.model)
     per_run = args.runs * args.batch
-    print(f"{args.model.name}, {session.get_providers()[0]}, batch {args.batch}, {args.runs} runs")
-    print("| operator | nodes | kernel ms per patch | share | activation MB per patch |")
+    print(
+        f"{args.model.name}, {session.get_providers()[0]}, batch {args.batch} of "
+        f"{rows} x {columns} px, {args.runs} runs"
+    )
+    print("| operator | nodes | kernel ms per input | share | activation MB per patch |")
     print("|---|---|---|---|---|")
     rows = []
     for op, us in kernel_us.most_common():
@@ -104,7 +114,7 @@ def main() -> None:
             f"| {op} | {row['nodes']} | {row['ms_per_patch']:.3f} | {100 * row['share']:.1f} % "
             f"| {row['mb_per_patch']:.1f} |"
         )
-    print(f"total kernel time per patch: {total / 1000 / per_run:.3f} ms")
+    print(f"total kernel time per input: {total / 1000 / per_run:.3f} ms")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
 

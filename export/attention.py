@@ -6,8 +6,9 @@ contraction (about 10-15 % of the whole U-Net at 96 px, measured).  These
 forwards compute the same products in the same order with ``torch.matmul``, and the
 linear attention's q, k and v come from three 1 x 1 convolutions on the thirds of its
 ``to_qkv`` weights instead of one convolution whose output is then split (copied): on
-lung1's body passes the residuals are bit-identical and the U-Net 1.07x faster
-(``benchmarks/bench_graphs.py``).
+lung1's body passes the residuals are bit-identical, onnxruntime's kernels take 14 % less
+time (``benchmarks/profile_onnx.py --shape 464x512``) and a slice 2-16 % less
+(``benchmarks/bench_graphs.py``, three runs on a noisy host).
 They are bound to the modules of a *copy* of the U-Net that is exported, so the
 library's own model, which the parity check compares against, stays untouched.
 """
