@@ -8,6 +8,8 @@ Pixel, Photometric Interpretation, transfer syntax, rescale, geometry, deleted e
 value length fields and item lengths overwritten, truncation, byte flips, inserts and
 deletions; ``.npy`` headers with hostile shapes (2^62, negative, zero, huge, too many
 dimensions) and dtypes, with too little or too much data; PNG/TIFF with mutated sizes;
+NIfTI-1 volumes with hostile header fields (dims, data type, voxel offset, scaling, affine,
+magic), truncated, padded or gzipped with far more data than claimed;
 some cases wrapped in a zip or a gzip, or reached through a symlink inside or outside the
 study.  No model is needed: each slice goes through
 :func:`btd_core.study.discovery.discover`, :func:`btd_core.study.pixels.read_slice`,
@@ -338,6 +340,61 @@ def image_case(rng: random.Random) -> tuple[str, bytes]:
     return f"i.{fmt.lower()}", mutate_bytes(out.getvalue(), rng)
 
 
+_NIFTI_FIELDS = {  # NIfTI-1 header: offset, struct format, hostile values
+    "dim": (40, "<8h", None),
+    "datatype": (70, "<h", [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 511, 1536, 2304, -1, 32767]),
+    "bitpix": (72, "<h", [0, 1, 7, 8, 16, 32, 64, -8, 32767]),
+    "pixdim": (76, "<8f", None),
+    "vox_offset": (108, "<f", [0.0, 1.0, 352.0, 351.0, -352.0, 1e30, float("nan"), 2.0**40]),
+    "scl_slope": (112, "<f", [0.0, -1.0, 1e38, float("nan"), float("inf")]),
+    "scl_inter": (116, "<f", [1e38, float("-inf"), float("nan")]),
+    "qform_code": (252, "<h", [0, 1, 2, 5, -1, 32767]),
+    "sform_code": (254, "<h", [0, 1, 4, -3]),
+    "srow_x": (280, "<4f", None),
+    "magic": (344, "4s", [b"n+1\x00", b"ni1\x00", b"n+2\x00", b"\x00\x00\x00\x00"]),
+}
+_NIFTI_DIMS = [0, 1, 2, 3, 4, 7, 8, -1, 255, 4096, 32767, -32768]
+
+
+def nifti_case(rng: random.Random) -> tuple[str, bytes]:
+    """A NIfTI-1 volume written by nibabel, then given hostile header fields (dims, data
+    type, voxel offset, scaling, affine, magic), truncated or padded, byte-mutated, or
+    gzipped (sometimes with a body far longer than the header claims)."""
+    import nibabel as nib
+
+    shape = tuple(rng.randrange(1, 40) for _ in range(rng.choice((2, 3, 3, 3, 4))))
+    dtype = rng.choice((np.float32, np.int16, np.uint8, np.float64))
+    values = np.random.default_rng(rng.randrange(1 << 30)).normal(50, 40, shape).astype(dtype)
+    image = nib.Nifti1Image(values, np.diag([rng.choice((1.0, -0.8, 0.7)), 1.0, 5.0, 1.0]))
+    data = bytearray(image.to_bytes())
+    for _ in range(rng.choice((0, 1, 1, 2, 3))):
+        name = rng.choice(list(_NIFTI_FIELDS))
+        offset, fmt, hostile = _NIFTI_FIELDS[name]
+        if name == "dim":
+            dims = [rng.choice((0, 1, 2, 3, 4, 5, 8, -1))]
+            dims += [rng.choice(_NIFTI_DIMS) if rng.random() < 0.4 else rng.randrange(1, 40)]
+            dims += [rng.choice(_NIFTI_DIMS) if rng.random() < 0.3 else 1 for _ in range(6)]
+            struct.pack_into(fmt, data, offset, *dims)
+        elif hostile is None:  # pixdim, srow_x: a float vector with zeros, NaN and huge values
+            count = int(fmt[1])
+            picks = (0.0, -1.0, 1e-30, 1e30, float("nan"), float("inf"), 0.5)
+            struct.pack_into(fmt, data, offset, *(rng.choice(picks) for _ in range(count)))
+        else:
+            struct.pack_into(fmt, data, offset, rng.choice(hostile))
+    ending = rng.random()
+    if ending < 0.15:
+        data = data[: rng.randrange(0, len(data))]
+    elif ending < 0.25:
+        data += rng.randbytes(rng.randrange(1, 5000))
+    elif ending < 0.45:
+        data = bytearray(mutate_bytes(bytes(data), rng))
+    if rng.random() < 0.35:
+        if rng.random() < 0.3:  # far more inflated bytes than the header claims
+            data += b"\x00" * rng.choice((1 << 20, 16 << 20))
+        return "v.nii.gz", gzip.compress(bytes(data), 1)
+    return rng.choice(("v.nii", "v.nii", "x")), bytes(data)
+
+
 @dataclass(frozen=True)
 class Case:
     """One case: files to write (relative path -> bytes), symlinks (path -> target)."""
@@ -352,12 +409,14 @@ def make_case(seed: int, index: int) -> Case:
     """Case ``index`` of run ``seed`` (deterministic)."""
     rng = random.Random(f"{seed}:{index}")
     pick = rng.random()
-    if pick < 0.62:
+    if pick < 0.55:
         label, (name, data) = "dicom", dicom_case(rng)
-    elif pick < 0.85:
+    elif pick < 0.75:
         label, (name, data) = "npy", npy_case(rng)
-    else:
+    elif pick < 0.87:
         label, (name, data) = "image", image_case(rng)
+    else:
+        label, (name, data) = "nifti", nifti_case(rng)
     wrap = rng.random()
     if wrap < 0.07:
         out = io.BytesIO()

@@ -68,3 +68,24 @@ def test_modality_must_fit_the_model(kind, modality, card, fits):
     assert (reason == "") is fits
     if not fits:
         assert card.modality.upper() in reason
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        # a byte-mutated float32 slice spanning nearly float32's whole range (found by the fuzz run)
+        np.array([[-2.345944e38, 3.3816519e38], [1.0, 2.0]], dtype=np.float32),
+        # nearly constant at a huge magnitude: no 256 bins fit its range even in float64
+        np.array([[1e300, 1e300 * (1 + 1e-15)], [1e300, 1e300]], dtype=np.float64),
+    ],
+)
+def test_mr_ranges_of_hostile_values_are_finite_not_an_escaping_error(pixels: np.ndarray):
+    from btd_core.slices.windowing import head_mask, mr_range, otsu_threshold
+
+    assert np.isfinite(otsu_threshold(pixels))
+    mask = head_mask(pixels)
+    assert mask.shape == pixels.shape
+    for method in ("slice-minmax", "slice-p0.5-99.5", "slice-head-p1-99.5"):
+        unit = mr_range(pixels, method).apply(pixels)
+        assert unit.dtype == np.float32 and np.isfinite(unit).all()
+        assert unit.min() >= 0.0 and unit.max() <= 1.0

@@ -67,8 +67,22 @@ class MrRange:
 
 
 def otsu_threshold(values: np.ndarray) -> float:
-    """Otsu's threshold of ``values`` (256 bins): the level that best splits them in two."""
-    hist, edges = np.histogram(values, bins=256)
+    """Otsu's threshold of ``values`` (256 bins): the level that best splits them in two.
+
+    Computed in float64 over the finite values, so a float32 slice spanning nearly its whole
+    range (+-3.4e38, a corrupt file) still gets its bins; where even float64 cannot cut the
+    range into 256 bins (a nearly constant slice of huge values), the range's middle."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return 0.0
+    low, high = float(finite.min()), float(finite.max())
+    if not high > low:
+        return low
+    try:
+        hist, edges = np.histogram(finite, bins=256, range=(low, high))
+    except ValueError:  # numpy: "Too many bins for data range"
+        return low / 2 + high / 2
     centres = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(hist, dtype=np.float64)
     w1 = w0[-1] - w0
@@ -193,6 +207,11 @@ def to_model_range(
 
 
 def _linear(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``values`` from ``low`` .. ``high`` onto float32 [0, 1], clipped; worked in float64, so
+    a range wider than float32's (a corrupt file's +-3e38) maps without overflow, and what is
+    not a number becomes 0."""
     span = max(high - low, 1e-6)
-    unit = (values.astype(np.float32) - np.float32(low)) / np.float32(span)
+    with np.errstate(over="ignore", invalid="ignore"):
+        unit = ((np.asarray(values, dtype=np.float64) - low) / span).astype(np.float32)
+    np.nan_to_num(unit, copy=False, nan=0.0)
     return np.clip(unit, 0.0, 1.0, out=unit)
