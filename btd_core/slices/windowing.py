@@ -105,6 +105,13 @@ def head_mask(image: np.ndarray) -> np.ndarray:
     return ndimage.binary_fill_holes(labels == (1 + int(np.argmax(sizes))))
 
 
+def head_values(pixels: np.ndarray) -> np.ndarray:
+    """The raw values inside a slice's head (:func:`head_mask`), flat; the whole slice's
+    when it has none."""
+    mask = head_mask(pixels)
+    return pixels[mask] if mask.any() else pixels.ravel()
+
+
 def mr_range(pixels: np.ndarray, method: str, series_values: np.ndarray | None = None) -> MrRange:
     """The range ``method`` (:data:`MR_NORMALISATIONS`) maps onto [0, 1] for one slice;
     the ``series-*`` methods take ``series_values``: the series' raw values (head voxels
@@ -114,13 +121,11 @@ def mr_range(pixels: np.ndarray, method: str, series_values: np.ndarray | None =
     elif method == "slice-p0.5-99.5":
         low, high = (float(v) for v in np.percentile(pixels, MR_PERCENTILES))
     elif method == "slice-head-p1-99.5":
-        mask = head_mask(pixels)
-        inside = pixels[mask] if mask.any() else pixels.ravel()
-        low, high = (float(v) for v in np.percentile(inside, (1.0, 99.5)))
+        low, high = (float(v) for v in np.percentile(head_values(pixels), MR_HEAD_PERCENTILES))
     elif method in ("series-p0.5-99.5", "series-head-p1-99.5"):
         if series_values is None:
             raise ValueError(f"{method} needs the series' values")
-        pct = MR_PERCENTILES if method == "series-p0.5-99.5" else (1.0, 99.5)
+        pct = MR_PERCENTILES if method == "series-p0.5-99.5" else MR_HEAD_PERCENTILES
         low, high = (float(v) for v in np.percentile(series_values, pct))
     else:
         raise ValueError(f"unknown MR normalisation {method!r}")
@@ -170,8 +175,7 @@ def series_mr_range(series: Series) -> MrRange | None:
                 pixels = read_slice(series, series.slices[index])
             except SliceReadError:
                 continue
-            mask = head_mask(pixels)
-            inside = pixels[mask] if mask.any() else pixels.ravel()
+            inside = head_values(pixels)
             parts.append(inside[:: max(inside.size // SERIES_SAMPLE_PIXELS, 1)])
         found = None
         if parts:
@@ -200,8 +204,6 @@ def to_model_range(
     if series.kind == "dicom" and ref.window is not None and ref.window[1] > 1:
         centre, width = ref.window
         return _linear(pixels, centre - width / 2, centre + width / 2)
-    if series.kind == "npy" and pixels.size and pixels.min() >= 0 and pixels.max() <= 1:
-        return pixels.astype(np.float32, copy=False)
     low, high = np.percentile(pixels, MR_PERCENTILES) if pixels.size else (0.0, 1.0)
     return _linear(pixels, float(low), float(high))
 
